@@ -1,0 +1,33 @@
+"""llmlens: OpenTelemetry instrumentation for applications and proxies that call LLMs.
+
+    >>> import llmlens
+    >>> llmlens.configure()                    # providers + exporters + instrumentation, one call
+    >>> llmlens.Instrumentor().instrument()    # or only instrument, with your own providers
+
+`import llmlens` imports nothing heavy: the instrumentor and the SDK set-up load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llmlens._version import __version__
+
+if TYPE_CHECKING:
+    from llmlens.configure import configure
+    from llmlens.instrumentor import Instrumentor
+
+__all__ = ["Instrumentor", "__version__", "configure"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing BaseInstrumentor alone costs ~80 ms, and most imports only want a name.
+    if name == "Instrumentor":
+        from llmlens.instrumentor import Instrumentor
+
+        return Instrumentor
+    if name == "configure":
+        from llmlens.configure import configure
+
+        return configure
+    raise AttributeError(f"module 'llmlens' has no attribute {name!r}")

@@ -1,0 +1,79 @@
+"""The `llmlens` command.
+
+llmlens demo              fake provider + instrumented openai calls + a table of what was recorded
+llmlens config            show the effective settings (and fail on a bad environment variable)
+llmlens version
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmlens",
+        description="OpenTelemetry instrumentation for LLM calls, with a local view of every request.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run a workload against a local fake provider and show what was recorded",
+        description=(
+            "Start a fake OpenAI-compatible server on 127.0.0.1, make a mixed set of calls through the real "
+            "openai SDK with llmlens instrumentation on (chat, streams, tools, errors, Responses API, "
+            "embeddings), then print one row per recorded span and a metrics summary. No API key and no "
+            "network needed."
+        ),
+    )
+    demo.add_argument(
+        "--capture-content", action="store_true", help="also capture prompts and completions on the spans"
+    )
+    commands.add_parser("config", help="print the effective settings read from the environment")
+    commands.add_parser("version", help="print the llmlens version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from llmlens.demo.workload import run_demo
+
+        return run_demo(capture_content=args.capture_content)
+    if args.command == "config":
+        return _config()
+    if args.command == "version":
+        from llmlens import __version__
+
+        print(__version__)
+        return 0
+    _parser().print_help()
+    return 0
+
+
+def _config() -> int:
+    from dataclasses import fields
+
+    from llmlens.configure import exporter_names
+    from llmlens.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+        exporters = exporter_names(None)
+    except SettingsError as error:
+        print(f"llmlens: {error}", file=sys.stderr)
+        return 2
+    for field in fields(settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, frozenset):
+            value = ",".join(sorted(value))
+        print(f"{field.name:20} {getattr(value, 'value', value)}")
+    for signal, names in exporters.items():
+        print(f"{signal + ' exporter':20} {','.join(names) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""`configure()`: OpenTelemetry set-up plus instrumentation in one call, for scripts with none yet.
+
+Example:
+    >>> import llmlens
+    >>> handle = llmlens.configure(service_name="my-app", exporter="console")
+    >>> ...                       # openai calls are now traced, measured and exported
+    >>> handle.shutdown()         # also runs at interpreter exit: buffered telemetry is flushed
+
+Exporters come from the `exporter` argument, else from the standard variables
+`OTEL_TRACES_EXPORTER`, `OTEL_METRICS_EXPORTER`, `OTEL_LOGS_EXPORTER` (`otlp`, `console`, `none`,
+comma-separated). With none of those set, data goes over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or a
+per-signal endpoint) is set, and nowhere otherwise, so a script without a collector prints no
+connection errors. OTLP uses `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `grpc`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmlens.settings import SettingsError
+
+_log = logging.getLogger("llmlens")
+
+SIGNALS = ("traces", "metrics", "logs")
+EXPORTER_NAMES = ("otlp", "console", "none")
+_SIGNAL_ENV = {s: f"OTEL_{s.upper()}_EXPORTER" for s in SIGNALS}
+_ENDPOINT_ENV = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    *(f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT" for s in SIGNALS),
+)
+_PROTOCOLS = ("http/protobuf", "grpc")
+
+
+@dataclass
+class Configured:
+    """The providers `configure()` made; `shutdown()` flushes and stops them (once)."""
+
+    tracer_provider: Any
+    meter_provider: Any
+    logger_provider: Any
+    exporters: dict[str, list[str]]
+    instrumentor: Any
+    _stopped: bool = False
+
+    def shutdown(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            try:
+                provider.shutdown()
+            except Exception:
+                _log.debug("llmlens: provider shutdown failed", exc_info=True)
+
+
+def exporter_names(exporter: str | None, environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """Exporter names per signal from the argument or the environment, validated."""
+    env = os.environ if environ is None else environ
+    default = "otlp" if any(env.get(name) for name in _ENDPOINT_ENV) else "none"
+    result: dict[str, list[str]] = {}
+    for signal in SIGNALS:
+        var = _SIGNAL_ENV[signal]
+        raw = exporter if exporter is not None else env.get(var, default)
+        names = [n.strip().lower() for n in raw.split(",") if n.strip()] or ["none"]
+        unknown = [n for n in names if n not in EXPORTER_NAMES]
+        if unknown:
+            source = "exporter" if exporter is not None else var
+            raise SettingsError(
+                f"{source}={raw!r} is not valid; accepted values: "
+                f"{', '.join(EXPORTER_NAMES)} (comma-separated)"
+            )
+        result[signal] = [n for n in names if n != "none"]
+    return result
+
+
+def _protocol(environ: Mapping[str, str]) -> str:
+    raw = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf").strip().lower()
+    if raw not in _PROTOCOLS:
+        raise SettingsError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={raw!r} is not valid; accepted values: {', '.join(_PROTOCOLS)}"
+        )
+    return raw
+
+
+def _exporter(signal: str, name: str, protocol: str) -> Any:
+    if name == "console":
+        if signal == "traces":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            return ConsoleSpanExporter()
+        if signal == "metrics":
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+            return ConsoleMetricExporter()
+        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+        return ConsoleLogRecordExporter()
+    kind = "grpc" if protocol == "grpc" else "http"
+    module_name = {"traces": "trace_exporter", "metrics": "metric_exporter", "logs": "_log_exporter"}[signal]
+    class_name = {"traces": "OTLPSpanExporter", "metrics": "OTLPMetricExporter", "logs": "OTLPLogExporter"}[
+        signal
+    ]
+    import importlib
+
+    module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.{kind}.{module_name}")
+    return getattr(module, class_name)()
+
+
+def configure(
+    service_name: str | None = None,
+    exporter: str | None = None,
+    *,
+    metric_export_interval_s: float | None = None,
+    set_global: bool = True,
+    **instrument_options: Any,
+) -> Configured:
+    """Set up tracer, meter and logger providers with the chosen exporters, then instrument.
+
+    `exporter` ("otlp", "console", "none", or a comma-separated mix) applies to all three signals;
+    leave it out to use the `OTEL_*_EXPORTER` variables. Other keyword arguments go to
+    `Instrumentor().instrument()` (e.g. `capture_content="SPAN_ONLY"`).
+    """
+    from opentelemetry import metrics, trace
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from llmlens.instrumentor import Instrumentor
+
+    names = exporter_names(exporter)
+    protocol = _protocol(os.environ) if any("otlp" in n for n in names.values()) else "http/protobuf"
+    resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
+
+    tracer_provider = TracerProvider(resource=resource)
+    for name in names["traces"]:
+        tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", name, protocol)))
+    interval_ms = None if metric_export_interval_s is None else metric_export_interval_s * 1000
+    readers = [
+        PeriodicExportingMetricReader(
+            _exporter("metrics", name, protocol), export_interval_millis=interval_ms
+        )
+        for name in names["metrics"]
+    ]
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    logger_provider = LoggerProvider(resource=resource)
+    for name in names["logs"]:
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(_exporter("logs", name, protocol)))
+
+    if set_global:
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+        set_logger_provider(logger_provider)
+
+    instrumentor = Instrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()  # re-point the instrumentation at the providers made here
+    instrumentor.instrument(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        logger_provider=logger_provider,
+        **instrument_options,
+    )
+    configured = Configured(tracer_provider, meter_provider, logger_provider, names, instrumentor)
+    atexit.register(configured.shutdown)
+    return configured

@@ -1,0 +1,1 @@
+"""Core: the invocation lifecycle, stream proxies and telemetry."""

@@ -1,0 +1,233 @@
+"""Stream proxies: one span per streamed call, ended once, on every exit path.
+
+| exit path                                   | outcome     | status | end time            |
+|---------------------------------------------|-------------|--------|---------------------|
+| read to the end                             | completed   | OK     | the last read       |
+| `close()`/`aclose()`, `with` exit, SDK helper closing the HTTP response | closed | UNSET | the close |
+| dropped (`break`, then garbage collection)  | abandoned   | UNSET  | the last chunk read |
+| exception while reading (transport error)   | error       | ERROR  | the exception       |
+| task cancelled while reading                | cancelled   | UNSET  | the cancellation    |
+
+The proxies are `wrapt.ObjectProxy`s, so `isinstance(stream, openai.Stream)` and every attribute of
+the SDK stream keep working. Per chunk they do a flag write, one call into the provider's chunk
+handler, and nothing else; no JSON, no `model_dump()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from llmlens import semconv
+from llmlens.core.invocation import Invocation
+
+_log = logging.getLogger("llmlens")
+_perf_ns = time.perf_counter_ns
+
+ChunkHandler = Callable[[Any], None]
+
+
+class StreamState:
+    """What the proxy and the HTTP-response close hook share about one stream."""
+
+    __slots__ = ("handed_perf", "inv", "on_chunk", "on_end", "reading")
+
+    def __init__(self, inv: Invocation, on_chunk: ChunkHandler, on_end: Callable[[], None] | None) -> None:
+        self.inv = inv
+        self.on_chunk = on_chunk
+        self.on_end = on_end
+        # True while the SDK is producing a chunk for us: a response close seen then is the SDK's
+        # own end-of-stream cleanup, and the outcome comes from what __next__ returns or raises.
+        self.reading = False
+        self.handed_perf = _perf_ns()
+
+    def end(self, outcome: str, end_perf: int | None = None) -> None:
+        inv = self.inv
+        if inv.ended:
+            return
+        self._run_on_end()
+        inv.finish(outcome, end_perf)
+
+    def fail(self, error: BaseException) -> None:
+        inv = self.inv
+        if inv.ended:
+            return
+        self._run_on_end()
+        inv.fail(error, semconv.OUTCOME_ERROR)
+
+    def abandon(self) -> None:
+        """The caller dropped the stream: end it as of the last thing we saw, not as of GC time."""
+        inv = self.inv
+        if inv.ended:
+            return
+        times = inv.chunk_times
+        self.end(semconv.OUTCOME_ABANDONED, times[-1] if times else self.handed_perf)
+
+    def chunk(self, chunk: Any) -> None:
+        try:
+            self.on_chunk(chunk)
+        except Exception:
+            _log.debug("llmlens: chunk handler failed", exc_info=True)
+
+    def _run_on_end(self) -> None:
+        if self.on_end is not None:
+            try:
+                self.on_end()
+            except Exception:
+                _log.debug("llmlens: stream end handler failed", exc_info=True)
+
+
+def hook_response_close(response: Any, state: StreamState, is_async: bool) -> None:
+    """End the stream when its HTTP response is closed by anyone (SDK helpers close it directly)."""
+    if response is None:
+        return
+    name = "aclose" if is_async else "close"
+    original = getattr(response, name, None)
+    if original is None:
+        return
+    if is_async:
+
+        async def aclose() -> None:
+            try:
+                await original()
+            finally:
+                if not state.reading:
+                    state.end(semconv.OUTCOME_CLOSED)
+
+        hook: Any = aclose
+    else:
+
+        def close() -> None:
+            try:
+                original()
+            finally:
+                if not state.reading:
+                    state.end(semconv.OUTCOME_CLOSED)
+
+        hook = close
+    try:
+        setattr(response, name, hook)
+    except Exception:  # a response type that refuses instance attributes: the proxy still covers us
+        _log.debug("llmlens: cannot hook response close", exc_info=True)
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps a sync SDK stream (e.g. `openai.Stream`)."""
+
+    def __init__(self, wrapped: Any, state: StreamState, hook_close: bool = True) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+        if hook_close:
+            hook_response_close(getattr(wrapped, "response", None), state, is_async=False)
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        state = self._self_state
+        state.reading = True
+        try:
+            chunk = self.__wrapped__.__next__()
+        except StopIteration:
+            state.reading = False
+            state.end(semconv.OUTCOME_COMPLETED)
+            raise
+        except BaseException as error:
+            state.reading = False
+            state.fail(error)
+            raise
+        state.reading = False
+        state.chunk(chunk)
+        return chunk
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_state.end(semconv.OUTCOME_CLOSED)
+
+    def __enter__(self) -> SyncStreamProxy:
+        enter = getattr(self.__wrapped__, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            exit_ = getattr(self.__wrapped__, "__exit__", None)
+            return exit_(exc_type, exc, tb) if exit_ is not None else None
+        finally:
+            self._self_state.end(semconv.OUTCOME_CLOSED)
+
+    def __del__(self) -> None:
+        try:
+            self._self_state.abandon()
+        except Exception:
+            pass
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps an async SDK stream (e.g. `openai.AsyncStream`)."""
+
+    def __init__(self, wrapped: Any, state: StreamState, hook_close: bool = True) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+        if hook_close:
+            hook_response_close(getattr(wrapped, "response", None), state, is_async=True)
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        state = self._self_state
+        state.reading = True
+        try:
+            chunk = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            state.reading = False
+            state.end(semconv.OUTCOME_COMPLETED)
+            raise
+        except BaseException as error:
+            state.reading = False
+            state.fail(error)
+            raise
+        state.reading = False
+        state.chunk(chunk)
+        return chunk
+
+    async def close(self) -> Any:
+        try:
+            return await self.__wrapped__.close()
+        finally:
+            self._self_state.end(semconv.OUTCOME_CLOSED)
+
+    async def aclose(self) -> Any:
+        wrapped = self.__wrapped__
+        try:
+            closer = getattr(wrapped, "aclose", None) or wrapped.close
+            return await closer()
+        finally:
+            self._self_state.end(semconv.OUTCOME_CLOSED)
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        enter = getattr(self.__wrapped__, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            exit_ = getattr(self.__wrapped__, "__aexit__", None)
+            return await exit_(exc_type, exc, tb) if exit_ is not None else None
+        finally:
+            self._self_state.end(semconv.OUTCOME_CLOSED)
+
+    def __del__(self) -> None:
+        try:
+            self._self_state.abandon()
+        except Exception:
+            pass

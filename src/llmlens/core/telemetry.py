@@ -1,0 +1,319 @@
+"""Telemetry: the one place where an Invocation becomes spans, metrics and log events.
+
+Created once per `instrument()`; every instrument and the tracer are built up front so the per-call
+path only builds two attribute dicts, starts a span, and records a handful of histogram values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from llmlens import semconv
+from llmlens._version import __version__
+from llmlens.core.histograms import record_many
+from llmlens.core.invocation import Invocation
+from llmlens.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry._logs import LoggerProvider
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+_log = logging.getLogger("llmlens")
+_perf_ns = time.perf_counter_ns
+_time_ns = time.time_ns
+_CLIENT = SpanKind.CLIENT
+_SCOPE = "llmlens"
+
+
+def error_type(error: BaseException) -> str:
+    """Low-cardinality error id: the fully qualified exception type, as `exception.type` has it."""
+    cls = type(error)
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    # openai._exceptions.RateLimitError -> openai.RateLimitError: the public name users know.
+    return f"{module.split('.', 1)[0]}.{cls.__qualname__}"
+
+
+class Telemetry:
+    """Spans, metrics and events for invocations, following the GenAI semantic conventions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
+    ) -> None:
+        from opentelemetry import metrics
+
+        self.settings = settings
+        self.capture_content = settings.capture_content is not settings.capture_content.NO_CONTENT
+        self.content_on_span = settings.capture_content.on_span
+        self.tracer = trace.get_tracer(
+            _SCOPE, __version__, tracer_provider=tracer_provider, schema_url=semconv.SCHEMA_URL
+        )
+        meter = metrics.get_meter(
+            _SCOPE, __version__, meter_provider=meter_provider, schema_url=semconv.SCHEMA_URL
+        )
+        self.duration = meter.create_histogram(
+            semconv.METRIC_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+        )
+        self.token_usage = meter.create_histogram(
+            semconv.METRIC_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=list(semconv.TOKEN_BUCKETS),
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            semconv.METRIC_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="Time from the request to the first chunk of a streamed response",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+        )
+        self.time_per_output_chunk = meter.create_histogram(
+            semconv.METRIC_TIME_PER_OUTPUT_CHUNK,
+            unit="s",
+            description="Time between consecutive chunks of a streamed response",
+            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+        )
+        self.event_logger = None
+        if settings.event_enabled:
+            from opentelemetry._logs import get_logger
+
+            self.event_logger = get_logger(
+                _SCOPE, __version__, logger_provider=logger_provider, schema_url=semconv.SCHEMA_URL
+            )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start_invocation(
+        self,
+        operation: str,
+        provider: str,
+        request_model: str | None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        stream: bool = False,
+        request_attributes: dict[str, Any] | None = None,
+    ) -> Invocation:
+        """Build an Invocation and start its span (not yet made current: see `activate`)."""
+        inv = Invocation(self, operation, provider, request_model, server_address, server_port, stream)
+        if request_attributes:
+            inv.request_attributes = request_attributes
+        self.start(inv)
+        return inv
+
+    def start(self, inv: Invocation) -> None:
+        attributes = inv.request_attributes
+        attributes[semconv.OPERATION_NAME] = inv.operation
+        attributes[semconv.PROVIDER_NAME] = inv.provider
+        if inv.request_model:
+            attributes[semconv.REQUEST_MODEL] = inv.request_model
+        if inv.server_address:
+            attributes[semconv.SERVER_ADDRESS] = inv.server_address
+            if inv.server_port:
+                attributes[semconv.SERVER_PORT] = inv.server_port
+        if inv.stream:
+            attributes[semconv.REQUEST_STREAM] = True
+        if self.content_on_span:
+            _add_request_content(inv, attributes)
+        name = f"{inv.operation} {inv.request_model}" if inv.request_model else inv.operation
+        inv.start_ns = _time_ns()
+        inv.start_perf = _perf_ns()
+        inv.span = self.tracer.start_span(name, kind=_CLIENT, attributes=attributes, start_time=inv.start_ns)
+
+    def activate(self, inv: Invocation) -> None:
+        """Make the span current so HTTP client spans made during the call become its children."""
+        inv.context_token = otel_context.attach(trace.set_span_in_context(inv.span))  # type: ignore[arg-type]
+
+    def deactivate(self, inv: Invocation) -> None:
+        token = inv.context_token
+        if token is not None:
+            inv.context_token = None
+            try:
+                otel_context.detach(token)  # type: ignore[arg-type]
+            except Exception:  # detached from another context (e.g. a generator finalised elsewhere)
+                _log.debug("llmlens: context detach failed", exc_info=True)
+
+    def end(
+        self, inv: Invocation, outcome: str | None, error: BaseException | None, end_perf: int | None
+    ) -> None:
+        """End the span and record metrics and the event. Called once, by Invocation.finish/fail."""
+        try:
+            self._end(inv, outcome, error, end_perf)
+        except Exception:  # never let telemetry break the caller
+            _log.debug("llmlens: failed to end invocation", exc_info=True)
+            span = inv.span
+            if span is not None and span.is_recording():
+                span.end()
+
+    def _end(
+        self, inv: Invocation, outcome: str | None, error: BaseException | None, end_perf: int | None
+    ) -> None:
+        now_perf = _perf_ns()
+        if end_perf is None:
+            end_perf = now_perf
+            end_ns = None
+        else:  # an exit that happened earlier than now (abandoned stream): keep its time
+            end_ns = inv.start_ns + (end_perf - inv.start_perf)
+        span = inv.span
+        assert span is not None
+        attributes = self._response_attributes(inv, outcome, error)
+        err_type = attributes.get(semconv.ERROR_TYPE)
+        if span.is_recording():
+            span.set_attributes(attributes)
+            if error is not None:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, _describe(error)))
+            elif outcome == semconv.OUTCOME_COMPLETED or outcome is None:
+                span.set_status(Status(StatusCode.OK))
+            # closed/abandoned/cancelled streams stay UNSET: the call did not fail, it was cut short.
+        span.end(end_time=end_ns)
+        span_context = trace.set_span_in_context(span)
+        self._record_metrics(inv, err_type, end_perf, span_context)
+        if self.event_logger is not None:
+            self._emit_event(inv, attributes, span_context)
+
+    # --- pieces ---------------------------------------------------------------------------------
+
+    def _response_attributes(
+        self, inv: Invocation, outcome: str | None, error: BaseException | None
+    ) -> dict[str, Any]:
+        attributes: dict[str, Any] = inv.response_attributes
+        if inv.response_id:
+            attributes[semconv.RESPONSE_ID] = inv.response_id
+        if inv.response_model:
+            attributes[semconv.RESPONSE_MODEL] = inv.response_model
+        reasons = inv.finish_reasons
+        if inv.stream and outcome not in (semconv.OUTCOME_COMPLETED, None):
+            # A reason was expected but never came: the spec puts `error` in that slot.
+            reasons = [r or semconv.FINISH_ERROR for r in reasons] if reasons else [semconv.FINISH_ERROR]
+        if reasons:
+            attributes[semconv.RESPONSE_FINISH_REASONS] = reasons
+        if inv.input_tokens is not None:
+            attributes[semconv.USAGE_INPUT_TOKENS] = inv.input_tokens
+        if inv.output_tokens is not None:
+            attributes[semconv.USAGE_OUTPUT_TOKENS] = inv.output_tokens
+        if inv.cache_read_tokens is not None:
+            attributes[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = inv.cache_read_tokens
+        if inv.cache_creation_tokens is not None:
+            attributes[semconv.USAGE_CACHE_CREATION_INPUT_TOKENS] = inv.cache_creation_tokens
+        if inv.reasoning_tokens is not None:
+            attributes[semconv.USAGE_REASONING_OUTPUT_TOKENS] = inv.reasoning_tokens
+        if inv.dimension_count is not None:
+            attributes[semconv.EMBEDDINGS_DIMENSION_COUNT] = inv.dimension_count
+        if inv.tool_call_count:
+            attributes[semconv.LLMLENS_TOOL_CALL_COUNT] = inv.tool_call_count
+        if inv.stream:
+            times = inv.chunk_times
+            if times:
+                attributes[semconv.RESPONSE_TIME_TO_FIRST_CHUNK] = (times[0] - inv.start_perf) / 1e9
+            attributes[semconv.LLMLENS_STREAM_CHUNKS] = len(times)
+            if outcome:
+                attributes[semconv.LLMLENS_STREAM_OUTCOME] = outcome
+        if error is not None:
+            attributes[semconv.ERROR_TYPE] = error_type(error)
+            status = _status_code(error)
+            if status is not None:
+                attributes[semconv.HTTP_STATUS_CODE] = status
+        if self.content_on_span and inv.output_messages is not None:
+            attributes[semconv.OUTPUT_MESSAGES] = _json(inv.output_messages)
+        return attributes
+
+    def _record_metrics(self, inv: Invocation, err_type: str | None, end_perf: int, ctx: Any) -> None:
+        attrs: dict[str, Any] = {
+            semconv.OPERATION_NAME: inv.operation,
+            semconv.PROVIDER_NAME: inv.provider,
+        }
+        if inv.request_model:
+            attrs[semconv.REQUEST_MODEL] = inv.request_model
+        if inv.response_model:
+            attrs[semconv.RESPONSE_MODEL] = inv.response_model
+        if inv.server_address:
+            attrs[semconv.SERVER_ADDRESS] = inv.server_address
+            if inv.server_port:
+                attrs[semconv.SERVER_PORT] = inv.server_port
+        if err_type is not None:
+            duration_attrs = dict(attrs)
+            duration_attrs[semconv.ERROR_TYPE] = err_type
+        else:
+            duration_attrs = attrs
+        self.duration.record((end_perf - inv.start_perf) / 1e9, duration_attrs, ctx)
+        if inv.input_tokens is not None:
+            token_attrs = dict(attrs)
+            token_attrs[semconv.TOKEN_TYPE] = semconv.TOKEN_TYPE_INPUT
+            self.token_usage.record(inv.input_tokens, token_attrs, ctx)
+        if inv.output_tokens is not None:
+            token_attrs = dict(attrs)
+            token_attrs[semconv.TOKEN_TYPE] = semconv.TOKEN_TYPE_OUTPUT
+            self.token_usage.record(inv.output_tokens, token_attrs, ctx)
+        times = inv.chunk_times
+        if inv.stream and times and err_type is None:
+            self.time_to_first_chunk.record((times[0] - inv.start_perf) / 1e9, attrs, ctx)
+            if len(times) > 1:
+                gaps = [(b - a) / 1e9 for a, b in pairwise(times)]
+                record_many(self.time_per_output_chunk, gaps, attrs, ctx)
+
+    def _emit_event(self, inv: Invocation, span_attributes: dict[str, Any], ctx: Any) -> None:
+        attributes = {k: v for k, v in span_attributes.items() if k not in _STRINGIFIED_CONTENT}
+        if self.capture_content:
+            if inv.input_messages is not None:
+                attributes[semconv.INPUT_MESSAGES] = inv.input_messages
+            if inv.system_instructions is not None:
+                attributes[semconv.SYSTEM_INSTRUCTIONS] = inv.system_instructions
+            if inv.tool_definitions is not None:
+                attributes[semconv.TOOL_DEFINITIONS] = inv.tool_definitions
+            if inv.output_messages is not None:
+                attributes[semconv.OUTPUT_MESSAGES] = inv.output_messages
+        for key in (semconv.OPERATION_NAME, semconv.PROVIDER_NAME, semconv.REQUEST_MODEL):
+            value = getattr(inv, _INV_FIELD[key])
+            if value:
+                attributes[key] = value
+        assert self.event_logger is not None
+        self.event_logger.emit(event_name=semconv.EVENT_OPERATION_DETAILS, attributes=attributes, context=ctx)
+
+
+_INV_FIELD = {
+    semconv.OPERATION_NAME: "operation",
+    semconv.PROVIDER_NAME: "provider",
+    semconv.REQUEST_MODEL: "request_model",
+}
+_STRINGIFIED_CONTENT = frozenset(
+    (semconv.INPUT_MESSAGES, semconv.OUTPUT_MESSAGES, semconv.SYSTEM_INSTRUCTIONS, semconv.TOOL_DEFINITIONS)
+)
+
+
+def _add_request_content(inv: Invocation, attributes: dict[str, Any]) -> None:
+    if inv.input_messages is not None:
+        attributes[semconv.INPUT_MESSAGES] = _json(inv.input_messages)
+    if inv.system_instructions is not None:
+        attributes[semconv.SYSTEM_INSTRUCTIONS] = _json(inv.system_instructions)
+    if inv.tool_definitions is not None:
+        attributes[semconv.TOOL_DEFINITIONS] = _json(inv.tool_definitions)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _status_code(error: BaseException) -> int | None:
+    code = getattr(error, "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 500 else text[:497] + "..."

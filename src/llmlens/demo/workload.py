@@ -1,0 +1,206 @@
+"""`llmlens demo`: a fake provider on loopback, a mixed workload through the real openai SDK, a table.
+
+No key and no network: the fake OpenAI-compatible server runs on 127.0.0.1 in this process. Spans
+are collected in memory here; metrics go to an in-memory reader so the demo can show them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from llmlens.demo.fake_server import FakeProvider
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+HELLO = [{"role": "user", "content": "Say hello in a few words."}]
+
+
+@dataclass
+class Step:
+    """One call of the workload: a label and the code that makes it."""
+
+    label: str
+    run: Callable[[Any, Any], Any]
+
+
+def _scenario(value: str) -> dict[str, Any]:
+    return {"extra_headers": {"x-fake-scenario": value}}
+
+
+def _stream_all(stream: Any) -> None:
+    for _ in stream:
+        pass
+
+
+def _break_after(stream: Any, count: int) -> None:
+    with stream:
+        for i, _ in enumerate(stream):
+            if i + 1 >= count:
+                break
+
+
+async def _async_stream(async_client: Any) -> None:
+    stream = await async_client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=HELLO,
+        stream=True,
+        stream_options={"include_usage": True},
+        **_scenario("chunks=10,chunk_delay_ms=5"),
+    )
+    async for _ in stream:
+        pass
+
+
+def _expect_error(call: Callable[[], Any]) -> None:
+    import openai
+
+    try:
+        call()
+    except openai.APIError:
+        pass  # the demo shows how errors are recorded
+
+
+STEPS: list[Step] = [
+    Step("chat", lambda c, a: c.chat.completions.create(model="gpt-4o-mini", messages=HELLO)),
+    Step(
+        "chat, streamed with usage",
+        lambda c, a: _stream_all(
+            c.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=HELLO,
+                stream=True,
+                stream_options={"include_usage": True},
+                **_scenario("chunks=12,chunk_delay_ms=10"),
+            )
+        ),
+    ),
+    Step(
+        "chat, cached + reasoning tokens",
+        lambda c, a: c.chat.completions.create(
+            model="o4-mini", messages=HELLO, **_scenario("cached=24,reasoning=40")
+        ),
+    ),
+    Step(
+        "chat, tool call",
+        lambda c, a: c.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            tools=[WEATHER_TOOL],
+            tool_choice="required",
+        ),
+    ),
+    Step(
+        "chat, streamed tool call",
+        lambda c, a: _stream_all(
+            c.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Weather in Paris?"}],
+                tools=[WEATHER_TOOL],
+                tool_choice="required",
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        ),
+    ),
+    Step("chat, n=2", lambda c, a: c.chat.completions.create(model="gpt-4o-mini", messages=HELLO, n=2)),
+    Step(
+        "chat, stream closed early",
+        lambda c, a: _break_after(
+            c.chat.completions.create(
+                model="gpt-4o-mini", messages=HELLO, stream=True, **_scenario("chunks=20,chunk_delay_ms=5")
+            ),
+            3,
+        ),
+    ),
+    Step(
+        "chat, transport error mid-stream",
+        lambda c, a: _expect_error(
+            lambda: _stream_all(
+                c.chat.completions.create(
+                    model="gpt-4o-mini", messages=HELLO, stream=True, **_scenario("chunks=10,abort_after=4")
+                )
+            )
+        ),
+    ),
+    Step(
+        "chat, rate limited (429)",
+        lambda c, a: _expect_error(lambda: c.chat.completions.create(model="fake-error-429", messages=HELLO)),
+    ),
+    Step("responses", lambda c, a: c.responses.create(model="gpt-4.1-mini", input="Say hello.")),
+    Step(
+        "responses.stream()",
+        lambda c, a: _responses_stream(c),
+    ),
+    Step(
+        "embeddings",
+        lambda c, a: c.embeddings.create(model="text-embedding-3-small", input=["hello", "world"]),
+    ),
+    Step("chat, async stream", lambda c, a: asyncio.run(_async_stream(a))),
+]
+
+
+def _responses_stream(client: Any) -> None:
+    with client.responses.stream(model="gpt-4.1-mini", input="Say hello.") as stream:
+        for _ in stream:
+            pass
+        stream.get_final_response()
+
+
+def run_demo(out: TextIO = sys.stdout, capture_content: bool = False) -> int:
+    """Run the workload and print what was recorded. Returns a process exit code."""
+    try:
+        import openai
+    except ImportError:
+        print("llmlens demo needs the openai SDK: pip install 'llmlens[openai]'", file=out)
+        return 2
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from llmlens.demo.report import metrics_table, spans_table
+    from llmlens.instrumentor import Instrumentor
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    instrumentor = Instrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    instrumentor.instrument(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        capture_content="SPAN_ONLY" if capture_content else None,
+    )
+    try:
+        with FakeProvider() as server:
+            print(f"fake OpenAI-compatible provider on {server.base_url}", file=out)
+            client = openai.OpenAI(api_key="sk-demo-not-a-real-key", base_url=server.base_url, max_retries=0)
+            async_client = openai.AsyncOpenAI(
+                api_key="sk-demo-not-a-real-key", base_url=server.base_url, max_retries=0
+            )
+            for number, step in enumerate(STEPS, 1):
+                print(f"  [{number:2}/{len(STEPS)}] {step.label}", file=out)
+                step.run(client, async_client)
+    finally:
+        instrumentor.uninstrument()
+    finished = spans.get_finished_spans()
+    print(file=out)
+    print(spans_table(finished), file=out)
+    print(file=out)
+    print(metrics_table(reader.get_metrics_data()), file=out)
+    print(f"\n{len(finished)} spans recorded for {len(STEPS)} calls.", file=out)
+    return 0 if len(finished) == len(STEPS) else 1

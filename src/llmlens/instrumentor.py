@@ -1,0 +1,85 @@
+"""`Instrumentor`: the OpenTelemetry `BaseInstrumentor` that patches every installed LLM SDK.
+
+Example:
+    >>> from llmlens import Instrumentor
+    >>> Instrumentor().instrument()                 # global providers
+    >>> Instrumentor().instrument(tracer_provider=tp, meter_provider=mp, logger_provider=lp)
+    >>> Instrumentor().uninstrument()               # every patched method restored
+
+`opentelemetry-instrument python app.py` finds it through the `opentelemetry_instrumentor` entry point
+named `llmlens`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from llmlens.settings import KNOWN_PROVIDERS, Settings, SettingsError
+
+_log = logging.getLogger("llmlens")
+
+# Provider name -> (SDK import name, llmlens module that instruments it).
+_PROVIDER_MODULES = {"openai": ("openai", "llmlens.providers.openai")}
+
+_OPTION_NAMES = ("capture_content", "emit_event", "content_max_length", "providers", "provider_map")
+
+
+class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Instruments openai (and, as they land, the other SDKs) with GenAI spans, metrics and events.
+
+    Keyword options of `instrument()` override the environment: `capture_content`,
+    `emit_event`, `content_max_length`, `providers`, `provider_map` (see docs/configuration.md).
+    """
+
+    # BaseInstrumentor is a singleton (`Instrumentor()` always returns the same object), so state
+    # lives in attributes set by _instrument, never in an __init__ that a second call would rerun.
+    _patches: list[Any] = []
+    telemetry: Any = None
+    settings: Settings | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        # Every SDK is optional: we instrument the ones that are installed, checked in _instrument.
+        return ()
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from llmlens.core.telemetry import Telemetry
+
+        options = {k: kwargs[k] for k in _OPTION_NAMES if kwargs.get(k) is not None}
+        try:
+            settings = Settings.from_env(**options)
+        except SettingsError as error:
+            # One clear line, then carry on with defaults: bad telemetry settings must not stop the app.
+            _log.error("llmlens: %s; using the defaults", error)
+            settings = Settings()
+        self.settings = settings
+        self._patches = []
+        self.telemetry = Telemetry(
+            settings,
+            tracer_provider=kwargs.get("tracer_provider"),
+            meter_provider=kwargs.get("meter_provider"),
+            logger_provider=kwargs.get("logger_provider"),
+        )
+        for name in KNOWN_PROVIDERS:
+            if name not in settings.providers:
+                continue
+            sdk, module_name = _PROVIDER_MODULES[name]
+            if importlib.util.find_spec(sdk) is None:
+                continue
+            try:
+                module = importlib.import_module(module_name)
+                self._patches.append(module.instrument(self.telemetry, settings))
+            except Exception:
+                _log.warning("llmlens: could not instrument %s; its calls stay untraced", sdk, exc_info=True)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for patch in self._patches:
+            try:
+                patch.unpatch()
+            except Exception:
+                _log.debug("llmlens: unpatch failed", exc_info=True)
+        self._patches = []

@@ -1,0 +1,118 @@
+"""Every OpenTelemetry name llmlens emits, in one place.
+
+The GenAI conventions moved out of `open-telemetry/semantic-conventions` into
+`open-telemetry/semantic-conventions-genai`, and every constant in the
+`opentelemetry-semantic-conventions` package is now deprecated, so we keep our own.
+
+Followed: semantic-conventions-genai `main` as of 2026-08-03 (core semconv v1.43.0), with the
+metric names the official `opentelemetry-util-genai` 1.3b0 still emits
+(`gen_ai.client.operation.duration`, `gen_ai.client.token.usage`, ...).
+"""
+
+from __future__ import annotations
+
+SPEC_VERSION = "semantic-conventions-genai main 2026-08-03 (core v1.43.0)"
+SCHEMA_URL = "https://opentelemetry.io/schemas/1.43.0"
+
+# --- attributes: operation and provider -------------------------------------------------
+OPERATION_NAME = "gen_ai.operation.name"
+PROVIDER_NAME = "gen_ai.provider.name"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+HTTP_STATUS_CODE = "http.response.status_code"
+
+# --- request ------------------------------------------------------------------------------
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+REQUEST_TOP_P = "gen_ai.request.top_p"
+REQUEST_TOP_K = "gen_ai.request.top_k"
+REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+REQUEST_SEED = "gen_ai.request.seed"
+REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
+REQUEST_STREAM = "gen_ai.request.stream"
+REQUEST_REASONING_LEVEL = "gen_ai.request.reasoning.level"
+REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
+REQUEST_PREVIOUS_RESPONSE_ID = "gen_ai.request.previous_response.id"
+OUTPUT_TYPE = "gen_ai.output.type"
+CONVERSATION_ID = "gen_ai.conversation.id"
+
+# --- response -----------------------------------------------------------------------------
+RESPONSE_ID = "gen_ai.response.id"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+EMBEDDINGS_DIMENSION_COUNT = "gen_ai.embeddings.dimension.count"
+
+# --- usage --------------------------------------------------------------------------------
+USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+TOKEN_TYPE = "gen_ai.token.type"
+TOKEN_TYPE_INPUT = "input"
+TOKEN_TYPE_OUTPUT = "output"
+
+# --- content (opt-in) ---------------------------------------------------------------------
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+
+# --- OpenAI refinement (openai.md) --------------------------------------------------------
+OPENAI_API_TYPE = "openai.api.type"
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
+OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
+OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
+
+# --- our own (the `llmlens.` prefix marks what the spec does not define) -----------------
+LLMLENS_STREAM_OUTCOME = "llmlens.stream.outcome"
+LLMLENS_STREAM_CHUNKS = "llmlens.stream.chunk_count"
+LLMLENS_TOOL_CALL_COUNT = "llmlens.response.tool_call_count"
+LLMLENS_REFUSAL = "llmlens.response.refusal"
+
+# Stream outcomes: how a streamed call ended.
+OUTCOME_COMPLETED = "completed"  # the stream was read to its end
+OUTCOME_CLOSED = "closed"  # the caller closed it (close()/aclose()/with-exit) before the end
+OUTCOME_ABANDONED = "abandoned"  # the caller dropped it; ended when it was garbage collected
+OUTCOME_ERROR = "error"  # an exception while reading (transport error, ...)
+OUTCOME_CANCELLED = "cancelled"  # the task reading it was cancelled
+
+# --- operation names ----------------------------------------------------------------------
+OP_CHAT = "chat"
+OP_TEXT_COMPLETION = "text_completion"
+OP_EMBEDDINGS = "embeddings"
+OP_GENERATE_CONTENT = "generate_content"
+
+# --- finish reasons (output-message schema) -----------------------------------------------
+FINISH_ERROR = "error"
+
+# --- metrics ------------------------------------------------------------------------------
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
+METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+
+# Bucket advice from the spec (ExplicitBucketBoundaries).
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TOKEN_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+
+# --- events -------------------------------------------------------------------------------
+EVENT_OPERATION_DETAILS = "gen_ai.client.inference.operation.details"
+
+# Attributes relevant to sampling: set at span start (gen-ai-spans.md "Spans").
+# Metric attributes: the low-cardinality subset the spec lists for every client metric.
+METRIC_ATTRIBUTE_KEYS = (
+    OPERATION_NAME,
+    PROVIDER_NAME,
+    REQUEST_MODEL,
+    RESPONSE_MODEL,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+)

@@ -1,0 +1,165 @@
+"""Every setting llmlens reads, validated in one place.
+
+Each setting has an environment variable and an argument of the same meaning; a bad value raises
+`SettingsError` whose message is one line naming the variable and the accepted values.
+
+Example:
+    >>> Settings.from_env({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only"}).capture_content
+    <ContentMode.SPAN_ONLY: 'SPAN_ONLY'>
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+
+KNOWN_PROVIDERS = ("openai",)
+
+
+class SettingsError(ValueError):
+    """A setting has a value llmlens cannot use. The message is one line, fit for a user."""
+
+
+class ContentMode(str, enum.Enum):
+    """Where captured prompts and completions go (the util-genai values)."""
+
+    NO_CONTENT = "NO_CONTENT"
+    SPAN_ONLY = "SPAN_ONLY"
+    EVENT_ONLY = "EVENT_ONLY"
+    SPAN_AND_EVENT = "SPAN_AND_EVENT"
+
+    @property
+    def on_span(self) -> bool:
+        return self in (ContentMode.SPAN_ONLY, ContentMode.SPAN_AND_EVENT)
+
+    @property
+    def on_event(self) -> bool:
+        return self in (ContentMode.EVENT_ONLY, ContentMode.SPAN_AND_EVENT)
+
+
+# Environment variable names, documented in docs/configuration.md.
+ENV_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+ENV_EMIT_EVENT = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
+ENV_CONTENT_MAX_LENGTH = "LLMLENS_CONTENT_MAX_LENGTH"
+ENV_PROVIDERS = "LLMLENS_PROVIDERS"
+ENV_PROVIDER_MAP = "LLMLENS_PROVIDER_MAP"
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _parse_content_mode(var: str, raw: str) -> ContentMode:
+    value = raw.strip().upper()
+    # The old contrib packages took `true`; treat it as SPAN_ONLY rather than silently capturing
+    # nothing, the trap util-genai users fall into.
+    if value.lower() in _TRUE:
+        return ContentMode.SPAN_ONLY
+    if value.lower() in _FALSE or value == "":
+        return ContentMode.NO_CONTENT
+    try:
+        return ContentMode(value)
+    except ValueError:
+        accepted = ", ".join(m.value for m in ContentMode) + ", true, false"
+        raise SettingsError(f"{var}={raw!r} is not valid; accepted values: {accepted}") from None
+
+
+def _parse_bool(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{var}={raw!r} is not valid; accepted values: true, false")
+
+
+def _parse_non_negative_int(var: str, raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise SettingsError(f"{var}={raw!r} is not valid; accepted values: an integer >= 0 (0 = no limit)")
+    return value
+
+
+def _parse_providers(var: str, raw: str) -> frozenset[str]:
+    names = {p.strip().lower() for p in raw.split(",") if p.strip()}
+    if not names or names == {"all"}:
+        return frozenset(KNOWN_PROVIDERS)
+    unknown = names - set(KNOWN_PROVIDERS)
+    if unknown:
+        raise SettingsError(
+            f"{var}={raw!r} names unknown providers {sorted(unknown)}; "
+            f"accepted values: all, or a comma-separated list of {', '.join(KNOWN_PROVIDERS)}"
+        )
+    return frozenset(names)
+
+
+def _parse_provider_map(var: str, raw: str) -> Mapping[str, str]:
+    result: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        host, sep, provider = item.partition("=")
+        if not sep or not host.strip() or not provider.strip():
+            raise SettingsError(
+                f"{var}={raw!r} is not valid; accepted values: a comma-separated list of host[:port]=provider"
+            )
+        result[host.strip().lower()] = provider.strip()
+    return result
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the instrumentation does, fixed when `instrument()` runs."""
+
+    capture_content: ContentMode = ContentMode.NO_CONTENT
+    # None: emit the details event when the content mode asks for events (util-genai's rule).
+    emit_event: bool | None = None
+    # Longest text kept per captured content part, in characters; 0 means no limit.
+    content_max_length: int = 16384
+    providers: frozenset[str] = frozenset(KNOWN_PROVIDERS)
+    # host or host:port -> gen_ai.provider.name, for OpenAI-compatible servers we cannot recognise.
+    provider_map: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def event_enabled(self) -> bool:
+        return self.capture_content.on_event if self.emit_event is None else self.emit_event
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read the environment, then apply keyword overrides (the `instrument()` arguments)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        readers = (
+            ("capture_content", ENV_CAPTURE_CONTENT, _parse_content_mode),
+            ("emit_event", ENV_EMIT_EVENT, _parse_bool),
+            ("content_max_length", ENV_CONTENT_MAX_LENGTH, _parse_non_negative_int),
+            ("providers", ENV_PROVIDERS, _parse_providers),
+            ("provider_map", ENV_PROVIDER_MAP, _parse_provider_map),
+        )
+        for name, var, parse in readers:
+            raw = env.get(var)
+            if raw is not None:
+                values[name] = parse(var, raw)
+        settings = cls(**values)  # type: ignore[arg-type]
+        return settings.with_overrides(**overrides) if overrides else settings
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise SettingsError(f"unknown llmlens option(s) {sorted(unknown)}; accepted: {sorted(known)}")
+        values = dict(overrides)
+        if isinstance(values.get("capture_content"), (str, bool)):
+            raw = values["capture_content"]
+            values["capture_content"] = _parse_content_mode("capture_content", str(raw))
+        if "providers" in values and not isinstance(values["providers"], frozenset):
+            values["providers"] = _parse_providers("providers", ",".join(values["providers"]))  # type: ignore[arg-type]
+        if "content_max_length" in values:
+            values["content_max_length"] = _parse_non_negative_int(
+                "content_max_length", str(values["content_max_length"])
+            )
+        return replace(self, **values)  # type: ignore[arg-type]
