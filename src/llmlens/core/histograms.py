@@ -1,12 +1,16 @@
-"""Record many values with the same attributes into one histogram, cheaply.
+"""A cheaper `Histogram.record` for attribute sets that repeat: `FastHistogram`.
 
-`gen_ai.client.operation.time_per_output_chunk` needs one record per chunk. Through the public API
-each record costs about 7 µs (the SDK copies, validates and hashes the attributes every time), which
-alone would be twice our per-chunk budget. With the SDK's own MeterProvider we record the first value
-through the public API (which creates the aggregation and samples an exemplar) and add the rest to the
-same aggregations under their lock: the exported data points are identical (a test compares them).
-Anything unexpected (another SDK, a newer internal layout, a view with an exotic aggregation) falls
-back to the public API.
+Through the public API every record costs about 8 µs (the SDK copies, validates and hashes the
+attributes each time). An LLM call records several values with the same few attribute sets, and a
+stream one value per chunk, which alone would be twice our per-chunk budget. With the SDK's own
+MeterProvider, `FastHistogram` records the first value of an attribute set through the public API
+(which creates the aggregations) and remembers those aggregations; later values are added to them under
+their own lock, as the SDK's `aggregate` does. The exported points are identical (tests compare them)
+except that values added this way carry no exemplars: llmlens keeps the public API, and so exemplars,
+for `gen_ai.client.operation.duration` and time to first chunk.
+
+Anything unexpected (another metrics SDK, a newer private layout, delta readers that swap
+aggregations at collection, exponential histograms, a reader added later) falls back to the public API.
 """
 
 from __future__ import annotations
@@ -21,44 +25,93 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram
 
 _log = logging.getLogger(__name__)
+_MAX_CACHED_ATTRIBUTE_SETS = 1000
+_UNKNOWN = object()
 
 
-def record_many(
-    histogram: Histogram, values: Sequence[float], attributes: dict[str, Any], context: Context | None
-) -> None:
-    """Record each of `values` into `histogram`, as `histogram.record` would one by one."""
-    if not values:
-        return
-    histogram.record(values[0], attributes, context)
-    if len(values) == 1:
-        return
-    rest = values[1:]
-    try:
-        aggregations = _explicit_bucket_aggregations(histogram, attributes)
-    except Exception:  # the SDK's private layout changed: stay correct, just slower
-        _log.debug("llmlens: bulk histogram path unavailable", exc_info=True)
-        aggregations = None
-    if aggregations is None:
-        for value in rest:
-            histogram.record(value, attributes, context)
-        return
-    for aggregation in aggregations:
-        _add_values(aggregation, rest)
+class FastHistogram:
+    """Wraps a histogram; `record` and `record_many` behave as the public `record` one value at a time.
+
+    Example:
+        >>> tokens = FastHistogram(meter.create_histogram("gen_ai.client.token.usage"))
+        >>> tokens.record(42, {"gen_ai.token.type": "input"})
+    """
+
+    __slots__ = ("_cache", "_storages", "histogram")
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        # attribute items -> SDK aggregations to add to (None: always use the public API)
+        self._cache: dict[tuple[Any, ...], list[Any] | None] = {}
+        self._storages: Any = _UNKNOWN
+
+    def record(self, value: float, attributes: dict[str, Any], context: Context | None = None) -> None:
+        aggregations = self._aggregations(attributes)
+        if aggregations is None:
+            self.histogram.record(value, attributes, context)
+            self._learn(attributes)
+            return
+        for aggregation in aggregations:
+            _add_values(aggregation, (value,))
+
+    def record_many(self, values: Sequence[float], attributes: dict[str, Any], context: Context | None) -> None:
+        if not values:
+            return
+        aggregations = self._aggregations(attributes)
+        if aggregations is None:
+            self.histogram.record(values[0], attributes, context)
+            aggregations = self._learn(attributes)
+            values = values[1:]
+            if aggregations is None:
+                for value in values:
+                    self.histogram.record(value, attributes, context)
+                return
+        for aggregation in aggregations:
+            _add_values(aggregation, values)
+
+    def _aggregations(self, attributes: dict[str, Any]) -> list[Any] | None:
+        try:
+            storages = self.histogram._measurement_consumer._reader_storages  # type: ignore[attr-defined]
+        except AttributeError:
+            return None
+        if storages is not self._storages:  # readers changed (or first use): forget what we knew
+            self._cache.clear()
+            self._storages = storages
+            return None
+        try:
+            return self._cache.get(tuple(attributes.items()))
+        except TypeError:  # unhashable attribute values (lists): public API
+            return None
+
+    def _learn(self, attributes: dict[str, Any]) -> list[Any] | None:
+        """After a public record of `attributes`, find (and cache) the aggregations it went to."""
+        try:
+            key = tuple(attributes.items())
+            hash(key)
+        except TypeError:
+            return None
+        try:
+            found = _explicit_bucket_aggregations(self.histogram, attributes)
+        except Exception:  # the SDK's private layout changed: stay correct, just slower
+            _log.debug("llmlens: fast histogram path unavailable", exc_info=True)
+            found = None
+        if len(self._cache) < _MAX_CACHED_ATTRIBUTE_SETS:
+            self._cache[key] = found
+        return found
 
 
 def _explicit_bucket_aggregations(histogram: Any, attributes: dict[str, Any]) -> list[Any] | None:
-    """The SDK aggregations the first record went into, or None when we cannot be sure."""
+    """The SDK aggregations a public record of `attributes` went into, or None when unsure."""
     from opentelemetry.sdk.metrics._internal import aggregation as sdk_aggregation
     from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
 
     if not histogram._is_enabled():
-        return []  # a disabled instrument drops records; so do we
-    consumer = histogram._measurement_consumer
+        return None
     found = []
-    for storage in consumer._reader_storages.values():
+    for storage in histogram._measurement_consumer._reader_storages.values():
         for match in storage._get_or_init_view_instrument_match(histogram):
             if match._reset_on_collect:
-                return None  # collection may swap aggregations under us
+                return None  # collection swaps aggregations under us
             keys = match._view._attribute_keys
             attrs = attributes if keys is None else {k: v for k, v in attributes.items() if k in keys}
             aggregation = match._attributes_aggregation.get(_hash_attributes(attrs))

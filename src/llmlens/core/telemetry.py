@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmlens import semconv
 from llmlens._version import __version__
-from llmlens.core.histograms import record_many
+from llmlens.core.histograms import FastHistogram
 from llmlens.core.invocation import Invocation
 from llmlens.settings import Settings
 
@@ -71,11 +71,15 @@ class Telemetry:
             description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
         )
-        self.token_usage = meter.create_histogram(
-            semconv.METRIC_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used",
-            explicit_bucket_boundaries_advisory=list(semconv.TOKEN_BUCKETS),
+        # Token usage and per-chunk gaps go through FastHistogram (no exemplars, a fraction of the
+        # cost); duration and time to first chunk keep the public API so their exemplars link to spans.
+        self.token_usage = FastHistogram(
+            meter.create_histogram(
+                semconv.METRIC_TOKEN_USAGE,
+                unit="{token}",
+                description="Number of input and output tokens used",
+                explicit_bucket_boundaries_advisory=list(semconv.TOKEN_BUCKETS),
+            )
         )
         self.time_to_first_chunk = meter.create_histogram(
             semconv.METRIC_TIME_TO_FIRST_CHUNK,
@@ -83,11 +87,13 @@ class Telemetry:
             description="Time from the request to the first chunk of a streamed response",
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
         )
-        self.time_per_output_chunk = meter.create_histogram(
-            semconv.METRIC_TIME_PER_OUTPUT_CHUNK,
-            unit="s",
-            description="Time between consecutive chunks of a streamed response",
-            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+        self.time_per_output_chunk = FastHistogram(
+            meter.create_histogram(
+                semconv.METRIC_TIME_PER_OUTPUT_CHUNK,
+                unit="s",
+                description="Time between consecutive chunks of a streamed response",
+                explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+            )
         )
         self.event_logger = None
         if settings.event_enabled:
@@ -265,7 +271,7 @@ class Telemetry:
             self.time_to_first_chunk.record((times[0] - inv.start_perf) / 1e9, attrs, ctx)
             if len(times) > 1:
                 gaps = [(b - a) / 1e9 for a, b in pairwise(times)]
-                record_many(self.time_per_output_chunk, gaps, attrs, ctx)
+                self.time_per_output_chunk.record_many(gaps, attrs, ctx)
 
     def _emit_event(self, inv: Invocation, span_attributes: dict[str, Any], ctx: Any) -> None:
         attributes = {k: v for k, v in span_attributes.items() if k not in _STRINGIFIED_CONTENT}

@@ -1,0 +1,568 @@
+"""Per-call overhead of llmlens on the real openai SDK, with the network replaced by canned bytes.
+
+    python benchmarks/overhead.py [--rounds R] [--calls N] [--stream-calls M] [--warmup W] [--markdown]
+
+One process runs three modes, interleaved in rounds (the mode order rotates every round, so slow
+drift of the machine hits every mode alike):
+
+* ``none``    - the OpenTelemetry API with no SDK provider behind it (no-op), nothing instrumented;
+* ``sdk``     - SDK TracerProvider (BatchSpanProcessor -> an exporter that discards) and MeterProvider
+                (InMemoryMetricReader) installed as the globals, nothing instrumented;
+* ``llmlens`` - the same providers, plus ``llmlens.Instrumentor().instrument(...)``.
+
+The openai SDK makes no spans of its own, so ``none`` and ``sdk`` differ only by providers that are
+installed but unused; ``sdk`` is the baseline that the llmlens overhead is measured against. Global
+providers can be set only once per process, so the script swaps the API's globals between ``none`` and
+the SDK providers around each block, and llmlens gets the providers passed explicitly; between rounds
+it is switched on and off with ``instrument()``/``uninstrument()`` (checked to restore pass-through).
+
+Workloads: a non-streaming ``chat.completions.create`` and a streamed one (34 content chunks with
+``include_usage``: the stream yields 37 chunks, role + 34 content + finish + usage, then ``[DONE]``).
+Bodies come from ``llmlens.demo.fake_bodies`` and are built once; an ``httpx2.MockTransport`` serves
+them, so what is timed is the SDK (request building, JSON/SSE parsing, pydantic) plus instrumentation.
+
+Reported per mode and workload: the median and the min of the per-round mean µs/call; Δ vs ``sdk``
+(median of the per-round paired differences); per-chunk overhead = (stream Δ - non-stream Δ) / 34;
+spans per call; ``import llmlens`` time (``-X importtime``, median of 5 fresh interpreters) and the
+non-stdlib top-level modules it loads. Targets are printed with PASS/FAIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import importlib.metadata as metadata
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import openai
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from llmlens.demo.fake_bodies import Scenario, chat_completion, chat_completion_events
+
+MODES = ("none", "sdk", "llmlens")
+WORKLOADS = ("non-stream", "stream")
+CONTENT_CHUNKS = 34
+MODEL = "gpt-4o-mini"
+MESSAGES = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "Say hello in one sentence."},
+]
+STREAM_OPTIONS = {"include_usage": True}
+
+# Targets (docs/benchmarks.md): overhead per non-streaming call, per streamed chunk, import time.
+TARGET_CALL_MS = 0.12
+TARGET_CHUNK_US = 3.0
+TARGET_IMPORT_MS = 50.0
+IMPORT_RUNS = 5
+
+
+# --- the fake provider ------------------------------------------------------------------------------
+
+
+def build_handler() -> tuple[Callable[[Any], Any], int]:
+    """A MockTransport handler serving pre-built bodies; also returns the chunks a stream yields."""
+    scenario = Scenario(chunks=CONTENT_CHUNKS)
+    request = {"model": MODEL, "messages": MESSAGES}
+    _status, json_headers, json_body = chat_completion(request, scenario)
+    frames = chat_completion_events({**request, "stream": True, "stream_options": STREAM_OPTIONS}, scenario)
+    sse_body = b"".join(frames)
+    sse_headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+    json_headers = dict(json_headers)
+    data_frames = sum(1 for frame in frames if frame.startswith(b"data: {"))
+
+    def handler(http_request: Any) -> Any:
+        # The SDK serialises compactly; a substring test keeps the handler's cost tiny and equal for all.
+        if b'"stream":true' in http_request.content:
+            return httpx2.Response(200, headers=sse_headers, content=sse_body)
+        return httpx2.Response(200, headers=json_headers, content=json_body)
+
+    return handler, data_frames
+
+
+class DiscardingExporter(SpanExporter):  # type: ignore[misc]
+    """Counts spans and drops them: the export itself costs (next to) nothing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+# --- modes ------------------------------------------------------------------------------------------
+
+
+class Globals:
+    """Swap the OpenTelemetry API's global providers between the SDK ones and "unset" (no-op)."""
+
+    def __init__(self, tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(meter_provider)
+        # The API allows setting the globals once; the benchmark flips its private slots instead.
+        from opentelemetry.metrics import _internal as metrics_internal
+
+        self._trace_module = trace
+        self._metrics_module = metrics_internal
+        self.swappable = hasattr(trace, "_TRACER_PROVIDER") and hasattr(metrics_internal, "_METER_PROVIDER")
+
+    def use(self, sdk: bool) -> None:
+        if not self.swappable:
+            return
+        self._trace_module._TRACER_PROVIDER = self.tracer_provider if sdk else None
+        self._metrics_module._METER_PROVIDER = self.meter_provider if sdk else None
+
+    def is_noop(self) -> bool:
+        return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+@dataclass
+class Bench:
+    rounds: int
+    calls: int
+    stream_calls: int
+    warmup: int
+    slices: int
+    client: Any
+    chunks_per_stream: int
+    globals_: Globals
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    reader: InMemoryMetricReader
+    exporter: DiscardingExporter
+    # mode -> workload -> per-round mean µs/call
+    results: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    spans: dict[str, dict[str, int]] = field(default_factory=dict)
+    timed_calls: dict[str, dict[str, int]] = field(default_factory=dict)
+    instrumented_calls: int = 0
+
+    # --- one call of each workload
+
+    def call(self) -> None:
+        self.client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    def stream(self) -> None:
+        for _chunk in self.client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
+        ):
+            pass
+
+    # --- switching modes
+
+    def enter(self, mode: str) -> None:
+        self.globals_.use(sdk=mode != "none")
+        if mode == "llmlens":
+            from llmlens import Instrumentor
+
+            Instrumentor().instrument(
+                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+            )
+
+    def leave(self, mode: str) -> None:
+        if mode == "llmlens":
+            from llmlens import Instrumentor
+
+            Instrumentor().uninstrument()
+        self.globals_.use(sdk=True)
+
+    # --- timing
+
+    def block(self, mode: str, workload: str, n: int) -> tuple[int, int]:
+        """Run `n` calls in `mode`; returns (elapsed ns, spans exported)."""
+        fn = self.call if workload == "non-stream" else self.stream
+        self.enter(mode)
+        try:
+            self.tracer_provider.force_flush()  # outside the timed window: count this block's spans
+            before = self.exporter.count
+            start = time.perf_counter_ns()
+            for _ in range(n):
+                fn()
+            elapsed = time.perf_counter_ns() - start
+            self.tracer_provider.force_flush()
+            exported = self.exporter.count - before
+        finally:
+            self.leave(mode)
+        if mode == "llmlens":
+            self.instrumented_calls += n
+        return elapsed, exported
+
+    def one_round(self, r: int, workload: str, n: int, timed: bool) -> None:
+        """`n` calls per mode, cut into slices that cycle through the modes (rotated per slice)."""
+        slices = max(1, min(self.slices, n))
+        sizes = [n // slices + (1 if i < n % slices else 0) for i in range(slices)]
+        elapsed = dict.fromkeys(MODES, 0)
+        exported = dict.fromkeys(MODES, 0)
+        gc.collect()
+        for i, size in enumerate(sizes):
+            shift = (r + i) % len(MODES)
+            for mode in MODES[shift:] + MODES[:shift]:
+                ns, spans = self.block(mode, workload, size)
+                elapsed[mode] += ns
+                exported[mode] += spans
+        if not timed:
+            return
+        for mode in MODES:
+            self.results.setdefault(mode, {}).setdefault(workload, []).append(elapsed[mode] / n / 1000)
+            spans = self.spans.setdefault(mode, {})
+            spans[workload] = spans.get(workload, 0) + exported[mode]
+            counts = self.timed_calls.setdefault(mode, {})
+            counts[workload] = counts.get(workload, 0) + n
+
+    def run(self, progress: bool = True) -> None:
+        sizes = {"non-stream": self.calls, "stream": self.stream_calls}
+        warm = {"non-stream": self.warmup, "stream": self.warmup // 4}
+        for workload in WORKLOADS:
+            if warm[workload]:
+                self.one_round(0, workload, warm[workload], timed=False)
+        for r in range(self.rounds):
+            for workload in WORKLOADS:
+                self.one_round(r, workload, sizes[workload], timed=True)
+            if progress:
+                print(f"  round {r + 1}/{self.rounds} done", file=sys.stderr, flush=True)
+
+
+# --- sanity checks ----------------------------------------------------------------------------------
+
+
+def check_setup(bench: Bench) -> list[str]:
+    """Fail loudly if a mode is not what it claims to be; returns notes for the report."""
+    from openai import _base_client
+
+    from llmlens import Instrumentor
+
+    notes = []
+    original = _base_client.SyncAPIClient.__dict__["request"]
+
+    bench.enter("none")
+    noop = bench.globals_.is_noop()
+    bench.leave("none")
+    if not noop:
+        notes.append("could not unset the API's global providers: `none` ran with them installed")
+
+    # llmlens on: one span per call, both workloads.
+    bench.enter("llmlens")
+    patched = _base_client.SyncAPIClient.__dict__["request"] is not original
+    bench.tracer_provider.force_flush()
+    before = bench.exporter.count
+    bench.call()
+    chunks = sum(
+        1
+        for _ in bench.client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
+        )
+    )
+    bench.tracer_provider.force_flush()
+    spans_on = bench.exporter.count - before
+    bench.leave("llmlens")
+    bench.instrumented_calls += 2
+    if not patched or spans_on != 2:
+        raise SystemExit(f"llmlens did not instrument the client (patched={patched}, spans={spans_on})")
+    if chunks != bench.chunks_per_stream:
+        raise SystemExit(f"expected {bench.chunks_per_stream} chunks per stream, got {chunks}")
+
+    # llmlens off again: the original method is back and nothing is recorded.
+    restored = _base_client.SyncAPIClient.__dict__["request"] is original
+    before = bench.exporter.count
+    bench.call()
+    bench.stream()
+    bench.tracer_provider.force_flush()
+    if not restored or bench.exporter.count != before:
+        raise SystemExit(
+            f"uninstrument() did not restore pass-through (restored={restored}, "
+            f"spans={bench.exporter.count - before})"
+        )
+    settings = Instrumentor().settings
+    if settings is not None:
+        notes.append(
+            f"llmlens settings: capture_content={settings.capture_content.value}, "
+            f"events={'on' if settings.event_enabled else 'off'}"
+        )
+    return notes
+
+
+def recorded_durations(reader: InMemoryMetricReader) -> int:
+    """How many operation-duration measurements the meter provider holds (one per instrumented call)."""
+    data = reader.get_metrics_data()
+    total = 0
+    for resource_metrics in data.resource_metrics if data else ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name == "gen_ai.client.operation.duration":
+                    total += sum(point.count for point in metric.data.data_points)
+    return total
+
+
+# --- import cost ------------------------------------------------------------------------------------
+
+
+def import_time_ms(runs: int = IMPORT_RUNS) -> tuple[float, list[float]]:
+    """Cumulative `-X importtime` of the top-level `llmlens` line, median over fresh interpreters."""
+    samples = []
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import llmlens"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        cumulative = None
+        for line in proc.stderr.splitlines():
+            if not line.startswith("import time:"):
+                continue
+            parts = [p.strip() for p in line[len("import time:") :].split("|")]
+            if len(parts) == 3 and parts[2] == "llmlens":  # top level: no indentation before the name
+                cumulative = int(parts[1])
+        if cumulative is None:
+            raise SystemExit("no top-level `llmlens` line in -X importtime output")
+        samples.append(cumulative / 1000)
+    return statistics.median(samples), samples
+
+
+_MODULES_SNIPPET = """
+import sys
+before = set(sys.modules)
+{statement}
+names = {{m.split(".")[0] for m in set(sys.modules) - before}}
+print(" ".join(sorted(n for n in names if n not in sys.stdlib_module_names)))
+"""
+
+
+def third_party_modules(statement: str) -> list[str]:
+    """Top-level non-stdlib modules that `statement` loads in a fresh interpreter."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _MODULES_SNIPPET.format(statement=statement)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout.split()
+
+
+def wall_import_ms(statement: str, runs: int = IMPORT_RUNS) -> float:
+    """Wall time of `statement` in fresh interpreters (no -X importtime overhead), median."""
+    code = f"import time\nt = time.perf_counter()\n{statement}\nprint(time.perf_counter() - t)"
+    samples = []
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        samples.append(float(proc.stdout) * 1000)
+    return statistics.median(samples)
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    found: dict[str, str] = {}
+    names = ("llmlens", "openai", "httpx2", "opentelemetry-api", "opentelemetry-sdk", "wrapt", "pydantic")
+    for dist in names:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "-"
+    return found
+
+
+def paired_delta(a: list[float], b: list[float]) -> float:
+    """Median over rounds of (a - b): both measured in the same round, so drift largely cancels."""
+    return statistics.median(x - y for x, y in zip(a, b, strict=True))
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(
+    bench: Bench, import_info: dict[str, Any], notes: list[str], markdown: bool, verbose: bool
+) -> None:
+    res = bench.results
+    base = res["sdk"]
+    delta = {w: paired_delta(res["llmlens"][w], base[w]) for w in WORKLOADS}
+    per_chunk = (delta["stream"] - delta["non-stream"]) / CONTENT_CHUNKS
+    call_ms = delta["non-stream"] / 1000
+    import_ms = import_info["median"]
+    min_delta = {w: min(res["llmlens"][w]) - min(base[w]) for w in WORKLOADS}
+    min_chunk = (min_delta["stream"] - min_delta["non-stream"]) / CONTENT_CHUNKS
+
+    header = [
+        f"date: {_dt.date.today().isoformat()}",
+        f"machine: {os.cpu_count()} CPUs, {platform.machine()}, {platform.system()} {platform.release()}",
+        f"python: {platform.python_version()} ({platform.python_implementation()})",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        f"runs: {bench.rounds} rounds x {bench.calls} non-stream / {bench.stream_calls} stream calls per "
+        f"mode, each round in {bench.slices} slices cycling through the modes; warm-up {bench.warmup} / "
+        f"{bench.warmup // 4} calls",
+        f"stream: {CONTENT_CHUNKS} content chunks, {bench.chunks_per_stream} chunks yielded "
+        "(role + content + finish + usage)",
+        *notes,
+    ]
+
+    columns = ("workload", "mode", "median µs/call", "min µs/call", "Δ vs sdk µs", "spans/call",
+               "ratio vs sdk", "spread %")  # fmt: skip
+    rows = []
+    for workload in WORKLOADS:
+        for mode in MODES:
+            rounds = res[mode][workload]
+            med, low = statistics.median(rounds), min(rounds)
+            rows.append((
+                workload, mode, f"{med:.1f}", f"{low:.1f}",
+                f"{paired_delta(rounds, base[workload]):+.1f}",
+                f"{bench.spans[mode][workload] / bench.timed_calls[mode][workload]:.2f}",
+                f"{med / statistics.median(base[workload]):.3f}",
+                f"{(max(rounds) - low) / low * 100:.1f}",
+            ))  # fmt: skip
+
+    checks = [
+        ("overhead per non-streaming call", f"{call_ms:.3f} ms", f"<= {TARGET_CALL_MS} ms",
+         call_ms <= TARGET_CALL_MS),
+        ("overhead per streamed chunk", f"{per_chunk:.2f} µs", f"<= {TARGET_CHUNK_US:g} µs",
+         per_chunk <= TARGET_CHUNK_US),
+        ("import llmlens", f"{import_ms:.1f} ms", f"< {TARGET_IMPORT_MS:g} ms", import_ms < TARGET_IMPORT_MS),
+    ]  # fmt: skip
+
+    none_ns = paired_delta(res["none"]["non-stream"], base["non-stream"])
+    none_s = paired_delta(res["none"]["stream"], base["stream"])
+    extra = [
+        f"Δ per non-streaming call vs sdk: {delta['non-stream']:.1f} µs = {call_ms:.3f} ms",
+        f"Δ per streamed call vs sdk: {delta['stream']:.1f} µs = {delta['stream'] / 1000:.3f} ms",
+        f"per-chunk overhead: ({delta['stream']:.1f} - {delta['non-stream']:.1f}) / {CONTENT_CHUNKS} "
+        f"= {per_chunk:.2f} µs",
+        f"cross-check from the per-mode minima: non-stream {min_delta['non-stream']:.1f} µs, "
+        f"stream {min_delta['stream']:.1f} µs, per chunk {min_chunk:.2f} µs",
+        f"none vs sdk (providers installed but unused): non-stream {none_ns:+.1f} µs, "
+        f"stream {none_s:+.1f} µs",
+        f"import llmlens: median {import_ms:.1f} ms (-X importtime cumulative; runs: "
+        + ", ".join(f"{s:.1f}" for s in import_info["samples"])
+        + ")",
+        f"import llmlens + llmlens.Instrumentor (wall, info only): {import_info['instrumentor_ms']:.1f} ms",
+        "non-stdlib modules loaded by `import llmlens`: " + (", ".join(import_info["modules"]) or "-"),
+        "... and by `llmlens.Instrumentor`: " + (", ".join(import_info["instrumentor_modules"]) or "-"),
+        f"metrics check: {bench.instrumented_calls} instrumented calls, "
+        f"{import_info['durations']} duration measurements recorded",
+    ]
+    noisy = [f"{r[1]} {r[0]}" for r in rows if float(r[7]) > 10]
+    if noisy:
+        extra.append(
+            "NOISY: per-round spread above 10% for " + ", ".join(noisy) + "; rerun on a quiet machine"
+        )
+    per_round = [
+        f"per-round µs/call, {workload} {mode}: " + ", ".join(f"{v:.1f}" for v in res[mode][workload])
+        for workload in WORKLOADS
+        for mode in MODES
+    ]
+
+    if markdown:
+        print("\n".join(f"- {line}" for line in header))
+        print()
+        print("| " + " | ".join(columns) + " |")
+        print("|---|---|" + "---:|" * (len(columns) - 2))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        print()
+        print("| target | measured | goal | result |")
+        print("|---|---:|---:|---|")
+        for name, measured, goal, ok in checks:
+            print(f"| {name} | {measured} | {goal} | {verdict(ok)} |")
+        print()
+        print("\n".join(f"- {line}" for line in extra + (per_round if verbose else [])))
+        return
+
+    print("\n".join(header))
+    print()
+    widths = [max(len(columns[i]), *(len(row[i]) for row in rows)) for i in range(len(columns))]
+    for line in (columns, *rows):
+        cells = zip(line, widths, strict=True)
+        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+    print()
+    print("\n".join(extra + (per_round if verbose else [])))
+    print()
+    for name, measured, goal, ok in checks:
+        print(f"{verdict(ok)}  {name}: {measured} (target {goal})")
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    parser.add_argument("--calls", type=int, default=400, help="non-streaming calls per round and mode")
+    parser.add_argument("--stream-calls", type=int, default=150, help="streamed calls per round and mode")
+    parser.add_argument("--warmup", type=int, default=200,
+                        help="warm-up calls per mode (non-stream; streams use a quarter)")  # fmt: skip
+    parser.add_argument("--slices", type=int, default=8,
+                        help="slices per round; the slices cycle through the modes (default 8)")  # fmt: skip
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs)")
+    parser.add_argument("--verbose", action="store_true", help="also print every round's mean")
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.calls, args.stream_calls, args.slices) < 1 or args.warmup < 0:
+        parser.error("--rounds, --calls, --stream-calls and --slices must be >= 1, --warmup >= 0")
+
+    handler, chunks = build_handler()
+    client = openai.OpenAI(
+        api_key="sk-bench",
+        base_url="http://127.0.0.1:9/v1",
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+    )
+    exporter = DiscardingExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    bench = Bench(
+        rounds=args.rounds,
+        calls=args.calls,
+        stream_calls=args.stream_calls,
+        warmup=args.warmup,
+        slices=args.slices,
+        client=client,
+        chunks_per_stream=chunks,  # one `data: {...}` frame per chunk the SDK yields
+        globals_=Globals(tracer_provider, meter_provider),
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        reader=reader,
+        exporter=exporter,
+    )
+    notes = check_setup(bench)
+    started = time.perf_counter()
+    bench.run()
+    import_median, import_samples = import_time_ms()
+    import_info = {
+        "median": import_median,
+        "samples": import_samples,
+        "modules": third_party_modules("import llmlens"),
+        "instrumentor_modules": third_party_modules("import llmlens\nllmlens.Instrumentor"),
+        "instrumentor_ms": wall_import_ms("import llmlens\nllmlens.Instrumentor"),
+        "durations": recorded_durations(reader),
+    }
+    print(f"  measured in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    report(bench, import_info, notes, args.markdown, args.verbose)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""record_many must export exactly what one `record` per value exports, under every reader set-up."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import Histogram as SdkHistogram
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import DropAggregation, ExponentialBucketHistogramAggregation, View
+
+from llmlens import semconv
+from llmlens.core import histograms
+from llmlens.core.histograms import FastHistogram
+
+ATTRS = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "m"}
+
+
+def _points(reader: InMemoryMetricReader) -> list[tuple[Any, ...]]:
+    data = reader.get_metrics_data()
+    result = []
+    for rm in data.resource_metrics if data else ():
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                for p in metric.data.data_points:
+                    fields = ["count", "sum", "min", "max", "bucket_counts", "explicit_bounds"]
+                    shape = tuple(getattr(p, f, None) for f in fields)
+                    shape = tuple(round(v, 12) if isinstance(v, float) else v for v in shape)
+                    result.append((metric.name, tuple(sorted(p.attributes.items())), shape))
+    return sorted(result, key=repr)
+
+
+def _run(values: list[list[float]], bulk: bool, **provider_options: Any) -> list[Any]:
+    readers = provider_options.pop("readers")
+    provider = MeterProvider(metric_readers=readers, **provider_options)
+    histogram = provider.get_meter("t").create_histogram(
+        "h", unit="s", explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS)
+    )
+    fast = FastHistogram(histogram)
+    results = []
+    for i, batch in enumerate(values):
+        if bulk and i % 2:
+            fast.record_many(batch, ATTRS, None)
+        elif bulk:
+            for value in batch:
+                fast.record(value, ATTRS)
+        else:
+            for value in batch:
+                histogram.record(value, ATTRS)
+        results.append([_points(r) for r in readers])
+    provider.shutdown()
+    return results
+
+
+VALUES = [
+    [random.Random(seed).uniform(0, 0.2) for _ in range(40)] + [0.0, 5.0, 90.0, -1.0, float("nan")]
+    for seed in range(4)
+]
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        "cumulative",
+        "delta",
+        "two readers",
+        "view with attribute filter",
+        "view dropping the metric",
+        "exponential view",
+    ],
+)
+def test_bulk_record_equals_one_by_one(setup: str) -> None:
+    def options() -> dict[str, Any]:
+        if setup == "delta":
+            return {"readers": [InMemoryMetricReader({SdkHistogram: AggregationTemporality.DELTA})]}
+        if setup == "two readers":
+            return {
+                "readers": [
+                    InMemoryMetricReader(),
+                    InMemoryMetricReader({SdkHistogram: AggregationTemporality.DELTA}),
+                ]
+            }
+        views = {
+            "view with attribute filter": [View(instrument_name="h", attribute_keys={"gen_ai.operation.name"})],
+            "view dropping the metric": [View(instrument_name="h", aggregation=DropAggregation())],
+            "exponential view": [View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation())],
+        }.get(setup, [])
+        return {"readers": [InMemoryMetricReader()], "views": views}
+
+    expected = _run(VALUES, bulk=False, **options())
+    actual = _run(VALUES, bulk=True, **options())
+    assert actual == expected
+    if setup != "view dropping the metric":
+        assert any(expected[-1]), "the comparison must see data points"
+
+
+def test_falls_back_to_public_api_when_sdk_layout_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> Any:
+        raise AttributeError("private layout changed")
+
+    expected = _run(VALUES[:1], bulk=False, readers=[InMemoryMetricReader()])
+    monkeypatch.setattr(histograms, "_explicit_bucket_aggregations", broken)
+    assert _run(VALUES[:1], bulk=True, readers=[InMemoryMetricReader()]) == expected
+
+
+def test_api_only_histogram_is_a_no_op() -> None:
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    histogram = NoOpMeterProvider().get_meter("t").create_histogram("h")
+    fast = FastHistogram(histogram)
+    fast.record_many([0.1, 0.2, 0.3], ATTRS, None)  # must not raise
+    fast.record(0.4, ATTRS)
+
+
+def test_reader_added_later_sees_new_values() -> None:
+    first = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[first])
+    histogram = provider.get_meter("t").create_histogram("h", unit="s")
+    fast = FastHistogram(histogram)
+    for value in (0.1, 0.2, 0.3):
+        fast.record(value, ATTRS)
+    second = InMemoryMetricReader()
+    provider.add_metric_reader(second)
+    for value in (0.4, 0.5):
+        fast.record(value, ATTRS)
+    [(_, _, first_shape)] = _points(first)
+    [(_, _, second_shape)] = _points(second)
+    assert first_shape[0] == 5
+    assert second_shape[0] == 2
+    provider.shutdown()

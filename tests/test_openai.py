@@ -1,0 +1,1380 @@
+"""llmlens with the real `openai` SDK against the fake provider on loopback: no mocks.
+
+Span attributes are compared as whole dicts (snapshot style); values that vary between runs (ids, the
+server port, time to first chunk) come from the response object or the fake server, or are checked
+separately.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import SpanKind, StatusCode
+
+from llmlens import semconv
+from llmlens.core.content import TRUNCATION_MARKER
+from llmlens.core.telemetry import Telemetry
+from llmlens.demo.fake_server import FakeProvider
+from llmlens.providers.openai import ChatCompletionsRoute, ChatStreamAccumulator, ResponsesRoute
+
+MODEL = "gpt-4o-mini"
+EMBEDDING_MODEL = "text-embedding-3-small"
+MESSAGES: list[Any] = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is the weather in Paris?"},
+]
+# The fake provider counts 3 per message plus the words: 2 * 3 + 2 + 6.
+PROMPT_TOKENS = 14
+ANSWER = "Hello from the fake provider. This deterministic answer"  # the default 8 words
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+RESPONSES_WEATHER_TOOL: dict[str, Any] = {"type": "function", **WEATHER_TOOL["function"]}
+TOOL_DEFINITIONS = [{"type": "function", "name": "get_weather", "description": "Current weather for a city"}]
+CONTENT_KEYS = {
+    semconv.INPUT_MESSAGES,
+    semconv.OUTPUT_MESSAGES,
+    semconv.SYSTEM_INSTRUCTIONS,
+    semconv.TOOL_DEFINITIONS,
+}
+
+
+def scenario(value: str) -> dict[str, Any]:
+    return {"x-fake-scenario": value}
+
+
+def base(fake: FakeProvider, model: str = MODEL, operation: str = "chat", **extra: Any) -> dict[str, Any]:
+    """The attributes every span of a call to the fake provider has."""
+    attributes = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": "openai_compatible",
+        "gen_ai.request.model": model,
+        "server.address": "127.0.0.1",
+        "server.port": fake.port,
+    }
+    attributes.update(extra)
+    return attributes
+
+
+def chat_base(fake: FakeProvider, **extra: Any) -> dict[str, Any]:
+    return base(fake, **{"openai.api.type": "chat_completions"}, **extra)
+
+
+def responses_base(fake: FakeProvider, **extra: Any) -> dict[str, Any]:
+    return base(fake, **{"openai.api.type": "responses"}, **extra)
+
+
+def chat_response(completion: Any, finish: tuple[str, ...] = ("stop",), **extra: Any) -> dict[str, Any]:
+    """Response attributes of a default (text, usage, tier and fingerprint) chat completion."""
+    attributes = {
+        "gen_ai.response.id": completion.id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": finish,
+        "openai.response.service_tier": "default",
+        "openai.response.system_fingerprint": "fp_fake",
+        "gen_ai.usage.input_tokens": completion.usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": completion.usage.completion_tokens,
+        "gen_ai.usage.cache_read.input_tokens": 0,
+        "gen_ai.usage.reasoning.output_tokens": 0,
+    }
+    attributes.update(extra)
+    return attributes
+
+
+def duration_s(span: Any) -> float:
+    return (span.end_time - span.start_time) / 1e9
+
+
+def stream_attributes(span: Any) -> dict[str, Any]:
+    """The span's attributes without time to first chunk, which is checked to lie inside the span."""
+    attributes = dict(span.attributes)
+    ttfc = attributes.pop(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
+    assert isinstance(ttfc, float)
+    assert 0 < ttfc <= duration_s(span)
+    return attributes
+
+
+def assert_chat_span(span: Any, status: StatusCode = StatusCode.OK, name: str = f"chat {MODEL}") -> None:
+    assert span.name == name
+    assert span.kind is SpanKind.CLIENT
+    assert span.status.status_code is status
+    assert span.instrumentation_scope.name == "llmlens"
+
+
+def content(span: Any, key: str) -> Any:
+    value = span.attributes[key]
+    assert isinstance(value, str)
+    return json.loads(value)
+
+
+def plain(value: Any) -> Any:
+    """Exported attribute values with tuples as lists and mappings as dicts, for comparisons."""
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "items"):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+_VARYING = frozenset(("id", "created", "created_at", "completed_at", "call_id"))
+
+
+def normalise(dump: Any) -> Any:
+    """A model_dump() with per-call ids and timestamps blanked (the fake numbers them)."""
+    if isinstance(dump, dict):
+        return {k: "<varies>" if k in _VARYING and v is not None else normalise(v) for k, v in dump.items()}
+    if isinstance(dump, list):
+        return [normalise(v) for v in dump]
+    return dump
+
+
+def metric_points(otel: Any, name: str) -> list[Any]:
+    return otel.metrics().get(name, [])
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------- chat, non-stream
+
+
+def test_chat_span_has_every_request_parameter(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=MESSAGES,
+        temperature=0.25,
+        top_p=0.5,
+        max_tokens=64,
+        stop=["\n\n", "END"],
+        seed=42,
+        frequency_penalty=0.125,
+        presence_penalty=-0.5,
+        n=2,
+        response_format={"type": "json_object"},
+        reasoning_effort="low",
+        extra_headers=scenario("cached=5,reasoning=3"),
+    )
+
+    assert [c.finish_reason for c in completion.choices] == ["stop", "stop"]
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (PROMPT_TOKENS, 16)
+    span = otel.span()
+    assert_chat_span(span)
+    assert dict(span.attributes) == {
+        **chat_base(fake),
+        "gen_ai.request.temperature": 0.25,
+        "gen_ai.request.top_p": 0.5,
+        "gen_ai.request.max_tokens": 64,
+        "gen_ai.request.stop_sequences": ("\n\n", "END"),
+        "gen_ai.request.seed": 42,
+        "gen_ai.request.frequency_penalty": 0.125,
+        "gen_ai.request.presence_penalty": -0.5,
+        "gen_ai.request.choice.count": 2,
+        "gen_ai.output.type": "json",
+        "gen_ai.request.reasoning.level": "low",
+        "gen_ai.response.id": completion.id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("stop", "stop"),
+        "openai.response.service_tier": "default",
+        "openai.response.system_fingerprint": "fp_fake",
+        "gen_ai.usage.input_tokens": PROMPT_TOKENS,
+        "gen_ai.usage.output_tokens": 16,
+        "gen_ai.usage.cache_read.input_tokens": 5,
+        "gen_ai.usage.reasoning.output_tokens": 3,
+    }
+    assert span.events == ()
+
+
+def test_chat_single_stop_string_service_tier_and_max_completion_tokens(
+    otel: Any, instrumented: Any, client: Any, fake: Any
+) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=MESSAGES,
+        stop="END",
+        max_completion_tokens=32,
+        service_tier="flex",
+        response_format={"type": "text"},
+    )
+
+    assert dict(otel.span().attributes) == {
+        **chat_base(fake),
+        "gen_ai.request.stop_sequences": ("END",),
+        "gen_ai.request.max_tokens": 32,
+        "openai.request.service_tier": "flex",
+        "gen_ai.output.type": "text",
+        **chat_response(completion),
+    }
+
+
+@pytest.mark.asyncio
+async def test_async_chat(otel: Any, instrumented: Any, async_client: Any, fake: Any) -> None:
+    completion = await async_client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, seed=7, extra_headers=scenario("cached=2,reasoning=1")
+    )
+
+    assert completion.choices[0].message.content == ANSWER
+    span = otel.span()
+    assert_chat_span(span)
+    assert dict(span.attributes) == {
+        **chat_base(fake, **{"gen_ai.request.seed": 7}),
+        **chat_response(
+            completion,
+            **{"gen_ai.usage.cache_read.input_tokens": 2, "gen_ai.usage.reasoning.output_tokens": 1},
+        ),
+    }
+
+
+def test_chat_span_is_client_child_of_current_span(otel: Any, instrumented: Any, client: Any) -> None:
+    tracer = otel.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("handler") as parent:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    llm, handler = otel.spans()
+    assert handler.name == "handler"
+    assert llm.parent is not None
+    assert llm.parent.span_id == parent.get_span_context().span_id
+    assert llm.context.trace_id == parent.get_span_context().trace_id
+
+
+@pytest.mark.parametrize("how", ["option", "env", "env_host_port"])
+def test_provider_map(
+    otel: Any, instrument: Any, client: Any, fake: Any, monkeypatch: Any, how: str
+) -> None:
+    if how == "option":
+        instrument(provider_map={"127.0.0.1": "openai"})
+    elif how == "env":
+        monkeypatch.setenv("LLMLENS_PROVIDER_MAP", "127.0.0.1=openai")
+        instrument()
+    else:
+        monkeypatch.setenv("LLMLENS_PROVIDER_MAP", f"localhost=other, 127.0.0.1:{fake.port}=openai")
+        instrument()
+
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    assert dict(otel.span().attributes) == {
+        **chat_base(fake, **{"gen_ai.provider.name": "openai"}),
+        **chat_response(completion),
+    }
+    (point,) = metric_points(otel, semconv.METRIC_OPERATION_DURATION)
+    assert point.attributes["gen_ai.provider.name"] == "openai"
+
+
+def test_reinstrument_with_another_provider_map_applies_to_an_existing_client(
+    otel: Any, instrument: Any, client: Any
+) -> None:
+    instrumentor = instrument(provider_map={"127.0.0.1": "openai"})
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    instrumentor.uninstrument()
+    instrument()  # no provider map any more
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    first, second = otel.spans()
+    assert first.attributes["gen_ai.provider.name"] == "openai"
+    assert second.attributes["gen_ai.provider.name"] == "openai_compatible"
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def test_metrics_of_a_chat_call(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    span = otel.span()
+    metrics = otel.metrics()
+
+    common = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai_compatible",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.response.model": MODEL,
+        "server.address": "127.0.0.1",
+        "server.port": fake.port,
+    }
+    (duration,) = metrics[semconv.METRIC_OPERATION_DURATION]
+    assert dict(duration.attributes) == common
+    assert tuple(duration.explicit_bounds) == semconv.DURATION_BUCKETS
+    assert duration.count == 1
+    assert 0 < duration.sum <= duration_s(span)
+
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in metrics[semconv.METRIC_TOKEN_USAGE]}
+    assert set(tokens) == {"input", "output"}
+    assert len(metrics[semconv.METRIC_TOKEN_USAGE]) == 2
+    for token_type, expected in (
+        ("input", completion.usage.prompt_tokens),
+        ("output", completion.usage.completion_tokens),
+    ):
+        point = tokens[token_type]
+        assert dict(point.attributes) == {**common, "gen_ai.token.type": token_type}
+        assert (point.count, point.sum) == (1, expected)
+        assert tuple(point.explicit_bounds) == semconv.TOKEN_BUCKETS
+    # Chunk metrics are for streams only.
+    assert set(metrics) == {semconv.METRIC_OPERATION_DURATION, semconv.METRIC_TOKEN_USAGE}
+
+
+def test_metrics_of_a_failed_call(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario("status=429"))
+    metrics = otel.metrics()
+
+    (duration,) = metrics[semconv.METRIC_OPERATION_DURATION]
+    assert dict(duration.attributes) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai_compatible",
+        "gen_ai.request.model": MODEL,
+        "server.address": "127.0.0.1",
+        "server.port": fake.port,
+        "error.type": "openai.RateLimitError",
+    }
+    assert tuple(duration.explicit_bounds) == semconv.DURATION_BUCKETS
+    assert semconv.METRIC_TOKEN_USAGE not in metrics
+
+
+def test_metrics_of_a_stream(otel: Any, instrumented: Any, client: Any) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    output_chunks = [c for c in chunks if c.choices]
+    metrics = otel.metrics()
+
+    (first,) = metrics[semconv.METRIC_TIME_TO_FIRST_CHUNK]
+    assert first.count == 1
+    assert tuple(first.explicit_bounds) == semconv.DURATION_BUCKETS
+    (gaps,) = metrics[semconv.METRIC_TIME_PER_OUTPUT_CHUNK]
+    assert gaps.count == len(output_chunks) - 1
+    assert {p.attributes["gen_ai.token.type"]: p.sum for p in metrics[semconv.METRIC_TOKEN_USAGE]} == {
+        "input": chunks[-1].usage.prompt_tokens,
+        "output": chunks[-1].usage.completion_tokens,
+    }
+
+
+# ---------------------------------------------------------------------------------------- tool calls
+
+
+def test_tool_call_non_stream(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL], extra_headers=scenario("tool")
+    )
+
+    assert completion.choices[0].message.tool_calls[0].function.name == "get_weather"
+    assert dict(otel.span().attributes) == {
+        **chat_base(fake),
+        **chat_response(completion, finish=("tool_call",)),
+        "llmlens.response.tool_call_count": 1,
+    }
+
+
+def test_tool_call_content_non_stream(otel: Any, instrument: Any, client: Any, fake: Any) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    completion = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL], extra_headers=scenario("tool")
+    )
+
+    span = otel.span()
+    call = completion.choices[0].message.tool_calls[0]
+    assert content(span, semconv.OUTPUT_MESSAGES) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": call.id, "name": "get_weather", "arguments": {"city": "Paris"}}],
+            "finish_reason": "tool_call",
+        }
+    ]
+    assert content(span, semconv.TOOL_DEFINITIONS) == TOOL_DEFINITIONS
+    assert content(span, semconv.SYSTEM_INSTRUCTIONS) == [{"type": "text", "content": "Be brief."}]
+    assert content(span, semconv.INPUT_MESSAGES) == [
+        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]}
+    ]
+    attributes = {k: v for k, v in span.attributes.items() if k not in CONTENT_KEYS}
+    assert attributes == {
+        **chat_base(fake),
+        **chat_response(completion, finish=("tool_call",)),
+        "llmlens.response.tool_call_count": 1,
+    }
+
+
+def test_tool_results_in_the_input_messages(otel: Any, instrument: Any, client: Any) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    messages = [
+        *MESSAGES,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"},
+    ]
+    client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL])
+
+    assert content(otel.span(), semconv.INPUT_MESSAGES) == [
+        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
+        {
+            "role": "assistant",
+            "parts": [{"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}],
+        },
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "Sunny, 21 C"}]},
+    ]
+
+
+def _check_streamed_tool_call(otel: Any, fake: Any, chunks: list[Any], capture: bool) -> None:
+    output_chunks = [c for c in chunks if c.choices]
+    fragments = [
+        c.choices[0].delta.tool_calls[0].function.arguments for c in output_chunks if c.choices[0].delta.tool_calls
+    ]
+    assert len(fragments) >= 3  # the arguments really are split
+    assert json.loads("".join(fragments)) == {"city": "Paris"}
+    usage = chunks[-1].usage
+    span = otel.span()
+    assert_chat_span(span)
+    attributes = stream_attributes(span)
+    if capture:
+        call_id = output_chunks[0].choices[0].delta.tool_calls[0].id
+        assert content(span, semconv.OUTPUT_MESSAGES) == [
+            {
+                "role": "assistant",
+                "parts": [
+                    {"type": "tool_call", "id": call_id, "name": "get_weather", "arguments": {"city": "Paris"}}
+                ],
+                "finish_reason": "tool_call",
+            }
+        ]
+        assert content(span, semconv.TOOL_DEFINITIONS) == TOOL_DEFINITIONS
+        attributes = {k: v for k, v in attributes.items() if k not in CONTENT_KEYS}
+    assert attributes == {
+        **chat_base(fake),
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": chunks[0].id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("tool_call",),
+        "openai.response.service_tier": "default",
+        "openai.response.system_fingerprint": "fp_fake",
+        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": usage.completion_tokens,
+        "gen_ai.usage.cache_read.input_tokens": 0,
+        "gen_ai.usage.reasoning.output_tokens": 0,
+        "llmlens.response.tool_call_count": 1,
+        "llmlens.stream.chunk_count": len(output_chunks),
+        "llmlens.stream.outcome": "completed",
+    }
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["no_content", "span_only"])
+def test_tool_call_stream(otel: Any, instrument: Any, client: Any, fake: Any, capture: bool) -> None:
+    instrument(capture_content="SPAN_ONLY" if capture else None)
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=MESSAGES,
+        tools=[WEATHER_TOOL],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=scenario("tool"),
+    )
+    chunks = list(stream)
+    _check_streamed_tool_call(otel, fake, chunks, capture)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("capture", [False, True], ids=["no_content", "span_only"])
+async def test_async_tool_call_stream(
+    otel: Any, instrument: Any, async_client: Any, fake: Any, capture: bool
+) -> None:
+    instrument(capture_content="SPAN_ONLY" if capture else None)
+    stream = await async_client.chat.completions.create(
+        model=MODEL,
+        messages=MESSAGES,
+        tools=[WEATHER_TOOL],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=scenario("tool"),
+    )
+    chunks = [chunk async for chunk in stream]
+    _check_streamed_tool_call(otel, fake, chunks, capture)
+
+
+def test_text_stream_with_two_choices(otel: Any, instrument: Any, client: Any, fake: Any) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    stream = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, n=2, stream=True, extra_headers=scenario("chunks=3")
+    )
+    chunks = list(stream)
+
+    span = otel.span()
+    answer = "Hello from the"
+    assert content(span, semconv.OUTPUT_MESSAGES) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"},
+        {"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"},
+    ]
+    attributes = {k: v for k, v in stream_attributes(span).items() if k not in CONTENT_KEYS}
+    assert attributes == {
+        **chat_base(fake),
+        "gen_ai.request.choice.count": 2,
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": chunks[0].id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("stop", "stop"),
+        "openai.response.service_tier": "default",
+        "openai.response.system_fingerprint": "fp_fake",
+        "llmlens.stream.chunk_count": len(chunks),
+        "llmlens.stream.outcome": "completed",
+    }
+
+
+# ------------------------------------------------------------------------------------------- refusal
+
+
+def test_refusal_non_stream(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario("refusal"))
+
+    assert completion.choices[0].message.refusal
+    assert dict(otel.span().attributes) == {
+        **chat_base(fake),
+        **chat_response(completion),
+        "llmlens.response.refusal": True,
+    }
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["no_content", "span_only"])
+def test_refusal_stream(otel: Any, instrument: Any, client: Any, fake: Any, capture: bool) -> None:
+    instrument(capture_content="SPAN_ONLY" if capture else None)
+    chunks = list(
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, extra_headers=scenario("refusal"))
+    )
+
+    span = otel.span()
+    if capture:
+        refusal = "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
+        assert content(span, semconv.OUTPUT_MESSAGES) == [
+            {"role": "assistant", "parts": [{"type": "text", "content": refusal}], "finish_reason": "stop"}
+        ]
+    attributes = {k: v for k, v in stream_attributes(span).items() if k not in CONTENT_KEYS}
+    assert attributes == {
+        **chat_base(fake),
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": chunks[0].id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "openai.response.service_tier": "default",
+        "openai.response.system_fingerprint": "fp_fake",
+        "llmlens.response.refusal": True,
+        "llmlens.stream.chunk_count": len(chunks),
+        "llmlens.stream.outcome": "completed",
+    }
+
+
+def test_refusal_responses(otel: Any, instrumented: Any, client: Any) -> None:
+    client.responses.create(model=MODEL, input="Hi", extra_headers=scenario("refusal"))
+    assert otel.span().attributes["llmlens.response.refusal"] is True
+
+
+# ------------------------------------------------------------------------------------- Responses API
+
+
+def responses_usage(response: Any, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
+    return {
+        "gen_ai.usage.input_tokens": response.usage.input_tokens,
+        "gen_ai.usage.output_tokens": response.usage.output_tokens,
+        "gen_ai.usage.cache_read.input_tokens": cached,
+        "gen_ai.usage.reasoning.output_tokens": reasoning,
+    }
+
+
+def test_responses_create(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    response = client.responses.create(
+        model=MODEL,
+        input="What is the weather in Paris?",
+        instructions="Be brief.",
+        temperature=0.5,
+        top_p=0.75,
+        max_output_tokens=100,
+        previous_response_id="resp_previous",
+        reasoning={"effort": "medium"},
+        text={"format": {"type": "json_object"}},
+        extra_headers=scenario("cached=5,reasoning=3"),
+    )
+
+    assert response.usage.input_tokens == 14
+    span = otel.span()
+    assert_chat_span(span)
+    assert dict(span.attributes) == {
+        **responses_base(fake),
+        "gen_ai.request.temperature": 0.5,
+        "gen_ai.request.top_p": 0.75,
+        "gen_ai.request.max_tokens": 100,
+        "gen_ai.request.previous_response.id": "resp_previous",
+        "gen_ai.request.reasoning.level": "medium",
+        "gen_ai.output.type": "json",
+        "gen_ai.response.id": response.id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "openai.response.service_tier": "default",
+        **responses_usage(response, cached=5, reasoning=3),
+    }
+
+
+def test_responses_tool_call(otel: Any, instrument: Any, client: Any, fake: Any) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    response = client.responses.create(
+        model=MODEL,
+        input=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}],
+        tools=[RESPONSES_WEATHER_TOOL],
+        extra_headers=scenario("tool"),
+    )
+
+    span = otel.span()
+    call = response.output[0]
+    assert call.type == "function_call"
+    assert content(span, semconv.OUTPUT_MESSAGES) == [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "tool_call", "id": call.call_id, "name": "get_weather", "arguments": {"city": "Paris"}}
+            ],
+            "finish_reason": "tool_call",
+        }
+    ]
+    assert content(span, semconv.INPUT_MESSAGES) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}
+    ]
+    assert content(span, semconv.SYSTEM_INSTRUCTIONS) == [{"type": "text", "content": "Be brief."}]
+    assert content(span, semconv.TOOL_DEFINITIONS) == TOOL_DEFINITIONS
+    attributes = {k: v for k, v in span.attributes.items() if k not in CONTENT_KEYS}
+    assert attributes == {
+        **responses_base(fake),
+        "gen_ai.response.id": response.id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("tool_call",),
+        "openai.response.service_tier": "default",
+        "llmlens.response.tool_call_count": 1,
+        **responses_usage(response),
+    }
+
+
+def _responses_stream_attributes(fake: Any, response: Any, chunks: int) -> dict[str, Any]:
+    return {
+        **responses_base(fake),
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": response.id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "openai.response.service_tier": "default",
+        **responses_usage(response, cached=2),
+        "llmlens.stream.chunk_count": chunks,
+        "llmlens.stream.outcome": "completed",
+    }
+
+
+def test_responses_create_stream(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    events = list(
+        client.responses.create(model=MODEL, input="Hi", stream=True, extra_headers=scenario("chunks=5,cached=2"))
+    )
+
+    assert events[-1].type == "response.completed"
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) == 5
+    span = otel.span()
+    assert_chat_span(span)
+    assert stream_attributes(span) == _responses_stream_attributes(fake, events[-1].response, 5)
+
+
+def test_responses_stream_helper(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    with client.responses.stream(model=MODEL, input="Hi", extra_headers=scenario("chunks=5,cached=2")) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_response()
+
+    span = otel.span()
+    assert_chat_span(span)
+    assert stream_attributes(span) == _responses_stream_attributes(fake, final, 5)
+
+
+@pytest.mark.asyncio
+async def test_async_responses_stream_helper(otel: Any, instrumented: Any, async_client: Any, fake: Any) -> None:
+    async with async_client.responses.stream(
+        model=MODEL, input="Hi", extra_headers=scenario("chunks=5,cached=2")
+    ) as stream:
+        async for _ in stream:
+            pass
+        final = await stream.get_final_response()
+
+    assert stream_attributes(otel.span()) == _responses_stream_attributes(fake, final, 5)
+
+
+def test_responses_streamed_tool_call(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    events = list(
+        client.responses.create(
+            model=MODEL, input="Hi", tools=[RESPONSES_WEATHER_TOOL], stream=True, extra_headers=scenario("tool")
+        )
+    )
+
+    response = events[-1].response
+    deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    assert len(deltas) >= 3
+    assert stream_attributes(otel.span()) == {
+        **responses_base(fake),
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": response.id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("tool_call",),
+        "openai.response.service_tier": "default",
+        **responses_usage(response),
+        "llmlens.response.tool_call_count": 1,
+        "llmlens.stream.chunk_count": len(deltas),
+        "llmlens.stream.outcome": "completed",
+    }
+
+
+# ---------------------------------------------------------------------------------------- embeddings
+
+
+@pytest.mark.parametrize("encoding_format", ["float", "base64"])
+def test_embeddings(otel: Any, instrumented: Any, client: Any, fake: Any, encoding_format: str) -> None:
+    result = client.embeddings.create(
+        model=EMBEDDING_MODEL, input="hello embeddings world", encoding_format=encoding_format, dimensions=4
+    )
+
+    vector = result.data[0].embedding
+    if encoding_format == "base64":
+        assert isinstance(vector, str)
+        assert len(base64.b64decode(vector)) == 4 * 4
+    else:
+        assert len(vector) == 4
+    span = otel.span()
+    assert_chat_span(span, name=f"embeddings {EMBEDDING_MODEL}")
+    assert dict(span.attributes) == {
+        **base(fake, EMBEDDING_MODEL, "embeddings"),
+        "gen_ai.request.encoding_formats": (encoding_format,),
+        "gen_ai.response.model": EMBEDDING_MODEL,
+        "gen_ai.usage.input_tokens": 3,
+        "gen_ai.embeddings.dimension.count": 4,
+    }
+    tokens = metric_points(otel, semconv.METRIC_TOKEN_USAGE)
+    assert [(p.attributes["gen_ai.token.type"], p.sum) for p in tokens] == [("input", 3)]
+
+
+@pytest.mark.asyncio
+async def test_async_embeddings_base64_default_dimensions(
+    otel: Any, instrumented: Any, async_client: Any, fake: Any
+) -> None:
+    await async_client.embeddings.create(model=EMBEDDING_MODEL, input=["a b", "c"], encoding_format="base64")
+
+    assert dict(otel.span().attributes) == {
+        **base(fake, EMBEDDING_MODEL, "embeddings"),
+        "gen_ai.request.encoding_formats": ("base64",),
+        "gen_ai.response.model": EMBEDDING_MODEL,
+        "gen_ai.usage.input_tokens": 3,
+        "gen_ai.embeddings.dimension.count": 8,
+    }
+
+
+# -------------------------------------------------------------------------------------------- errors
+
+
+ERRORS = [
+    (400, openai.BadRequestError),
+    (401, openai.AuthenticationError),
+    (404, openai.NotFoundError),
+    (429, openai.RateLimitError),
+    (500, openai.InternalServerError),
+]
+
+
+def _check_error_span(otel: Any, error: BaseException, expected: dict[str, Any]) -> None:
+    span = otel.span()
+    assert_chat_span(span, StatusCode.ERROR)
+    assert span.status.description == str(error)
+    assert dict(span.attributes) == expected
+    (event,) = span.events
+    assert event.name == "exception"
+    assert event.attributes["exception.type"].endswith(type(error).__name__)
+    assert event.attributes["exception.message"] == str(error)
+
+
+@pytest.mark.parametrize(("status", "error_class"), ERRORS, ids=[str(s) for s, _ in ERRORS])
+def test_http_errors(
+    otel: Any, instrument: Any, client: Any, fake: Any, status: int, error_class: type[Exception]
+) -> None:
+    call = {"model": MODEL, "messages": MESSAGES, "extra_headers": scenario(f"status={status}")}
+    with pytest.raises(openai.APIStatusError) as uninstrumented:
+        client.chat.completions.create(**call)
+    instrument()
+    with pytest.raises(openai.APIStatusError) as instrumented:
+        client.chat.completions.create(**call)
+
+    assert type(instrumented.value) is type(uninstrumented.value) is error_class
+    assert instrumented.value.status_code == status
+    _check_error_span(
+        otel,
+        instrumented.value,
+        {
+            **chat_base(fake),
+            "error.type": f"openai.{error_class.__name__}",
+            "http.response.status_code": status,
+        },
+    )
+
+
+@pytest.mark.asyncio
+async def test_async_http_error(otel: Any, instrumented: Any, async_client: Any, fake: Any) -> None:
+    with pytest.raises(openai.RateLimitError) as error:
+        await async_client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, extra_headers=scenario("status=429")
+        )
+    _check_error_span(
+        otel,
+        error.value,
+        {**chat_base(fake), "error.type": "openai.RateLimitError", "http.response.status_code": 429},
+    )
+
+
+def test_timeout(otel: Any, instrument: Any, fake: Any) -> None:
+    client = openai.OpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=0, timeout=0.2)
+    call = {"model": MODEL, "messages": MESSAGES, "extra_headers": scenario("delay_ms=600")}
+    with pytest.raises(openai.APIConnectionError) as uninstrumented:
+        client.chat.completions.create(**call)
+    instrument()
+    with pytest.raises(openai.APIConnectionError) as instrumented:
+        client.chat.completions.create(**call)
+
+    assert type(instrumented.value) is type(uninstrumented.value) is openai.APITimeoutError
+    _check_error_span(otel, instrumented.value, {**chat_base(fake), "error.type": "openai.APITimeoutError"})
+
+
+def test_connection_error(otel: Any, instrument: Any, fake: Any, closed_port: int) -> None:
+    client = openai.OpenAI(api_key="sk-test", base_url=f"http://127.0.0.1:{closed_port}/v1", max_retries=0)
+    with pytest.raises(openai.APIError) as uninstrumented:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    instrument()
+    with pytest.raises(openai.APIError) as instrumented:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    assert type(instrumented.value) is type(uninstrumented.value) is openai.APIConnectionError
+    _check_error_span(
+        otel,
+        instrumented.value,
+        {**chat_base(fake), "server.port": closed_port, "error.type": "openai.APIConnectionError"},
+    )
+
+
+@pytest.mark.asyncio
+async def test_async_connection_error(otel: Any, instrumented: Any, closed_port: int) -> None:
+    client = openai.AsyncOpenAI(api_key="sk-test", base_url=f"http://127.0.0.1:{closed_port}/v1", max_retries=0)
+    with pytest.raises(openai.APIConnectionError):
+        await client.embeddings.create(model=EMBEDDING_MODEL, input="x")
+    span = otel.span()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["error.type"] == "openai.APIConnectionError"
+
+
+# ------------------------------------------------------------------- with_raw_response / streaming
+
+
+def test_with_raw_response(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+
+    span = otel.span()  # complete before the user parses
+    assert raw.headers["x-request-id"].startswith("req_fake")
+    completion = raw.parse()
+    assert isinstance(completion, openai.types.chat.ChatCompletion)
+    assert completion.choices[0].message.content == ANSWER
+    assert_chat_span(span)
+    assert dict(span.attributes) == {**chat_base(fake), **chat_response(completion)}
+    assert len(otel.spans()) == 1
+
+
+@pytest.mark.asyncio
+async def test_async_with_raw_response(otel: Any, instrumented: Any, async_client: Any, fake: Any) -> None:
+    raw = await async_client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES)
+
+    span = otel.span()
+    completion = raw.parse()
+    assert dict(span.attributes) == {**chat_base(fake), **chat_response(completion)}
+
+
+def test_with_raw_response_stream(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, stream=True)
+    assert otel.spans() == []
+    chunks = list(raw.parse())
+
+    span = otel.span()
+    assert_chat_span(span)
+    assert stream_attributes(span) == {
+        **chat_base(fake),
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": chunks[0].id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "openai.response.service_tier": "default",
+        "openai.response.system_fingerprint": "fp_fake",
+        "llmlens.stream.chunk_count": len(chunks),
+        "llmlens.stream.outcome": "completed",
+    }
+
+
+def test_with_streaming_response_parse(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    with client.chat.completions.with_streaming_response.create(model=MODEL, messages=MESSAGES) as response:
+        assert response.headers["x-request-id"].startswith("req_fake")
+        completion = response.parse()
+        span = otel.span()  # ended by parse(), not by the exit
+
+    assert completion.choices[0].message.content == ANSWER
+    assert_chat_span(span)
+    assert dict(span.attributes) == {**chat_base(fake), **chat_response(completion)}
+    assert len(otel.spans()) == 1
+
+
+@pytest.mark.asyncio
+async def test_async_with_streaming_response_parse(
+    otel: Any, instrumented: Any, async_client: Any, fake: Any
+) -> None:
+    async with async_client.chat.completions.with_streaming_response.create(
+        model=MODEL, messages=MESSAGES
+    ) as response:
+        completion = await response.parse()
+
+    span = otel.span()
+    assert_chat_span(span)
+    assert dict(span.attributes) == {**chat_base(fake), **chat_response(completion)}
+
+
+def test_with_streaming_response_exit_without_parse(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    with client.chat.completions.with_streaming_response.create(model=MODEL, messages=MESSAGES) as response:
+        assert response.status_code == 200
+        assert otel.spans() == []
+
+    span = otel.span()
+    assert_chat_span(span, StatusCode.UNSET)
+    assert dict(span.attributes) == chat_base(fake)
+    # The duration is still recorded, without tokens.
+    assert len(metric_points(otel, semconv.METRIC_OPERATION_DURATION)) == 1
+    assert metric_points(otel, semconv.METRIC_TOKEN_USAGE) == []
+
+
+@pytest.mark.asyncio
+async def test_async_with_streaming_response_exit_without_parse(
+    otel: Any, instrumented: Any, async_client: Any, fake: Any
+) -> None:
+    async with async_client.chat.completions.with_streaming_response.create(model=MODEL, messages=MESSAGES):
+        pass
+
+    span = otel.span()
+    assert_chat_span(span, StatusCode.UNSET)
+    assert dict(span.attributes) == chat_base(fake)
+
+
+# -------------------------------------------------------------------------- malformed / odd responses
+
+
+def _chat_call(client: Any, value: str, stream: bool) -> Any:
+    """The user's view of one call: a model_dump(), or the list of chunk dumps of a stream."""
+    if stream:
+        chunks = client.chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=scenario(value),
+        )
+        return [chunk.model_dump() for chunk in chunks]
+    return client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario(value)).model_dump()
+
+
+ODD = [
+    ("no_usage", False),
+    ("none_fields", False),
+    ("finish=weird_reason", False),
+    ("no_usage", True),
+    ("none_fields", True),
+    ("finish=weird_reason", True),
+    ("empty_stream", True),
+]
+
+
+@pytest.mark.parametrize(("value", "stream"), ODD, ids=[f"{v}-{'stream' if s else 'unary'}" for v, s in ODD])
+def test_odd_responses_reach_the_user_unchanged(
+    otel: Any, instrument: Any, client: Any, fake: Any, value: str, stream: bool
+) -> None:
+    plain_result = _chat_call(client, value, stream)
+    instrument()
+    traced_result = _chat_call(client, value, stream)
+
+    assert normalise(traced_result) == normalise(plain_result)
+    span = otel.span()
+    attributes = stream_attributes(span) if stream and value != "empty_stream" else dict(span.attributes)
+    expected = chat_base(fake)
+    if stream:
+        expected.update({"gen_ai.request.stream": True, "llmlens.stream.outcome": "completed"})
+        output_chunks = [c for c in traced_result if c["choices"]]
+        expected["llmlens.stream.chunk_count"] = len(output_chunks)
+        first = output_chunks[0] if output_chunks else None
+        last = traced_result[-1] if traced_result else None
+    else:
+        first = last = traced_result
+    if first is not None:
+        expected.update({"gen_ai.response.id": first["id"], "gen_ai.response.model": MODEL})
+    if value != "none_fields" and first is not None:
+        expected.update(
+            {"openai.response.service_tier": "default", "openai.response.system_fingerprint": "fp_fake"}
+        )
+    if value == "finish=weird_reason":
+        expected["gen_ai.response.finish_reasons"] = ("weird_reason",)
+    elif value in ("no_usage", "none_fields") and not (stream and value == "none_fields"):
+        expected["gen_ai.response.finish_reasons"] = ("stop",)
+    elif value == "none_fields":  # a stream whose finish_reason never came
+        expected["gen_ai.response.finish_reasons"] = ("error",)
+    usage = last["usage"] if last is not None else None
+    if usage is not None:
+        expected.update(
+            {
+                "gen_ai.usage.input_tokens": usage["prompt_tokens"],
+                "gen_ai.usage.output_tokens": usage["completion_tokens"],
+            }
+        )
+        if usage["prompt_tokens_details"] is not None:
+            expected["gen_ai.usage.cache_read.input_tokens"] = 0
+        if usage["completion_tokens_details"] is not None:
+            expected["gen_ai.usage.reasoning.output_tokens"] = 0
+    assert attributes == expected
+    assert span.status.status_code is StatusCode.OK
+
+
+def test_stream_without_finish_reason_same_attributes_with_and_without_content(
+    otel: Any, instrument: Any, client: Any
+) -> None:
+    """Capturing content must not change any other attribute (here: the missing finish reason)."""
+    ignored = {*CONTENT_KEYS, semconv.RESPONSE_ID, semconv.RESPONSE_TIME_TO_FIRST_CHUNK}
+    found = []
+    for capture in (None, "SPAN_ONLY"):
+        instrumentor = instrument(capture_content=capture)
+        list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, **{
+            "extra_headers": scenario("none_fields")
+        }))  # fmt: skip
+        instrumentor.uninstrument()
+        span = otel.spans()[-1]
+        found.append({k: v for k, v in span.attributes.items() if k not in ignored})
+    assert found[0] == found[1]
+
+
+def test_empty_responses_stream(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    events = list(client.responses.create(model=MODEL, input="Hi", stream=True, extra_headers=scenario("empty_stream")))
+
+    assert events == []
+    span = otel.span()
+    assert dict(span.attributes) == {
+        **responses_base(fake),
+        "gen_ai.request.stream": True,
+        "llmlens.stream.chunk_count": 0,
+        "llmlens.stream.outcome": "completed",
+    }
+
+
+# ------------------------------------------------------------------------------------ content capture
+
+
+def test_no_content_by_default(otel: Any, instrumented: Any, client: Any) -> None:
+    client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL])
+
+    assert not CONTENT_KEYS & set(otel.span().attributes)
+    assert otel.logs() == []
+
+
+def test_span_only_content(otel: Any, instrument: Any, client: Any, fake: Any) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    assert dict(otel.span().attributes) == {
+        **chat_base(fake),
+        **chat_response(completion),
+        "gen_ai.system_instructions": '[{"type":"text","content":"Be brief."}]',
+        "gen_ai.input.messages": (
+            '[{"role":"user","parts":[{"type":"text","content":"What is the weather in Paris?"}]}]'
+        ),
+        "gen_ai.output.messages": (
+            f'[{{"role":"assistant","parts":[{{"type":"text","content":"{ANSWER}"}}],"finish_reason":"stop"}}]'
+        ),
+    }
+    assert otel.logs() == []
+
+
+@pytest.mark.parametrize("mode", ["EVENT_ONLY", "SPAN_AND_EVENT"])
+def test_event_content(otel: Any, instrument: Any, client: Any, fake: Any, mode: str) -> None:
+    instrument(capture_content=mode)
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, tools=[WEATHER_TOOL])
+
+    span = otel.span()
+    on_span = CONTENT_KEYS & set(span.attributes)
+    assert on_span == (CONTENT_KEYS if mode == "SPAN_AND_EVENT" else set())
+    (log,) = otel.logs()
+    record = log.log_record
+    assert record.event_name == semconv.EVENT_OPERATION_DETAILS
+    assert record.trace_id == span.context.trace_id
+    assert record.span_id == span.context.span_id
+    attributes = dict(record.attributes)
+    messages = {key: attributes.pop(key) for key in CONTENT_KEYS}
+    for value in messages.values():
+        assert not isinstance(value, str)  # structured, not JSON text
+    assert plain(messages) == {
+        semconv.SYSTEM_INSTRUCTIONS: [{"type": "text", "content": "Be brief."}],
+        semconv.INPUT_MESSAGES: [
+            {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]}
+        ],
+        semconv.TOOL_DEFINITIONS: TOOL_DEFINITIONS,
+        semconv.OUTPUT_MESSAGES: [
+            {"role": "assistant", "parts": [{"type": "text", "content": ANSWER}], "finish_reason": "stop"}
+        ],
+    }
+    # Besides the content, the event carries the span's other attributes.
+    assert plain(attributes) == plain({k: v for k, v in span.attributes.items() if k not in CONTENT_KEYS})
+    assert attributes["gen_ai.response.id"] == completion.id
+
+
+def test_event_without_content(otel: Any, instrument: Any, client: Any) -> None:
+    instrument(emit_event=True)
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    (log,) = otel.logs()
+    assert log.log_record.event_name == semconv.EVENT_OPERATION_DETAILS
+    assert not CONTENT_KEYS & set(log.log_record.attributes)
+    assert not CONTENT_KEYS & set(otel.span().attributes)
+
+
+def test_content_max_length(otel: Any, instrument: Any, client: Any) -> None:
+    instrument(capture_content="SPAN_ONLY", content_max_length=10)
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    span = otel.span()
+
+    def cut(text: str) -> str:
+        return text[:10] + TRUNCATION_MARKER.format(dropped=len(text) - 10)
+
+    assert content(span, semconv.INPUT_MESSAGES) == [
+        {"role": "user", "parts": [{"type": "text", "content": cut("What is the weather in Paris?")}]}
+    ]
+    assert content(span, semconv.SYSTEM_INSTRUCTIONS) == [{"type": "text", "content": "Be brief."}]  # 9 chars
+    assert content(span, semconv.OUTPUT_MESSAGES) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": cut(ANSWER)}], "finish_reason": "stop"}
+    ]
+    assert cut(ANSWER) == "Hello from…[llmlens: 45 more characters]"
+
+
+def test_inline_image_is_elided(otel: Any, instrument: Any, client: Any) -> None:
+    instrument(capture_content="SPAN_AND_EVENT")
+    data = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4).decode()
+    url = f"data:image/png;base64,{data}"
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in this image?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+                ],
+            }
+        ],
+    )
+
+    span = otel.span()
+    assert content(span, semconv.INPUT_MESSAGES) == [
+        {
+            "role": "user",
+            "parts": [
+                {"type": "text", "content": "What is in this image?"},
+                {
+                    "type": "blob",
+                    "modality": "image",
+                    "mime_type": "image/png",
+                    "content": f"[llmlens: {len(data) * 3 // 4} bytes of base64 data elided]",
+                },
+                {"type": "uri", "modality": "image", "uri": "https://example.com/cat.png"},
+            ],
+        }
+    ]
+    exported = json.dumps([plain(dict(span.attributes)), plain(dict(otel.logs()[0].log_record.attributes))])
+    assert data[:40] not in exported
+    assert "base64," not in exported
+
+
+# ---------------------------------------------------------------------------- BaseInstrumentor rules
+
+
+@pytest.fixture
+def original_request_methods() -> Iterator[tuple[Any, Any]]:
+    from openai._base_client import AsyncAPIClient, SyncAPIClient
+
+    yield SyncAPIClient.__dict__["request"], AsyncAPIClient.__dict__["request"]
+
+
+@pytest.mark.asyncio
+async def test_instrument_twice_then_uninstrument(
+    otel: Any, instrument: Any, client: Any, async_client: Any, original_request_methods: tuple[Any, Any]
+) -> None:
+    from openai._base_client import AsyncAPIClient, SyncAPIClient
+
+    sync_original, async_original = original_request_methods
+    assert not hasattr(sync_original, "__wrapped__")
+    instrumentor = instrument()
+    instrument(capture_content="SPAN_ONLY")  # a no-op: already instrumented
+    assert SyncAPIClient.__dict__["request"] is not sync_original
+
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    await async_client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    spans = otel.spans()
+    assert len(spans) == 2
+    assert not CONTENT_KEYS & set(spans[0].attributes)  # the second instrument() changed nothing
+
+    instrumentor.uninstrument()
+    assert SyncAPIClient.__dict__["request"] is sync_original
+    assert AsyncAPIClient.__dict__["request"] is async_original
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    await async_client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    with client.chat.completions.with_streaming_response.create(model=MODEL, messages=MESSAGES) as response:
+        response.parse()
+    assert len(otel.spans()) == 2
+
+    instrument()  # and back again
+    client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert len(otel.spans()) == 3
+
+
+def test_suppressed(otel: Any, instrumented: Any, client: Any) -> None:
+    with suppress_instrumentation():
+        completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+    assert completion.choices[0].message.content == ANSWER
+    assert chunks
+    assert otel.spans() == []
+    assert otel.metrics() == {}
+
+
+# ------------------------------------------------------------------------------------------ composition
+
+
+def _check_http_child(otel: Any) -> None:
+    spans = otel.spans()
+    llm = [s for s in spans if s.instrumentation_scope.name == "llmlens"]
+    http = [s for s in spans if s.instrumentation_scope.name != "llmlens"]
+    assert len(llm) == 1, [s.name for s in spans]
+    assert len(http) == 1, [s.name for s in spans]
+    assert http[0].kind is SpanKind.CLIENT
+    assert http[0].context.trace_id == llm[0].context.trace_id
+    assert http[0].parent is not None
+    assert http[0].parent.span_id == llm[0].context.span_id
+
+
+@pytest.mark.asyncio
+async def test_httpx2_client_span_is_a_child(otel: Any, instrumented: Any, client: Any, async_client: Any) -> None:
+    # openai 3 sends through httpx2; HTTPXClientInstrumentor only patches httpx, HTTPX2ClientInstrumentor httpx2.
+    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
+
+    httpx_instrumentor = HTTPX2ClientInstrumentor()
+    httpx_instrumentor.instrument(tracer_provider=otel.tracer_provider)
+    try:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        _check_http_child(otel)
+        otel.spans_exporter.clear()
+        await async_client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        _check_http_child(otel)
+        otel.spans_exporter.clear()
+        list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+        _check_http_child(otel)
+    finally:
+        httpx_instrumentor.uninstrument()
+
+
+# ------------------------------------------------------------------ instrumentation errors stay ours
+
+
+def _boom(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("injected instrumentation failure")
+
+
+def test_failing_response_extraction(otel: Any, instrumented: Any, client: Any, fake: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(ChatCompletionsRoute, "response", _boom)
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    assert completion.choices[0].message.content == ANSWER
+    span = otel.span()
+    assert span.status.status_code is StatusCode.OK
+    assert dict(span.attributes) == chat_base(fake)
+
+
+def test_failing_request_extraction(otel: Any, instrumented: Any, client: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(ChatCompletionsRoute, "request", _boom)
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+
+    assert completion.choices[0].message.content == ANSWER
+    assert otel.spans() == []
+
+
+@pytest.mark.asyncio
+async def test_failing_stream_handlers(
+    otel: Any, instrumented: Any, client: Any, async_client: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(ChatStreamAccumulator, "on_chunk", _boom)
+    monkeypatch.setattr(ChatStreamAccumulator, "on_end", _boom)
+    call = {"model": MODEL, "messages": MESSAGES, "stream": True, "extra_headers": scenario("chunks=4")}
+
+    chunks = list(client.chat.completions.create(**call))
+    async_chunks = [c async for c in await async_client.chat.completions.create(**call)]
+
+    for result in (chunks, async_chunks):
+        assert "".join(c.choices[0].delta.content or "" for c in result) == "Hello from the fake"
+    spans = otel.spans()
+    assert len(spans) == 2
+    for span in spans:
+        assert span.status.status_code is StatusCode.OK
+        assert span.attributes["llmlens.stream.outcome"] == "completed"
+
+
+def test_failing_responses_event_handler(otel: Any, instrumented: Any, client: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(ResponsesRoute, "response", _boom)
+    with client.responses.stream(model=MODEL, input="Hi") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == ANSWER
+    assert otel.span().status.status_code is StatusCode.OK
+
+
+@pytest.mark.asyncio
+async def test_failing_span_start(
+    otel: Any, instrumented: Any, client: Any, async_client: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(Telemetry, "start", _boom)
+
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    async_completion = await async_client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario("status=429"))
+
+    assert completion.choices[0].message.content == ANSWER
+    assert async_completion.choices[0].message.content == ANSWER
+    assert chunks
+    assert otel.spans() == []
+    assert otel.metrics() == {}
+
+
+def test_failing_span_end(otel: Any, instrumented: Any, client: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(Telemetry, "_response_attributes", _boom)
+    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert completion.choices[0].message.content == ANSWER
+    assert len(otel.spans()) == 1  # still ended, so never leaked
