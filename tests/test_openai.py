@@ -874,6 +874,24 @@ def test_connection_error(otel: Any, instrument: Any, fake: Any, closed_port: in
     )
 
 
+def test_retries_are_one_span(otel: Any, instrumented: Any, fake: Any, monkeypatch: Any) -> None:
+    client = openai.OpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=2)
+    monkeypatch.setattr(client, "_calculate_retry_timeout", lambda *args, **kwargs: 0.0)  # no back-off sleeps
+    fake.clear()
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario("status=500"))
+
+    assert len(fake.requests) == 3
+    span = otel.span()
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes) == {
+        **chat_base(fake),
+        "error.type": "openai.InternalServerError",
+        "http.response.status_code": 500,
+    }
+    assert len(metric_points(otel, semconv.METRIC_OPERATION_DURATION)) == 1
+
+
 @pytest.mark.asyncio
 async def test_async_connection_error(otel: Any, instrumented: Any, closed_port: int) -> None:
     client = openai.AsyncOpenAI(api_key="sk-test", base_url=f"http://127.0.0.1:{closed_port}/v1", max_retries=0)

@@ -54,7 +54,9 @@ class FastHistogram:
         for aggregation in aggregations:
             _add_values(aggregation, (value,))
 
-    def record_many(self, values: Sequence[float], attributes: dict[str, Any], context: Context | None) -> None:
+    def record_many(
+        self, values: Sequence[float], attributes: dict[str, Any], context: Context | None
+    ) -> None:
         if not values:
             return
         aggregations = self._aggregations(attributes)
@@ -129,7 +131,7 @@ def _add_values(aggregation: Any, values: Sequence[float]) -> None:
         if aggregation._value is None:
             aggregation._value = aggregation._get_empty_bucket_counts()
         counts = aggregation._value
-        total = 0.0
+        total: float = 0  # an int sum stays an int, as in the SDK
         low = math.inf
         high = -math.inf
         for value in values:

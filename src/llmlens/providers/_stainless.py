@@ -172,7 +172,7 @@ class StainlessPatch:
             if isinstance(result, (self._sync_stream, self._async_stream)):
                 return self._proxy(inv, route, result, is_async)
             if isinstance(result, self._legacy_response):
-                return self._raw_response(inv, route, result)
+                return self._raw_response(inv, route, result, is_async)
             if isinstance(result, (self._api_response, self._async_api_response)):
                 return self._streaming_response(inv, route, result, is_async)
             route.response(inv, result)
@@ -192,13 +192,15 @@ class StainlessPatch:
         proxy_cls = AsyncStreamProxy if is_async else SyncStreamProxy
         return proxy_cls(stream, state, hook_close=hook)
 
-    def _raw_response(self, inv: Invocation, route: Route, raw: Any) -> Any:
+    def _raw_response(self, inv: Invocation, route: Route, raw: Any, is_async: bool) -> Any:
         if not getattr(raw, "_stream", False):
             # The body is already read: parse now (cached by the SDK, so the user's parse is free).
             route.response(inv, raw.parse())
             inv.finish()
             return raw
-        self._hook_parse(inv, route, raw, is_async=False, stream=True)
+        # LegacyAPIResponse.parse() is synchronous even on the async client, but there it returns an
+        # AsyncStream over an HTTP response that is closed with `aclose()`.
+        self._hook_parse(inv, route, raw, is_async, stream=True, sync_parse=True)
         return raw
 
     def _streaming_response(self, inv: Invocation, route: Route, response: Any, is_async: bool) -> Any:
@@ -207,7 +209,15 @@ class StainlessPatch:
         )
         return response
 
-    def _hook_parse(self, inv: Invocation, route: Route, response: Any, is_async: bool, stream: bool) -> None:
+    def _hook_parse(
+        self,
+        inv: Invocation,
+        route: Route,
+        response: Any,
+        is_async: bool,
+        stream: bool,
+        sync_parse: bool = False,
+    ) -> None:
         """End the invocation through `parse()`, a close of the HTTP response, or garbage collection."""
         if stream:
             on_chunk, on_end = route.stream(inv)
@@ -236,7 +246,7 @@ class StainlessPatch:
                 inv.finish()
             return parsed
 
-        if is_async:
+        if is_async and not sync_parse:
 
             async def parse(*args: Any, **kwargs: Any) -> Any:
                 state.reading = True  # parse() closes the response after reading: not a user close

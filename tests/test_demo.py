@@ -1,0 +1,55 @@
+"""`llmlens demo` end to end: the console script, a real fake server, the real openai SDK, the table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from llmlens.demo.workload import STEPS
+
+LLMLENS = Path(sys.executable).with_name("llmlens")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [str(LLMLENS), *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_demo_runs_and_prints_one_row_per_call() -> None:
+    result = _run("demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "fake OpenAI-compatible provider on http://127.0.0.1:" in out
+    assert f"{len(STEPS)} spans recorded for {len(STEPS)} calls." in out
+    table = out.split("\n\n")
+    spans = next(block for block in table if block.startswith("operation"))
+    rows = spans.splitlines()[2:]
+    assert len(rows) == len(STEPS)
+    # The workload's interesting cases each show up with the status llmlens gave them.
+    assert sum("ERROR openai.RateLimitError" in r for r in rows) == 1
+    assert sum("ERROR openai.APIConnectionError" in r for r in rows) == 1
+    assert sum("UNSET (closed)" in r for r in rows) == 1
+    assert sum("tool_call" in r for r in rows) == 2
+    assert sum(r.startswith("embeddings") for r in rows) == 1
+    assert sum(" responses " in r for r in rows) == 2
+    assert sum("cached 24 reasoning 40" in r for r in rows) == 1
+    metrics = next(block for block in table if block.startswith("metric"))
+    for name in (
+        "gen_ai.client.operation.duration",
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.time_to_first_chunk",
+        "gen_ai.client.operation.time_per_output_chunk",
+    ):
+        assert name in metrics
+    duration_row = next(line for line in metrics.splitlines() if "operation.duration" in line)
+    assert duration_row.split()[2] == str(len(STEPS))
+
+
+def test_demo_help_explains_itself() -> None:
+    result = _run("demo", "--help")
+    assert result.returncode == 0
+    assert "fake OpenAI-compatible server" in result.stdout

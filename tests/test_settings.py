@@ -1,0 +1,379 @@
+"""Every setting: its environment variable (valid and invalid values), its `instrument()` argument, and
+what `Instrumentor().instrument()` does with a bad value (one error line, then the defaults)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from llmlens import settings as settings_module
+from llmlens.providers.endpoints import provider_for
+from llmlens.settings import (
+    ENV_CAPTURE_CONTENT,
+    ENV_CONTENT_MAX_LENGTH,
+    ENV_EMIT_EVENT,
+    ENV_PROVIDER_MAP,
+    ENV_PROVIDERS,
+    ContentMode,
+    Settings,
+    SettingsError,
+)
+
+ALL_ENV_VARS = (ENV_CAPTURE_CONTENT, ENV_EMIT_EVENT, ENV_CONTENT_MAX_LENGTH, ENV_PROVIDERS, ENV_PROVIDER_MAP)
+
+
+def test_the_documented_variable_names() -> None:
+    assert ALL_ENV_VARS == (
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+        "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT",
+        "LLMLENS_CONTENT_MAX_LENGTH",
+        "LLMLENS_PROVIDERS",
+        "LLMLENS_PROVIDER_MAP",
+    )
+    # No ENV_* constant is left untested.
+    assert {v for k, v in vars(settings_module).items() if k.startswith("ENV_")} == set(ALL_ENV_VARS)
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.capture_content is ContentMode.NO_CONTENT
+    assert settings.emit_event is None
+    assert settings.event_enabled is False
+    assert settings.content_max_length == 16384
+    assert settings.providers == frozenset({"openai"})
+    assert settings.provider_map == {}
+
+
+@pytest.mark.parametrize("var", ALL_ENV_VARS)
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_empty_value_means_unset(var: str, raw: str) -> None:
+    # The OpenTelemetry configuration spec: an empty environment variable is treated as unset.
+    assert Settings.from_env({var: raw}) == Settings()
+
+
+def test_reads_os_environ_by_default(monkeypatch: Any) -> None:
+    for var in ALL_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv(ENV_CONTENT_MAX_LENGTH, "77")
+    assert Settings.from_env().content_max_length == 77
+
+
+def check_error(error: SettingsError, name: str, *accepted: str) -> None:
+    message = str(error)
+    assert "\n" not in message and "\r" not in message
+    assert message.startswith(name)
+    assert "accepted values" in message
+    for value in accepted:
+        assert value in message
+
+
+# ------------------------------------------------------------------------------------- capture content
+
+
+@pytest.mark.parametrize(
+    ("raw", "mode"),
+    [
+        ("NO_CONTENT", ContentMode.NO_CONTENT),
+        ("SPAN_ONLY", ContentMode.SPAN_ONLY),
+        ("EVENT_ONLY", ContentMode.EVENT_ONLY),
+        ("SPAN_AND_EVENT", ContentMode.SPAN_AND_EVENT),
+        ("span_only", ContentMode.SPAN_ONLY),
+        ("  Span_And_Event ", ContentMode.SPAN_AND_EVENT),
+        ("true", ContentMode.SPAN_ONLY),
+        ("TRUE", ContentMode.SPAN_ONLY),
+        ("1", ContentMode.SPAN_ONLY),
+        ("yes", ContentMode.SPAN_ONLY),
+        ("on", ContentMode.SPAN_ONLY),
+        ("false", ContentMode.NO_CONTENT),
+        ("0", ContentMode.NO_CONTENT),
+        ("no", ContentMode.NO_CONTENT),
+        ("off", ContentMode.NO_CONTENT),
+        ("", ContentMode.NO_CONTENT),
+    ],
+)
+def test_capture_content(raw: str, mode: ContentMode) -> None:
+    assert Settings.from_env({ENV_CAPTURE_CONTENT: raw}).capture_content is mode
+
+
+@pytest.mark.parametrize(
+    ("mode", "on_span", "on_event"),
+    [
+        (ContentMode.NO_CONTENT, False, False),
+        (ContentMode.SPAN_ONLY, True, False),
+        (ContentMode.EVENT_ONLY, False, True),
+        (ContentMode.SPAN_AND_EVENT, True, True),
+    ],
+)
+def test_content_mode_targets(mode: ContentMode, on_span: bool, on_event: bool) -> None:
+    assert (mode.on_span, mode.on_event) == (on_span, on_event)
+    # Without an explicit emit_event the event follows the content mode (util-genai's rule).
+    assert Settings(capture_content=mode).event_enabled is on_event
+
+
+@pytest.mark.parametrize("raw", ["maybe", "SPAN", "span-only", "2", "NO_CONTENT\nSPAN_ONLY"])
+def test_capture_content_invalid(raw: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({ENV_CAPTURE_CONTENT: raw})
+    check_error(
+        error.value, ENV_CAPTURE_CONTENT, "NO_CONTENT", "SPAN_ONLY", "EVENT_ONLY", "SPAN_AND_EVENT", "true", "false"
+    )
+    assert repr(raw) in str(error.value)
+
+
+# ------------------------------------------------------------------------------------------ emit event
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("true", True), ("1", True), ("YES", True), (" on ", True), ("false", False), ("0", False),
+     ("No", False), ("off", False)],
+)  # fmt: skip
+def test_emit_event(raw: str, value: bool) -> None:
+    settings = Settings.from_env({ENV_EMIT_EVENT: raw})
+    assert settings.emit_event is value
+    assert settings.event_enabled is value
+
+
+def test_emit_event_overrides_the_content_mode() -> None:
+    env = {ENV_CAPTURE_CONTENT: "EVENT_ONLY", ENV_EMIT_EVENT: "false"}
+    assert Settings.from_env(env).event_enabled is False
+    env = {ENV_CAPTURE_CONTENT: "SPAN_ONLY", ENV_EMIT_EVENT: "true"}
+    assert Settings.from_env(env).event_enabled is True
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "enabled"])
+def test_emit_event_invalid(raw: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({ENV_EMIT_EVENT: raw})
+    check_error(error.value, ENV_EMIT_EVENT, "true", "false")
+
+
+# -------------------------------------------------------------------------------- content max length
+
+
+@pytest.mark.parametrize(("raw", "value"), [("0", 0), ("1", 1), ("100", 100), (" 42 ", 42), ("1000000", 1000000)])
+def test_content_max_length(raw: str, value: int) -> None:
+    assert Settings.from_env({ENV_CONTENT_MAX_LENGTH: raw}).content_max_length == value
+
+
+@pytest.mark.parametrize("raw", ["-1", "abc", "1.5", "10k"])
+def test_content_max_length_invalid(raw: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({ENV_CONTENT_MAX_LENGTH: raw})
+    check_error(error.value, ENV_CONTENT_MAX_LENGTH, "integer >= 0")
+
+
+# ---------------------------------------------------------------------------------------- providers
+
+
+@pytest.mark.parametrize("raw", ["openai", "OpenAI", " openai , ", "all", "ALL", "", " , "])
+def test_providers(raw: str) -> None:
+    assert Settings.from_env({ENV_PROVIDERS: raw}).providers == frozenset({"openai"})
+
+
+@pytest.mark.parametrize("raw", ["anthropic", "openai,anthropic", "open ai"])
+def test_providers_invalid(raw: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({ENV_PROVIDERS: raw})
+    check_error(error.value, ENV_PROVIDERS, "all", "openai")
+
+
+# ------------------------------------------------------------------------------------- provider map
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("127.0.0.1=openai", {"127.0.0.1": "openai"}),
+        ("Example.COM:8000 = vllm , localhost=ollama", {"example.com:8000": "vllm", "localhost": "ollama"}),
+        ("a=b,", {"a": "b"}),
+        ("", {}),
+    ],
+)
+def test_provider_map(raw: str, value: dict[str, str]) -> None:
+    assert dict(Settings.from_env({ENV_PROVIDER_MAP: raw}).provider_map) == value
+
+
+@pytest.mark.parametrize("raw", ["openai", "=openai", "host=", "a=b,c", " = "])
+def test_provider_map_invalid(raw: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({ENV_PROVIDER_MAP: raw})
+    check_error(error.value, ENV_PROVIDER_MAP, "host[:port]=provider")
+
+
+def test_provider_map_is_used_by_host_and_host_port() -> None:
+    overrides = Settings.from_env({ENV_PROVIDER_MAP: "LocalHost:8000=vllm,gpu-box=sglang"}).provider_map
+    assert provider_for("localhost", 8000, overrides) == "vllm"
+    assert provider_for("LOCALHOST", 8000, overrides) == "vllm"
+    assert provider_for("localhost", 8001, overrides) == "openai_compatible"
+    assert provider_for("gpu-box", 1234, overrides) == "sglang"
+    assert provider_for("api.openai.com", 443, overrides) == "openai"
+
+
+# -------------------------------------------------------------------- instrument() arguments (overrides)
+
+
+def test_arguments_override_the_environment() -> None:
+    env = {ENV_CAPTURE_CONTENT: "SPAN_ONLY", ENV_CONTENT_MAX_LENGTH: "10", ENV_EMIT_EVENT: "true"}
+    settings = Settings.from_env(env, capture_content="EVENT_ONLY", content_max_length=20, emit_event=False)
+    assert settings.capture_content is ContentMode.EVENT_ONLY
+    assert settings.content_max_length == 20
+    assert settings.emit_event is False
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        (ContentMode.SPAN_AND_EVENT, ContentMode.SPAN_AND_EVENT),
+        (ContentMode.NO_CONTENT, ContentMode.NO_CONTENT),
+        ("span_only", ContentMode.SPAN_ONLY),
+        (True, ContentMode.SPAN_ONLY),
+        (False, ContentMode.NO_CONTENT),
+    ],
+)
+def test_capture_content_argument(value: Any, mode: ContentMode) -> None:
+    assert Settings().with_overrides(capture_content=value).capture_content is mode
+
+
+@pytest.mark.parametrize(
+    ("value", "providers"),
+    [(["openai"], {"openai"}), (("OpenAI",), {"openai"}), ("openai", {"openai"}), ("all", {"openai"})],
+)
+def test_providers_argument(value: Any, providers: set[str]) -> None:
+    assert Settings().with_overrides(providers=value).providers == frozenset(providers)
+
+
+@pytest.mark.parametrize(("value", "event"), [(True, True), (False, False), ("true", True), ("false", False)])
+def test_emit_event_argument(value: Any, event: bool) -> None:
+    assert Settings().with_overrides(emit_event=value).event_enabled is event
+
+
+def test_content_max_length_argument() -> None:
+    assert Settings().with_overrides(content_max_length=0).content_max_length == 0
+    assert Settings().with_overrides(content_max_length="12").content_max_length == 12
+
+
+def test_provider_map_argument() -> None:
+    overrides = Settings().with_overrides(provider_map={"127.0.0.1": "openai"}).provider_map
+    assert provider_for("127.0.0.1", 8000, overrides) == "openai"
+
+
+def test_provider_map_argument_hosts_are_case_insensitive() -> None:
+    overrides = Settings().with_overrides(provider_map={"LocalHost": "vllm"}).provider_map
+    assert provider_for("localhost", 8000, overrides) == "vllm"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("capture_content", "maybe", "SPAN_ONLY"),
+        ("content_max_length", -1, "integer >= 0"),
+        ("content_max_length", "lots", "integer >= 0"),
+        ("providers", ["anthropic"], "openai"),
+        ("emit_event", "maybe", "true, false"),
+        # The keyword takes a dict (docs/configuration.md); anything else must not be taken as-is.
+        ("provider_map", "127.0.0.1=openai", "provider"),
+        ("provider_map", 42, "provider"),
+    ],
+)
+def test_invalid_arguments(name: str, value: Any, accepted: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings().with_overrides(**{name: value})
+    check_error(error.value, name, accepted)
+
+
+def test_unknown_argument() -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings().with_overrides(capture_contents="SPAN_ONLY")
+    message = str(error.value)
+    assert "\n" not in message
+    assert "capture_contents" in message
+    assert "capture_content" in message.split("accepted", 1)[1]
+
+
+# ------------------------------------------------------------------------------- Instrumentor + env
+
+
+BAD_VALUES = [
+    (ENV_CAPTURE_CONTENT, "maybe"),
+    (ENV_EMIT_EVENT, "maybe"),
+    (ENV_CONTENT_MAX_LENGTH, "-5"),
+    (ENV_PROVIDERS, "anthropic"),
+    (ENV_PROVIDER_MAP, "nonsense"),
+]
+
+
+@pytest.mark.parametrize(("var", "raw"), BAD_VALUES, ids=[v for v, _ in BAD_VALUES])
+def test_instrument_with_a_bad_environment_value(
+    otel: Any, instrument: Any, client: Any, monkeypatch: Any, caplog: Any, var: str, raw: str
+) -> None:
+    for name in ALL_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(var, raw)
+    with caplog.at_level(logging.DEBUG, logger="llmlens"):
+        instrumentor = instrument()
+
+    errors = [r for r in caplog.records if r.name == "llmlens" and r.levelno >= logging.WARNING]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    record = errors[0]
+    assert record.levelno == logging.ERROR
+    message = record.getMessage()
+    assert "\n" not in message
+    assert var in message
+    assert "accepted values" in message
+    assert record.exc_info is None  # one line, no traceback
+
+    assert instrumentor.is_instrumented_by_opentelemetry
+    assert instrumentor.settings == Settings()
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    span = otel.span()
+    assert span.name == "chat gpt-4o-mini"
+    assert "gen_ai.input.messages" not in span.attributes
+
+
+def test_instrument_with_a_bad_argument(otel: Any, instrument: Any, client: Any, caplog: Any) -> None:
+    with caplog.at_level(logging.DEBUG, logger="llmlens"):
+        instrumentor = instrument(content_max_length=-3)
+    errors = [r for r in caplog.records if r.name == "llmlens" and r.levelno >= logging.WARNING]
+    assert len(errors) == 1
+    assert "content_max_length" in errors[0].getMessage()
+    assert instrumentor.settings == Settings()
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert otel.span().name == "chat gpt-4o-mini"
+
+
+def test_instrument_reads_valid_environment_values(
+    otel: Any, instrument: Any, client: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    monkeypatch.setenv(ENV_CAPTURE_CONTENT, "span_only")
+    monkeypatch.setenv(ENV_CONTENT_MAX_LENGTH, "5")
+    monkeypatch.setenv(ENV_PROVIDERS, "all")
+    monkeypatch.setenv(ENV_PROVIDER_MAP, "127.0.0.1=openai")
+    monkeypatch.setenv(ENV_EMIT_EVENT, "false")
+    with caplog.at_level(logging.WARNING, logger="llmlens"):
+        instrumentor = instrument()
+    assert [r for r in caplog.records if r.name == "llmlens"] == []
+    assert instrumentor.settings == Settings(
+        capture_content=ContentMode.SPAN_ONLY,
+        emit_event=False,
+        content_max_length=5,
+        providers=frozenset({"openai"}),
+        provider_map={"127.0.0.1": "openai"},
+    )
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi there"}])
+    span = otel.span()
+    assert span.attributes["gen_ai.provider.name"] == "openai"
+    assert span.attributes["gen_ai.input.messages"] == (
+        '[{"role":"user","parts":[{"type":"text","content":"Hi th…[llmlens: 3 more characters]"}]}]'
+    )
+    assert otel.logs() == []
+
+
+def test_instrument_with_the_enum_argument(otel: Any, instrument: Any, client: Any) -> None:
+    instrumentor = instrument(capture_content=ContentMode.SPAN_ONLY)
+    assert instrumentor.settings.capture_content is ContentMode.SPAN_ONLY
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert "gen_ai.input.messages" in otel.span().attributes
