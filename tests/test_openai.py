@@ -252,9 +252,7 @@ def test_chat_span_is_client_child_of_current_span(otel: Any, instrumented: Any,
 
 
 @pytest.mark.parametrize("how", ["option", "env", "env_host_port"])
-def test_provider_map(
-    otel: Any, instrument: Any, client: Any, fake: Any, monkeypatch: Any, how: str
-) -> None:
+def test_provider_map(otel: Any, instrument: Any, client: Any, fake: Any, monkeypatch: Any, how: str) -> None:
     if how == "option":
         instrument(provider_map={"127.0.0.1": "openai"})
     elif how == "env":
@@ -389,7 +387,9 @@ def test_tool_call_content_non_stream(otel: Any, instrument: Any, client: Any, f
     assert content(span, semconv.OUTPUT_MESSAGES) == [
         {
             "role": "assistant",
-            "parts": [{"type": "tool_call", "id": call.id, "name": "get_weather", "arguments": {"city": "Paris"}}],
+            "parts": [
+                {"type": "tool_call", "id": call.id, "name": "get_weather", "arguments": {"city": "Paris"}}
+            ],
             "finish_reason": "tool_call",
         }
     ]
@@ -429,16 +429,23 @@ def test_tool_results_in_the_input_messages(otel: Any, instrument: Any, client: 
         {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
         {
             "role": "assistant",
-            "parts": [{"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}],
+            "parts": [
+                {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}
+            ],
         },
-        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "Sunny, 21 C"}]},
+        {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "id": "call_1", "response": "Sunny, 21 C"}],
+        },
     ]
 
 
 def _check_streamed_tool_call(otel: Any, fake: Any, chunks: list[Any], capture: bool) -> None:
     output_chunks = [c for c in chunks if c.choices]
     fragments = [
-        c.choices[0].delta.tool_calls[0].function.arguments for c in output_chunks if c.choices[0].delta.tool_calls
+        c.choices[0].delta.tool_calls[0].function.arguments
+        for c in output_chunks
+        if c.choices[0].delta.tool_calls
     ]
     assert len(fragments) >= 3  # the arguments really are split
     assert json.loads("".join(fragments)) == {"city": "Paris"}
@@ -452,7 +459,12 @@ def _check_streamed_tool_call(otel: Any, fake: Any, chunks: list[Any], capture: 
             {
                 "role": "assistant",
                 "parts": [
-                    {"type": "tool_call", "id": call_id, "name": "get_weather", "arguments": {"city": "Paris"}}
+                    {
+                        "type": "tool_call",
+                        "id": call_id,
+                        "name": "get_weather",
+                        "arguments": {"city": "Paris"},
+                    }
                 ],
                 "finish_reason": "tool_call",
             }
@@ -542,7 +554,9 @@ def test_text_stream_with_two_choices(otel: Any, instrument: Any, client: Any, f
 
 
 def test_refusal_non_stream(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
-    completion = client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario("refusal"))
+    completion = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, extra_headers=scenario("refusal")
+    )
 
     assert completion.choices[0].message.refusal
     assert dict(otel.span().attributes) == {
@@ -556,7 +570,9 @@ def test_refusal_non_stream(otel: Any, instrumented: Any, client: Any, fake: Any
 def test_refusal_stream(otel: Any, instrument: Any, client: Any, fake: Any, capture: bool) -> None:
     instrument(capture_content="SPAN_ONLY" if capture else None)
     chunks = list(
-        client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, extra_headers=scenario("refusal"))
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, extra_headers=scenario("refusal")
+        )
     )
 
     span = otel.span()
@@ -646,7 +662,12 @@ def test_responses_tool_call(otel: Any, instrument: Any, client: Any, fake: Any)
         {
             "role": "assistant",
             "parts": [
-                {"type": "tool_call", "id": call.call_id, "name": "get_weather", "arguments": {"city": "Paris"}}
+                {
+                    "type": "tool_call",
+                    "id": call.call_id,
+                    "name": "get_weather",
+                    "arguments": {"city": "Paris"},
+                }
             ],
             "finish_reason": "tool_call",
         }
@@ -684,7 +705,9 @@ def _responses_stream_attributes(fake: Any, response: Any, chunks: int) -> dict[
 
 def test_responses_create_stream(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
     events = list(
-        client.responses.create(model=MODEL, input="Hi", stream=True, extra_headers=scenario("chunks=5,cached=2"))
+        client.responses.create(
+            model=MODEL, input="Hi", stream=True, extra_headers=scenario("chunks=5,cached=2")
+        )
     )
 
     assert events[-1].type == "response.completed"
@@ -696,7 +719,9 @@ def test_responses_create_stream(otel: Any, instrumented: Any, client: Any, fake
 
 
 def test_responses_stream_helper(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
-    with client.responses.stream(model=MODEL, input="Hi", extra_headers=scenario("chunks=5,cached=2")) as stream:
+    with client.responses.stream(
+        model=MODEL, input="Hi", extra_headers=scenario("chunks=5,cached=2")
+    ) as stream:
         for _ in stream:
             pass
         final = stream.get_final_response()
@@ -707,7 +732,9 @@ def test_responses_stream_helper(otel: Any, instrumented: Any, client: Any, fake
 
 
 @pytest.mark.asyncio
-async def test_async_responses_stream_helper(otel: Any, instrumented: Any, async_client: Any, fake: Any) -> None:
+async def test_async_responses_stream_helper(
+    otel: Any, instrumented: Any, async_client: Any, fake: Any
+) -> None:
     async with async_client.responses.stream(
         model=MODEL, input="Hi", extra_headers=scenario("chunks=5,cached=2")
     ) as stream:
@@ -721,7 +748,11 @@ async def test_async_responses_stream_helper(otel: Any, instrumented: Any, async
 def test_responses_streamed_tool_call(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
     events = list(
         client.responses.create(
-            model=MODEL, input="Hi", tools=[RESPONSES_WEATHER_TOOL], stream=True, extra_headers=scenario("tool")
+            model=MODEL,
+            input="Hi",
+            tools=[RESPONSES_WEATHER_TOOL],
+            stream=True,
+            extra_headers=scenario("tool"),
         )
     )
 
@@ -894,7 +925,9 @@ def test_retries_are_one_span(otel: Any, instrumented: Any, fake: Any, monkeypat
 
 @pytest.mark.asyncio
 async def test_async_connection_error(otel: Any, instrumented: Any, closed_port: int) -> None:
-    client = openai.AsyncOpenAI(api_key="sk-test", base_url=f"http://127.0.0.1:{closed_port}/v1", max_retries=0)
+    client = openai.AsyncOpenAI(
+        api_key="sk-test", base_url=f"http://127.0.0.1:{closed_port}/v1", max_retries=0
+    )
     with pytest.raises(openai.APIConnectionError):
         await client.embeddings.create(model=EMBEDDING_MODEL, input="x")
     span = otel.span()
@@ -973,7 +1006,9 @@ async def test_async_with_streaming_response_parse(
     assert dict(span.attributes) == {**chat_base(fake), **chat_response(completion)}
 
 
-def test_with_streaming_response_exit_without_parse(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+def test_with_streaming_response_exit_without_parse(
+    otel: Any, instrumented: Any, client: Any, fake: Any
+) -> None:
     with client.chat.completions.with_streaming_response.create(model=MODEL, messages=MESSAGES) as response:
         assert response.status_code == 200
         assert otel.spans() == []
@@ -1012,23 +1047,37 @@ def _chat_call(client: Any, value: str, stream: bool) -> Any:
             extra_headers=scenario(value),
         )
         return [chunk.model_dump() for chunk in chunks]
-    return client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario(value)).model_dump()
+    return client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, extra_headers=scenario(value)
+    ).model_dump()
 
 
-ODD = [
-    ("no_usage", False),
-    ("none_fields", False),
-    ("finish=weird_reason", False),
-    ("no_usage", True),
-    ("none_fields", True),
-    ("finish=weird_reason", True),
-    ("empty_stream", True),
+ID = "<the response id>"
+_RESPONSE = {"gen_ai.response.id": ID, "gen_ai.response.model": MODEL}
+_TIER = {"openai.response.service_tier": "default", "openai.response.system_fingerprint": "fp_fake"}
+_TOKENS = {"gen_ai.usage.input_tokens": PROMPT_TOKENS, "gen_ai.usage.output_tokens": 8}
+_DETAILS = {"gen_ai.usage.cache_read.input_tokens": 0, "gen_ai.usage.reasoning.output_tokens": 0}
+_STREAM = {"gen_ai.request.stream": True, "llmlens.stream.outcome": "completed"}
+_STOP = {"gen_ai.response.finish_reasons": ("stop",)}
+_WEIRD = {"gen_ai.response.finish_reasons": ("weird_reason",)}
+# A stream whose finish_reason never came: `error`, as for a null finish_reason in a non-streamed reply.
+_NO_REASON = {"gen_ai.response.finish_reasons": ("error",)}
+ODD: list[tuple[str, bool, dict[str, Any]]] = [
+    ("no_usage", False, {**_RESPONSE, **_TIER, **_STOP}),
+    ("none_fields", False, {**_RESPONSE, **_STOP, **_TOKENS}),
+    ("finish=weird_reason", False, {**_RESPONSE, **_TIER, **_WEIRD, **_TOKENS, **_DETAILS}),
+    ("no_usage", True, {**_STREAM, **_RESPONSE, **_TIER, **_STOP}),
+    ("none_fields", True, {**_STREAM, **_RESPONSE, **_NO_REASON, **_TOKENS}),
+    ("finish=weird_reason", True, {**_STREAM, **_RESPONSE, **_TIER, **_WEIRD, **_TOKENS, **_DETAILS}),
+    ("empty_stream", True, _STREAM),
 ]
 
 
-@pytest.mark.parametrize(("value", "stream"), ODD, ids=[f"{v}-{'stream' if s else 'unary'}" for v, s in ODD])
+@pytest.mark.parametrize(
+    ("value", "stream", "expected"), ODD, ids=[f"{v}-{'stream' if s else 'unary'}" for v, s, _ in ODD]
+)
 def test_odd_responses_reach_the_user_unchanged(
-    otel: Any, instrument: Any, client: Any, fake: Any, value: str, stream: bool
+    otel: Any, instrument: Any, client: Any, fake: Any, value: str, stream: bool, expected: dict[str, Any]
 ) -> None:
     plain_result = _chat_call(client, value, stream)
     instrument()
@@ -1036,42 +1085,18 @@ def test_odd_responses_reach_the_user_unchanged(
 
     assert normalise(traced_result) == normalise(plain_result)
     span = otel.span()
-    attributes = stream_attributes(span) if stream and value != "empty_stream" else dict(span.attributes)
-    expected = chat_base(fake)
-    if stream:
-        expected.update({"gen_ai.request.stream": True, "llmlens.stream.outcome": "completed"})
-        output_chunks = [c for c in traced_result if c["choices"]]
-        expected["llmlens.stream.chunk_count"] = len(output_chunks)
-        first = output_chunks[0] if output_chunks else None
-        last = traced_result[-1] if traced_result else None
-    else:
-        first = last = traced_result
-    if first is not None:
-        expected.update({"gen_ai.response.id": first["id"], "gen_ai.response.model": MODEL})
-    if value != "none_fields" and first is not None:
-        expected.update(
-            {"openai.response.service_tier": "default", "openai.response.system_fingerprint": "fp_fake"}
-        )
-    if value == "finish=weird_reason":
-        expected["gen_ai.response.finish_reasons"] = ("weird_reason",)
-    elif value in ("no_usage", "none_fields") and not (stream and value == "none_fields"):
-        expected["gen_ai.response.finish_reasons"] = ("stop",)
-    elif value == "none_fields":  # a stream whose finish_reason never came
-        expected["gen_ai.response.finish_reasons"] = ("error",)
-    usage = last["usage"] if last is not None else None
-    if usage is not None:
-        expected.update(
-            {
-                "gen_ai.usage.input_tokens": usage["prompt_tokens"],
-                "gen_ai.usage.output_tokens": usage["completion_tokens"],
-            }
-        )
-        if usage["prompt_tokens_details"] is not None:
-            expected["gen_ai.usage.cache_read.input_tokens"] = 0
-        if usage["completion_tokens_details"] is not None:
-            expected["gen_ai.usage.reasoning.output_tokens"] = 0
-    assert attributes == expected
     assert span.status.status_code is StatusCode.OK
+    expected = {**chat_base(fake), **expected}
+    if stream:
+        output_chunks = [chunk for chunk in traced_result if chunk["choices"]]
+        expected["llmlens.stream.chunk_count"] = len(output_chunks)
+        if ID in expected.values():
+            expected["gen_ai.response.id"] = output_chunks[0]["id"]
+        attributes = stream_attributes(span) if output_chunks else dict(span.attributes)
+    else:
+        expected["gen_ai.response.id"] = traced_result["id"]
+        attributes = dict(span.attributes)
+    assert attributes == expected
 
 
 def test_stream_without_finish_reason_same_attributes_with_and_without_content(
@@ -1082,9 +1107,10 @@ def test_stream_without_finish_reason_same_attributes_with_and_without_content(
     found = []
     for capture in (None, "SPAN_ONLY"):
         instrumentor = instrument(capture_content=capture)
-        list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True, **{
-            "extra_headers": scenario("none_fields")
-        }))  # fmt: skip
+        stream = client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, extra_headers=scenario("none_fields")
+        )
+        list(stream)
         instrumentor.uninstrument()
         span = otel.spans()[-1]
         found.append({k: v for k, v in span.attributes.items() if k not in ignored})
@@ -1092,7 +1118,9 @@ def test_stream_without_finish_reason_same_attributes_with_and_without_content(
 
 
 def test_empty_responses_stream(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
-    events = list(client.responses.create(model=MODEL, input="Hi", stream=True, extra_headers=scenario("empty_stream")))
+    events = list(
+        client.responses.create(model=MODEL, input="Hi", stream=True, extra_headers=scenario("empty_stream"))
+    )
 
     assert events == []
     span = otel.span()
@@ -1300,8 +1328,11 @@ def _check_http_child(otel: Any) -> None:
 
 
 @pytest.mark.asyncio
-async def test_httpx2_client_span_is_a_child(otel: Any, instrumented: Any, client: Any, async_client: Any) -> None:
-    # openai 3 sends through httpx2; HTTPXClientInstrumentor only patches httpx, HTTPX2ClientInstrumentor httpx2.
+async def test_httpx2_client_span_is_a_child(
+    otel: Any, instrumented: Any, client: Any, async_client: Any
+) -> None:
+    # openai 3 sends through httpx2: HTTPXClientInstrumentor patches only httpx,
+    # HTTPX2ClientInstrumentor patches httpx2.
     from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
 
     httpx_instrumentor = HTTPX2ClientInstrumentor()
@@ -1326,7 +1357,9 @@ def _boom(*args: Any, **kwargs: Any) -> None:
     raise RuntimeError("injected instrumentation failure")
 
 
-def test_failing_response_extraction(otel: Any, instrumented: Any, client: Any, fake: Any, monkeypatch: Any) -> None:
+def test_failing_response_extraction(
+    otel: Any, instrumented: Any, client: Any, fake: Any, monkeypatch: Any
+) -> None:
     monkeypatch.setattr(ChatCompletionsRoute, "response", _boom)
     completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
 

@@ -118,7 +118,14 @@ def test_capture_content_invalid(raw: str) -> None:
     with pytest.raises(SettingsError) as error:
         Settings.from_env({ENV_CAPTURE_CONTENT: raw})
     check_error(
-        error.value, ENV_CAPTURE_CONTENT, "NO_CONTENT", "SPAN_ONLY", "EVENT_ONLY", "SPAN_AND_EVENT", "true", "false"
+        error.value,
+        ENV_CAPTURE_CONTENT,
+        "NO_CONTENT",
+        "SPAN_ONLY",
+        "EVENT_ONLY",
+        "SPAN_AND_EVENT",
+        "true",
+        "false",
     )
     assert repr(raw) in str(error.value)
 
@@ -154,7 +161,9 @@ def test_emit_event_invalid(raw: str) -> None:
 # -------------------------------------------------------------------------------- content max length
 
 
-@pytest.mark.parametrize(("raw", "value"), [("0", 0), ("1", 1), ("100", 100), (" 42 ", 42), ("1000000", 1000000)])
+@pytest.mark.parametrize(
+    ("raw", "value"), [("0", 0), ("1", 1), ("100", 100), (" 42 ", 42), ("1000000", 1000000)]
+)
 def test_content_max_length(raw: str, value: int) -> None:
     assert Settings.from_env({ENV_CONTENT_MAX_LENGTH: raw}).content_max_length == value
 

@@ -142,7 +142,7 @@ class Settings:
         )
         for name, var, parse in readers:
             raw = env.get(var)
-            if raw is not None:
+            if raw is not None and raw.strip():  # empty = unset, as OpenTelemetry's env spec says
                 values[name] = parse(var, raw)
         settings = cls(**values)  # type: ignore[arg-type]
         return settings.with_overrides(**overrides) if overrides else settings
@@ -153,11 +153,26 @@ class Settings:
         if unknown:
             raise SettingsError(f"unknown llmlens option(s) {sorted(unknown)}; accepted: {sorted(known)}")
         values = dict(overrides)
-        if isinstance(values.get("capture_content"), (str, bool)):
-            raw = values["capture_content"]
-            values["capture_content"] = _parse_content_mode("capture_content", str(raw))
-        if "providers" in values and not isinstance(values["providers"], frozenset):
-            values["providers"] = _parse_providers("providers", ",".join(values["providers"]))  # type: ignore[arg-type]
+        mode = values.get("capture_content")
+        if isinstance(mode, bool):
+            values["capture_content"] = ContentMode.SPAN_ONLY if mode else ContentMode.NO_CONTENT
+        elif isinstance(mode, str) and not isinstance(mode, ContentMode):
+            values["capture_content"] = _parse_content_mode("capture_content", mode)
+        if "providers" in values:
+            providers = values["providers"]
+            raw = providers if isinstance(providers, str) else ",".join(providers)  # type: ignore[arg-type]
+            values["providers"] = _parse_providers("providers", raw)
+        emit = values.get("emit_event")
+        if isinstance(emit, str):
+            values["emit_event"] = _parse_bool("emit_event", emit)
+        elif emit is not None and not isinstance(emit, bool):
+            raise SettingsError(f"emit_event={emit!r} is not valid; accepted values: true, false")
+        if "provider_map" in values:
+            mapping = values["provider_map"]
+            if not isinstance(mapping, Mapping):
+                accepted = "a dict of host[:port] -> provider"
+                raise SettingsError(f"provider_map={mapping!r} is not valid; accepted values: {accepted}")
+            values["provider_map"] = {str(k).strip().lower(): str(v).strip() for k, v in mapping.items()}
         if "content_max_length" in values:
             values["content_max_length"] = _parse_non_negative_int(
                 "content_max_length", str(values["content_max_length"])

@@ -191,7 +191,7 @@ class Telemetry:
         span_context = trace.set_span_in_context(span)
         self._record_metrics(inv, err_type, end_perf, span_context)
         if self.event_logger is not None:
-            self._emit_event(inv, attributes, span_context)
+            self._emit_event(inv, {**inv.request_attributes, **attributes}, span_context)
 
     # --- pieces ---------------------------------------------------------------------------------
 

@@ -350,7 +350,7 @@ class ChatCompletionsRoute:
 class ChatStreamAccumulator:
     """Reads chat.completion.chunk objects: a few attribute reads per chunk, nothing more."""
 
-    __slots__ = ("capture", "first", "inv", "limit", "reasons", "texts", "tool_calls")
+    __slots__ = ("capture", "choices", "first", "inv", "limit", "reasons", "texts", "tool_calls")
 
     def __init__(self, inv: Invocation, limit: int) -> None:
         self.inv = inv
@@ -358,6 +358,7 @@ class ChatStreamAccumulator:
         self.first = True
         self.capture = inv.capture_content
         self.reasons: dict[int, str] = {}
+        self.choices = 0  # 1 + the highest choice index seen
         self.texts: dict[int, list[str]] = {}
         # choice index -> tool call index -> [id, name, argument fragments]
         self.tool_calls: dict[int, dict[int, list[Any]]] = {}
@@ -372,6 +373,8 @@ class ChatStreamAccumulator:
                 _identity(inv, chunk)
                 _openai_response_attributes(inv, chunk)
             for choice in choices:
+                if choice.index >= self.choices:
+                    self.choices = choice.index + 1
                 reason = choice.finish_reason
                 if reason is not None:
                     self.reasons[choice.index] = reason
@@ -381,12 +384,13 @@ class ChatStreamAccumulator:
                 calls = delta.tool_calls
                 if calls:
                     self._tool_call_fragments(choice.index, calls)
+                refusal = getattr(delta, "refusal", None)
+                if refusal:
+                    inv.response_attributes[semconv.LLMLENS_REFUSAL] = True
                 if self.capture:
-                    text = delta.content or getattr(delta, "refusal", None)
+                    text = delta.content or refusal
                     if text:
                         self.texts.setdefault(choice.index, []).append(text)
-                elif getattr(delta, "refusal", None):
-                    inv.response_attributes[semconv.LLMLENS_REFUSAL] = True
         usage = chunk.usage
         if usage is not None:
             _chat_usage(inv, usage)
@@ -408,9 +412,8 @@ class ChatStreamAccumulator:
 
     def on_end(self) -> None:
         inv = self.inv
-        if self.reasons or self.texts or self.tool_calls:
-            count = max([*self.reasons, *self.texts, *self.tool_calls]) + 1
-            inv.finish_reasons = [finish_reason(self.reasons.get(i)) for i in range(count)]
+        if self.choices:
+            inv.finish_reasons = [finish_reason(self.reasons.get(i)) for i in range(self.choices)]
         if not self.capture:
             return
         messages = []
@@ -598,16 +601,17 @@ class EmbeddingsRoute:
 def client_endpoint(settings: Settings) -> Callable[[Any], tuple[str, str | None, int | None]]:
     """Provider, host and port of an OpenAI client, cached on the client until its base_url changes."""
     overrides = settings.provider_map
+    owner = object()  # this instrumentation's cache entries; a re-instrument with new settings misses
 
     def endpoint(client: Any) -> tuple[str, str | None, int | None]:
         base_url = client._base_url
         cached = client.__dict__.get("_llmlens_endpoint")
-        if cached is not None and cached[0] is base_url:
-            return cached[1]
+        if cached is not None and cached[0] is base_url and cached[1] is owner:
+            return cached[2]
         host = base_url.host or None
         port = base_url.port or default_port(base_url.scheme)
         found = (provider_for(host, port, overrides), host, port)
-        client.__dict__["_llmlens_endpoint"] = (base_url, found)
+        client.__dict__["_llmlens_endpoint"] = (base_url, owner, found)
         return found
 
     return endpoint
