@@ -1,9 +1,11 @@
 """Per-call overhead of llmlens on the real openai SDK, with the network replaced by canned bytes.
 
-    python benchmarks/overhead.py [--rounds R] [--calls N] [--stream-calls M] [--warmup W] [--markdown]
+    python benchmarks/overhead.py [--rounds R] [--calls N] [--stream-calls M] [--warmup W]
+                                  [--slices S] [--markdown] [--verbose]
 
-One process runs three modes, interleaved in rounds (the mode order rotates every round, so slow
-drift of the machine hits every mode alike):
+One process runs three modes, interleaved: each of R rounds runs N calls per mode, cut into S slices
+that cycle through the modes with the order rotated every slice, so drift of the machine (or another
+process waking up) hits every mode alike. `gc.collect()` runs between rounds; gc stays enabled.
 
 * ``none``    - the OpenTelemetry API with no SDK provider behind it (no-op), nothing instrumented;
 * ``sdk``     - SDK TracerProvider (BatchSpanProcessor -> an exporter that discards) and MeterProvider
@@ -13,8 +15,9 @@ drift of the machine hits every mode alike):
 The openai SDK makes no spans of its own, so ``none`` and ``sdk`` differ only by providers that are
 installed but unused; ``sdk`` is the baseline that the llmlens overhead is measured against. Global
 providers can be set only once per process, so the script swaps the API's globals between ``none`` and
-the SDK providers around each block, and llmlens gets the providers passed explicitly; between rounds
-it is switched on and off with ``instrument()``/``uninstrument()`` (checked to restore pass-through).
+the SDK providers around each slice, and llmlens gets the providers passed explicitly; around each of
+its slices it is switched on and off with ``instrument()``/``uninstrument()`` (checked at start-up to
+restore pass-through: the original method is back and no span is made).
 
 Workloads: a non-streaming ``chat.completions.create`` and a streamed one (34 content chunks with
 ``include_usage``: the stream yields 37 chunks, role + 34 content + finish + usage, then ``[DONE]``).
@@ -22,7 +25,8 @@ Bodies come from ``llmlens.demo.fake_bodies`` and are built once; an ``httpx2.Mo
 them, so what is timed is the SDK (request building, JSON/SSE parsing, pydantic) plus instrumentation.
 
 Reported per mode and workload: the median and the min of the per-round mean µs/call; Δ vs ``sdk``
-(median of the per-round paired differences); per-chunk overhead = (stream Δ - non-stream Δ) / 34;
+(median of the paired per-slice differences, R x S pairs); per-chunk overhead =
+(stream Δ - non-stream Δ) / 34;
 spans per call; ``import llmlens`` time (``-X importtime``, median of 5 fresh interpreters) and the
 non-stdlib top-level modules it loads. Targets are printed with PASS/FAIL.
 """
@@ -154,6 +158,8 @@ class Bench:
     exporter: DiscardingExporter
     # mode -> workload -> per-round mean µs/call
     results: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # mode -> workload -> per-slice mean µs/call; index i of every mode is the same slice cycle
+    slice_results: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     spans: dict[str, dict[str, int]] = field(default_factory=dict)
     timed_calls: dict[str, dict[str, int]] = field(default_factory=dict)
     instrumented_calls: int = 0
@@ -214,6 +220,7 @@ class Bench:
         sizes = [n // slices + (1 if i < n % slices else 0) for i in range(slices)]
         elapsed = dict.fromkeys(MODES, 0)
         exported = dict.fromkeys(MODES, 0)
+        per_slice: dict[str, list[float]] = {mode: [] for mode in MODES}
         gc.collect()
         for i, size in enumerate(sizes):
             shift = (r + i) % len(MODES)
@@ -221,9 +228,11 @@ class Bench:
                 ns, spans = self.block(mode, workload, size)
                 elapsed[mode] += ns
                 exported[mode] += spans
+                per_slice[mode].append(ns / size / 1000)
         if not timed:
             return
         for mode in MODES:
+            self.slice_results.setdefault(mode, {}).setdefault(workload, []).extend(per_slice[mode])
             self.results.setdefault(mode, {}).setdefault(workload, []).append(elapsed[mode] / n / 1000)
             spans = self.spans.setdefault(mode, {})
             spans[workload] = spans.get(workload, 0) + exported[mode]
@@ -384,8 +393,23 @@ def versions() -> dict[str, str]:
     return found
 
 
+def source_fingerprint() -> str:
+    """Short sha256 over llmlens's .py files: ties a result to a working tree when there is no commit."""
+    import hashlib
+    from pathlib import Path
+
+    import llmlens
+
+    root = Path(llmlens.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def paired_delta(a: list[float], b: list[float]) -> float:
-    """Median over rounds of (a - b): both measured in the same round, so drift largely cancels."""
+    """Median of (a - b) over slice cycles: the two slices ran back to back, so drift cancels, and a
+    burst of load that hits one slice moves one pair out of dozens, not the median."""
     return statistics.median(x - y for x, y in zip(a, b, strict=True))
 
 
@@ -398,7 +422,8 @@ def report(
 ) -> None:
     res = bench.results
     base = res["sdk"]
-    delta = {w: paired_delta(res["llmlens"][w], base[w]) for w in WORKLOADS}
+    sl = bench.slice_results
+    delta = {w: paired_delta(sl["llmlens"][w], sl["sdk"][w]) for w in WORKLOADS}
     per_chunk = (delta["stream"] - delta["non-stream"]) / CONTENT_CHUNKS
     call_ms = delta["non-stream"] / 1000
     import_ms = import_info["median"]
@@ -410,6 +435,7 @@ def report(
         f"machine: {os.cpu_count()} CPUs, {platform.machine()}, {platform.system()} {platform.release()}",
         f"python: {platform.python_version()} ({platform.python_implementation()})",
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        f"llmlens source fingerprint: {source_fingerprint()} (sha256 of src/llmlens/**/*.py)",
         f"runs: {bench.rounds} rounds x {bench.calls} non-stream / {bench.stream_calls} stream calls per "
         f"mode, each round in {bench.slices} slices cycling through the modes; warm-up {bench.warmup} / "
         f"{bench.warmup // 4} calls",
@@ -427,7 +453,7 @@ def report(
             med, low = statistics.median(rounds), min(rounds)
             rows.append((
                 workload, mode, f"{med:.1f}", f"{low:.1f}",
-                f"{paired_delta(rounds, base[workload]):+.1f}",
+                f"{paired_delta(sl[mode][workload], sl['sdk'][workload]):+.1f}",
                 f"{bench.spans[mode][workload] / bench.timed_calls[mode][workload]:.2f}",
                 f"{med / statistics.median(base[workload]):.3f}",
                 f"{(max(rounds) - low) / low * 100:.1f}",
@@ -441,13 +467,25 @@ def report(
         ("import llmlens", f"{import_ms:.1f} ms", f"< {TARGET_IMPORT_MS:g} ms", import_ms < TARGET_IMPORT_MS),
     ]  # fmt: skip
 
-    none_ns = paired_delta(res["none"]["non-stream"], base["non-stream"])
-    none_s = paired_delta(res["none"]["stream"], base["stream"])
+    none_ns = paired_delta(sl["none"]["non-stream"], sl["sdk"]["non-stream"])
+    none_s = paired_delta(sl["none"]["stream"], sl["sdk"]["stream"])
+    # The same quantities round by round, to show how far the noise reaches.
+    round_delta = {w: [x - y for x, y in zip(res["llmlens"][w], base[w], strict=True)] for w in WORKLOADS}
+    round_chunk = [
+        (s - n) / CONTENT_CHUNKS
+        for s, n in zip(round_delta["stream"], round_delta["non-stream"], strict=True)
+    ]
+
+    def spread(values: list[float], fmt: str) -> str:
+        return f"rounds {format(min(values), fmt)} .. {format(max(values), fmt)}"
+
     extra = [
-        f"Δ per non-streaming call vs sdk: {delta['non-stream']:.1f} µs = {call_ms:.3f} ms",
-        f"Δ per streamed call vs sdk: {delta['stream']:.1f} µs = {delta['stream'] / 1000:.3f} ms",
+        f"Δ per non-streaming call vs sdk: {delta['non-stream']:.1f} µs = {call_ms:.3f} ms "
+        f"({spread(round_delta['non-stream'], '.1f')} µs)",
+        f"Δ per streamed call vs sdk: {delta['stream']:.1f} µs = {delta['stream'] / 1000:.3f} ms "
+        f"({spread(round_delta['stream'], '.1f')} µs)",
         f"per-chunk overhead: ({delta['stream']:.1f} - {delta['non-stream']:.1f}) / {CONTENT_CHUNKS} "
-        f"= {per_chunk:.2f} µs",
+        f"= {per_chunk:.2f} µs ({spread(round_chunk, '.2f')} µs)",
         f"cross-check from the per-mode minima: non-stream {min_delta['non-stream']:.1f} µs, "
         f"stream {min_delta['stream']:.1f} µs, per chunk {min_chunk:.2f} µs",
         f"none vs sdk (providers installed but unused): non-stream {none_ns:+.1f} µs, "

@@ -83,9 +83,13 @@ def test_bulk_record_equals_one_by_one(setup: str) -> None:
                 ]
             }
         views = {
-            "view with attribute filter": [View(instrument_name="h", attribute_keys={"gen_ai.operation.name"})],
+            "view with attribute filter": [
+                View(instrument_name="h", attribute_keys={"gen_ai.operation.name"})
+            ],
             "view dropping the metric": [View(instrument_name="h", aggregation=DropAggregation())],
-            "exponential view": [View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation())],
+            "exponential view": [
+                View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation())
+            ],
         }.get(setup, [])
         return {"readers": [InMemoryMetricReader()], "views": views}
 

@@ -56,12 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _config() -> int:
     from dataclasses import fields
 
-    from llmlens.configure import exporter_names
+    from llmlens.configure import exporter_names, otlp_protocol
     from llmlens.settings import Settings, SettingsError
 
     try:
         settings = Settings.from_env()
         exporters = exporter_names(None)
+        protocol = otlp_protocol()
     except SettingsError as error:
         print(f"llmlens: {error}", file=sys.stderr)
         return 2
@@ -72,6 +73,7 @@ def _config() -> int:
         print(f"{field.name:20} {getattr(value, 'value', value)}")
     for signal, names in exporters.items():
         print(f"{signal + ' exporter':20} {','.join(names) or 'none'}")
+    print(f"{'otlp protocol':20} {protocol}")
     return 0
 
 

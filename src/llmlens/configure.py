@@ -29,10 +29,6 @@ _log = logging.getLogger("llmlens")
 SIGNALS = ("traces", "metrics", "logs")
 EXPORTER_NAMES = ("otlp", "console", "none")
 _SIGNAL_ENV = {s: f"OTEL_{s.upper()}_EXPORTER" for s in SIGNALS}
-_ENDPOINT_ENV = (
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    *(f"OTEL_EXPORTER_OTLP_{s.upper()}_ENDPOINT" for s in SIGNALS),
-)
 _PROTOCOLS = ("http/protobuf", "grpc")
 
 
@@ -61,11 +57,14 @@ class Configured:
 def exporter_names(exporter: str | None, environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """Exporter names per signal from the argument or the environment, validated."""
     env = os.environ if environ is None else environ
-    default = "otlp" if any(env.get(name) for name in _ENDPOINT_ENV) else "none"
     result: dict[str, list[str]] = {}
     for signal in SIGNALS:
         var = _SIGNAL_ENV[signal]
-        raw = exporter if exporter is not None else env.get(var, default)
+        # An OTLP endpoint for this signal (or for all) means "send it there"; none means "nowhere".
+        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
+            f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+        )
+        raw = exporter if exporter is not None else (env.get(var) or ("otlp" if endpoint else "none"))
         names = [n.strip().lower() for n in raw.split(",") if n.strip()] or ["none"]
         unknown = [n for n in names if n not in EXPORTER_NAMES]
         if unknown:
@@ -78,8 +77,10 @@ def exporter_names(exporter: str | None, environ: Mapping[str, str] | None = Non
     return result
 
 
-def _protocol(environ: Mapping[str, str]) -> str:
-    raw = environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf").strip().lower()
+def otlp_protocol(environ: Mapping[str, str] | None = None) -> str:
+    """`OTEL_EXPORTER_OTLP_PROTOCOL`, validated (`http/protobuf` when unset)."""
+    environ = os.environ if environ is None else environ
+    raw = (environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip().lower()
     if raw not in _PROTOCOLS:
         raise SettingsError(
             f"OTEL_EXPORTER_OTLP_PROTOCOL={raw!r} is not valid; accepted values: {', '.join(_PROTOCOLS)}"
@@ -138,7 +139,7 @@ def configure(
     from llmlens.instrumentor import Instrumentor
 
     names = exporter_names(exporter)
-    protocol = _protocol(os.environ) if any("otlp" in n for n in names.values()) else "http/protobuf"
+    protocol = otlp_protocol()
     resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
 
     tracer_provider = TracerProvider(resource=resource)

@@ -289,7 +289,12 @@ class Telemetry:
             if value:
                 attributes[key] = value
         assert self.event_logger is not None
-        self.event_logger.emit(event_name=semconv.EVENT_OPERATION_DETAILS, attributes=attributes, context=ctx)
+        self.event_logger.emit(
+            event_name=semconv.EVENT_OPERATION_DETAILS,
+            attributes=attributes,
+            context=ctx,
+            timestamp=_time_ns(),
+        )
 
 
 _INV_FIELD = {
