@@ -74,6 +74,20 @@ LLMLENS_STREAM_OUTCOME = "llmlens.stream.outcome"
 LLMLENS_STREAM_CHUNKS = "llmlens.stream.chunk_count"
 LLMLENS_TOOL_CALL_COUNT = "llmlens.response.tool_call_count"
 LLMLENS_REFUSAL = "llmlens.response.refusal"
+# Set on an SDK (CLIENT) span made while an llmlens proxy SERVER span is active: the request is
+# recorded once, by the SERVER span; this one is its upstream leg.
+LLMLENS_UPSTREAM = "llmlens.upstream"
+LLMLENS_API_KEY_LABEL = "llmlens.api_key.label"
+LLMLENS_SOURCE_FORMAT = "llmlens.proxy.source_format"
+LLMLENS_TARGET_FORMAT = "llmlens.proxy.target_format"
+LLMLENS_PROFILE_ID = "llmlens.profile.id"
+CLIENT_ADDRESS = "client.address"
+SERVICE_NAME = "service.name"
+
+# Cost: the proposal in semantic-conventions-genai PR #443 (not final), used until it lands.
+USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"
+USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
+USAGE_COST_SOURCE = "gen_ai.usage.cost.source"
 
 # Stream outcomes: how a streamed call ended.
 OUTCOME_COMPLETED = "completed"  # the stream was read to its end

@@ -1,0 +1,310 @@
+"""`SQLiteSpanProcessor`: every LLM request into a local SQLite file, off the application's threads.
+
+`on_end` appends the span to a bounded deque and returns (well under 5 µs); a daemon thread turns the
+queued spans into rows and writes each batch in one transaction (WAL, `synchronous=NORMAL`). When the
+queue is full, spans are dropped and counted, never waited for. A store that cannot be written (read-
+only or full disk, a locked file, a foreign file) gives one warning and the application goes on; the
+processor retries now and then. After `fork()` the child starts with an empty queue and its own thread.
+
+Example:
+    >>> from llmlens.store import SQLiteSpanProcessor
+    >>> tracer_provider.add_span_processor(SQLiteSpanProcessor("requests.db"))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+from llmlens.store import rollups
+from llmlens.store.paths import default_db_path
+from llmlens.store.retention import Retention, prune
+from llmlens.store.rows import REQUEST_COLUMNS, SPAN_COLUMNS, is_request, request_row, span_row
+from llmlens.store.schema import StoreError, open_store
+
+_log = logging.getLogger("llmlens.store")
+
+_INSERT_REQUEST = "INSERT OR IGNORE INTO requests ({}) VALUES ({})".format(
+    ", ".join(REQUEST_COLUMNS), ", ".join("?" * len(REQUEST_COLUMNS))
+)
+_INSERT_SPAN = (
+    f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(SPAN_COLUMNS))})"
+)
+_REOPEN_AFTER_S = 30.0
+_PRUNE_EVERY_S = 10.0
+# Non-request spans wait here until their trace's request span ends (children end first).
+_PENDING_SPANS_MAX = 20_000
+_RECENT_TRACES_MAX = 10_000
+
+_processors: weakref.WeakSet[SQLiteSpanProcessor] = weakref.WeakSet()
+_inherited_connections: list[sqlite3.Connection] = []
+
+
+@dataclass
+class StoreStats:
+    """What the processor did since it started (this process only)."""
+
+    written_requests: int = 0
+    written_spans: int = 0
+    dropped_queue_full: int = 0
+    dropped_store_unavailable: int = 0
+    batches: int = 0
+    last_error: str | None = None
+
+
+class SQLiteSpanProcessor(SpanProcessor):
+    """Writes LLM request spans (and the other spans of their traces) to an SQLite store."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        retention: Retention | None = None,
+        max_queue_size: int = 50_000,
+        batch_size: int = 1024,
+        flush_interval_s: float = 0.5,
+    ) -> None:
+        self.path = str(path) if path is not None else default_db_path()
+        self.retention = retention or Retention.from_env()
+        self.max_queue_size = max_queue_size
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.stats = StoreStats()
+        self.enabled = True  # the instrumentor turns this off on uninstrument (processors can't be removed)
+        self._init_runtime()
+        _processors.add(self)
+
+    def _init_runtime(self) -> None:
+        self._queue: deque[ReadableSpan] = deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._flush_waiters: list[tuple[int, threading.Event]] = []
+        self._enqueued = 0  # spans ever enqueued; a flush waits until the writer has taken them all
+        self._taken = 0
+        self._stopping = False
+        self._conn: sqlite3.Connection | None = None
+        self._unavailable_since: float | None = None
+        self._warned = False
+        self._pending: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
+        self._pending_count = 0
+        self._recent_traces: OrderedDict[int, None] = OrderedDict()
+        self._last_prune = 0.0
+
+    # --- SpanProcessor ------------------------------------------------------------------------
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not self.enabled or self._stopping:
+            return
+        queue = self._queue
+        if len(queue) >= self.max_queue_size:
+            self.stats.dropped_queue_full += 1
+            return
+        queue.append(span)
+        self._enqueued += 1
+        if self._thread is None:
+            self._start_thread()
+        elif len(queue) == self.batch_size:
+            self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Wait until every span enqueued so far is written (or given up on). True if in time."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        with self._lock:
+            self._flush_waiters.append((self._enqueued, done))
+        self._wake.set()
+        return done.wait(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        if self._stopping:
+            return
+        self.force_flush()
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    # --- writer thread ----------------------------------------------------------------------
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="llmlens-sqlite-writer", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            try:
+                self._drain()
+                self._maybe_prune()
+            except Exception:  # a bug here must not kill the thread: keep going, say why once
+                _log.debug("llmlens: store writer error", exc_info=True)
+            self._release_flush_waiters()
+            if self._stopping and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            batch = []
+            while queue and len(batch) < self.batch_size:
+                batch.append(queue.popleft())
+            self._taken += len(batch)
+            self._write(batch)
+
+    def _release_flush_waiters(self) -> None:
+        with self._lock:
+            waiters, self._flush_waiters = self._flush_waiters, []
+        for target, event in waiters:
+            if self._taken >= target:
+                event.set()
+            else:
+                with self._lock:
+                    self._flush_waiters.append((target, event))
+        if self._flush_waiters:
+            self._wake.set()
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._conn is not None:
+            return self._conn
+        if (
+            self._unavailable_since is not None
+            and time.monotonic() - self._unavailable_since < _REOPEN_AFTER_S
+        ):
+            return None
+        try:
+            self._conn = open_store(self.path)
+            self._unavailable_since = None
+        except (StoreError, sqlite3.Error, OSError) as error:
+            self._unavailable(f"cannot open {self.path}: {error}")
+        return self._conn
+
+    def _unavailable(self, reason: str) -> None:
+        self._unavailable_since = time.monotonic()
+        self.stats.last_error = reason
+        if not self._warned:
+            self._warned = True
+            _log.warning("llmlens: local store unavailable, requests are not being recorded (%s)", reason)
+
+    def _write(self, batch: list[ReadableSpan]) -> None:
+        requests, spans = self._classify(batch)
+        if not requests and not spans:
+            return
+        conn = self._connection()
+        if conn is None:
+            self.stats.dropped_store_unavailable += len(requests)
+            return
+        request_rows = [request_row(s) for s in requests]
+        span_rows = [span_row(s) for s in spans]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if request_rows:
+                conn.executemany(_INSERT_REQUEST, request_rows)
+                rollups.add(conn, request_rows)
+            if span_rows:
+                conn.executemany(_INSERT_SPAN, span_rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self.stats.dropped_store_unavailable += len(request_rows)
+            if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
+                self._close()  # corrupt or replaced file: reopen later
+            self._unavailable(str(error))
+            return
+        self.stats.written_requests += len(request_rows)
+        self.stats.written_spans += len(span_rows)
+        self.stats.batches += 1
+        if self._warned and self._unavailable_since is None:
+            self._warned = False
+            _log.warning("llmlens: local store writable again (%s)", self.path)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    def _classify(self, batch: list[ReadableSpan]) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
+        """Split into request spans and the spans of their traces; park the rest for a while."""
+        requests: list[ReadableSpan] = []
+        spans: list[ReadableSpan] = []
+        recent = self._recent_traces
+        pending = self._pending
+        for span in batch:
+            trace_id = span.context.trace_id
+            if is_request(span):
+                requests.append(span)
+                recent[trace_id] = None
+                recent.move_to_end(trace_id)
+                if len(recent) > _RECENT_TRACES_MAX:
+                    recent.popitem(last=False)
+                waiting = pending.pop(trace_id, None)
+                if waiting:
+                    self._pending_count -= len(waiting)
+                    spans.extend(waiting)
+            elif trace_id in recent:
+                spans.append(span)
+            else:
+                pending.setdefault(trace_id, []).append(span)
+                self._pending_count += 1
+        while self._pending_count > _PENDING_SPANS_MAX and pending:
+            _, evicted = pending.popitem(last=False)
+            self._pending_count -= len(evicted)
+        return requests, spans
+
+    def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        if now - self._last_prune < _PRUNE_EVERY_S or self._conn is None:
+            return
+        self._last_prune = now
+        try:
+            prune(self._conn, self.retention)
+        except sqlite3.Error as error:
+            _log.debug("llmlens: prune failed: %s", error)
+
+    # --- fork safety ------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's thread does not exist here, and an SQLite connection must not cross a fork:
+        # keep the parent's object referenced (closing it here could release the parent's locks).
+        if self._conn is not None:
+            _inherited_connections.append(self._conn)
+        self._init_runtime()
+
+
+def _reinit_after_fork() -> None:
+    for processor in list(_processors):
+        processor._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)

@@ -1,0 +1,101 @@
+"""Retention: successes and errors capped apart, an age limit, and manual prune/vacuum.
+
+Pruning never scans the table: the cap is found by walking the `(is_error, id)` index from the newest
+row (at most `cap` steps), and the age limit is a range delete on the `start_ns` index. Spans of a
+trace go when its last request row goes (a trigger), rollups when they pass the age limit.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from llmlens.settings import SettingsError
+
+ENV_MAX_SUCCESS = "LLMLENS_STORE_MAX_SUCCESS"
+ENV_MAX_ERRORS = "LLMLENS_STORE_MAX_ERRORS"
+ENV_MAX_AGE_DAYS = "LLMLENS_STORE_MAX_AGE_DAYS"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much the store keeps. 0 means no limit."""
+
+    max_success: int = 50_000
+    max_errors: int = 10_000
+    max_age_days: float = 90.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Retention:
+        env = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for name, var, kind in (
+            ("max_success", ENV_MAX_SUCCESS, int),
+            ("max_errors", ENV_MAX_ERRORS, int),
+            ("max_age_days", ENV_MAX_AGE_DAYS, float),
+        ):
+            raw = (env.get(var) or "").strip()
+            if not raw:
+                continue
+            try:
+                value = kind(raw)
+            except ValueError:
+                value = -1
+            if value < 0:
+                noun = "an integer" if kind is int else "a number"
+                raise SettingsError(
+                    f"{var}={raw!r} is not valid; accepted values: {noun} >= 0 (0 = no limit)"
+                )
+            values[name] = value
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class PruneResult:
+    deleted_success: int = 0
+    deleted_errors: int = 0
+    deleted_by_age: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.deleted_success + self.deleted_errors + self.deleted_by_age
+
+
+def _cap(conn: sqlite3.Connection, is_error: int, cap: int) -> int:
+    if cap <= 0:
+        return 0
+    row = conn.execute(
+        "SELECT id FROM requests WHERE is_error = ? ORDER BY id DESC LIMIT 1 OFFSET ?", (is_error, cap)
+    ).fetchone()
+    if row is None:
+        return 0
+    return conn.execute("DELETE FROM requests WHERE is_error = ? AND id <= ?", (is_error, row[0])).rowcount
+
+
+def prune(conn: sqlite3.Connection, retention: Retention, now_ns: int | None = None) -> PruneResult:
+    """Apply the caps and the age limit in one transaction."""
+    result = PruneResult()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if retention.max_age_days > 0:
+            cutoff = (now_ns or time.time_ns()) - int(retention.max_age_days * 86400e9)
+            result.deleted_by_age = conn.execute(
+                "DELETE FROM requests WHERE start_ns < ?", (cutoff,)
+            ).rowcount
+            conn.execute("DELETE FROM rollup_minute WHERE minute < ?", (cutoff // 60_000_000_000,))
+        result.deleted_success = _cap(conn, 0, retention.max_success)
+        result.deleted_errors = _cap(conn, 1, retention.max_errors)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def vacuum(conn: sqlite3.Connection) -> None:
+    """Give the space of deleted rows back to the file system (rewrites the file; takes a while)."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("VACUUM")

@@ -1,0 +1,143 @@
+"""Per-minute rollups, updated in the same transaction as the request rows they summarise.
+
+Totals, breakdowns, time series and percentiles over long windows read these small rows instead of
+the request log, so they stay fast at a million requests and keep counting after old request rows
+are pruned. Durations and times to first chunk are kept as log-spaced histograms (see schema.py), so
+percentiles are exact to within one bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from llmlens.store.rows import REQUEST_COLUMNS
+from llmlens.store.schema import HIST_BUCKETS, HIST_RATIO
+
+_I = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
+_LOG_RATIO = math.log(HIST_RATIO)
+_SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+NANOS_PER_MINUTE = 60_000_000_000
+
+
+def bucket_of(ms: float) -> int:
+    """Histogram bucket of a duration in milliseconds: bucket b holds (ratio^(b-1), ratio^b]."""
+    if ms <= 1.0:
+        return 0
+    return min(HIST_BUCKETS - 1, math.ceil(math.log(ms) / _LOG_RATIO))
+
+
+def bucket_upper_ms(bucket: int) -> float:
+    return HIST_RATIO**bucket
+
+
+def _key(row: Sequence[Any]) -> tuple[Any, ...]:
+    return (
+        row[_I["start_ns"]] // NANOS_PER_MINUTE,
+        row[_I["provider"]] or "",
+        row[_I["response_model"]] or row[_I["request_model"]] or "",
+        row[_I["operation"]] or "",
+        row[_I["stream"]],
+        row[_I["is_error"]],
+    )
+
+
+class _Acc:
+    __slots__ = ("cost", "dmax", "dsum", "dur", "last", "n", "sums", "tcount", "tsum", "ttfc")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.dsum = 0.0
+        self.dmax = 0.0
+        self.tsum = 0.0
+        self.tcount = 0
+        self.sums = [0] * len(_SUMS)
+        self.cost = 0.0
+        self.dur: dict[str, int] = {}
+        self.ttfc: dict[str, int] = {}
+        self.last = 0
+
+
+def _accumulate(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], _Acc]:
+    result: dict[tuple[Any, ...], _Acc] = {}
+    for row in rows:
+        acc = result.get(key := _key(row))
+        if acc is None:
+            acc = result[key] = _Acc()
+        acc.n += 1
+        duration = row[_I["duration_ms"]]
+        acc.dsum += duration
+        acc.dmax = max(acc.dmax, duration)
+        b = str(bucket_of(duration))
+        acc.dur[b] = acc.dur.get(b, 0) + 1
+        ttfc = row[_I["ttfc_ms"]]
+        if ttfc is not None:
+            acc.tsum += ttfc
+            acc.tcount += 1
+            b = str(bucket_of(ttfc))
+            acc.ttfc[b] = acc.ttfc.get(b, 0) + 1
+        for i, name in enumerate(_SUMS):
+            value = row[_I[name]]
+            if isinstance(value, int):
+                acc.sums[i] += value
+        cost = row[_I["cost_usd"]]
+        if isinstance(cost, (int, float)):
+            acc.cost += cost
+        acc.last = max(acc.last, row[_I["end_ns"]])
+    return result
+
+
+def _merge(stored: str, new: dict[str, int]) -> str:
+    merged = json.loads(stored) if stored else {}
+    for bucket, count in new.items():
+        merged[bucket] = merged.get(bucket, 0) + count
+    return json.dumps(merged, separators=(",", ":"))
+
+
+_SELECT = (
+    "SELECT duration_hist, ttfc_hist FROM rollup_minute WHERE minute = ? AND provider = ? AND model = ? "
+    "AND operation = ? AND stream = ? AND is_error = ?"
+)
+_UPSERT = f"""
+INSERT INTO rollup_minute (minute, provider, model, operation, stream, is_error, requests, duration_ms_sum,
+    duration_ms_max, ttfc_ms_sum, ttfc_count, {", ".join(_SUMS)}, cost_usd, duration_hist, ttfc_hist, last_ns)
+VALUES ({", ".join("?" * (11 + len(_SUMS) + 4))})
+ON CONFLICT (minute, provider, model, operation, stream, is_error) DO UPDATE SET
+    requests = requests + excluded.requests,
+    duration_ms_sum = duration_ms_sum + excluded.duration_ms_sum,
+    duration_ms_max = max(duration_ms_max, excluded.duration_ms_max),
+    ttfc_ms_sum = ttfc_ms_sum + excluded.ttfc_ms_sum,
+    ttfc_count = ttfc_count + excluded.ttfc_count,
+    {", ".join(f"{n} = {n} + excluded.{n}" for n in _SUMS)},
+    cost_usd = cost_usd + excluded.cost_usd,
+    duration_hist = excluded.duration_hist,
+    ttfc_hist = excluded.ttfc_hist,
+    last_ns = max(last_ns, excluded.last_ns)
+"""
+
+
+def add(conn: sqlite3.Connection, request_rows: Sequence[Sequence[Any]]) -> None:
+    """Fold request rows into the rollups (inside the caller's transaction)."""
+    for key, acc in _accumulate(request_rows).items():
+        stored = conn.execute(_SELECT, key).fetchone()
+        duration_hist = _merge(stored[0] if stored else "", acc.dur)
+        ttfc_hist = _merge(stored[1] if stored else "", acc.ttfc)
+        values = (*key, acc.n, acc.dsum, acc.dmax, acc.tsum, acc.tcount, *acc.sums, acc.cost)
+        conn.execute(_UPSERT, (*values, duration_hist, ttfc_hist, acc.last))
+
+
+def percentile_from_hist(hist: dict[int, int], q: float) -> float | None:
+    """The q-quantile (0..1) of a merged histogram, as the upper bound of its bucket, in ms."""
+    total = sum(hist.values())
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen >= rank:
+            return bucket_upper_ms(bucket)
+    return bucket_upper_ms(max(hist))

@@ -1,0 +1,157 @@
+"""Finished spans to store rows: pure functions, run on the writer thread only.
+
+A span is an LLM request when it carries `gen_ai.operation.name` and is not the upstream leg of a
+proxied request (`llmlens.upstream`): then it becomes one `requests` row. Every other span of a
+trace that has a request is kept in `spans`, for the detail view.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from opentelemetry.trace import SpanKind, StatusCode
+
+from llmlens import semconv
+
+ERROR_MESSAGE_MAX = 1000
+
+# span attribute -> requests column, for the attributes that have their own column.
+_COLUMNS: dict[str, str] = {
+    semconv.OPERATION_NAME: "operation",
+    semconv.PROVIDER_NAME: "provider",
+    semconv.REQUEST_MODEL: "request_model",
+    semconv.RESPONSE_MODEL: "response_model",
+    semconv.OPENAI_API_TYPE: "api",
+    semconv.SERVER_ADDRESS: "server_address",
+    semconv.SERVER_PORT: "server_port",
+    semconv.ERROR_TYPE: "error_type",
+    semconv.HTTP_STATUS_CODE: "http_status",
+    semconv.USAGE_INPUT_TOKENS: "input_tokens",
+    semconv.USAGE_OUTPUT_TOKENS: "output_tokens",
+    semconv.USAGE_CACHE_READ_INPUT_TOKENS: "cache_read_tokens",
+    semconv.USAGE_CACHE_CREATION_INPUT_TOKENS: "cache_write_tokens",
+    semconv.USAGE_REASONING_OUTPUT_TOKENS: "reasoning_tokens",
+    semconv.USAGE_COST_AMOUNT: "cost_usd",
+    semconv.LLMLENS_STREAM_CHUNKS: "chunk_count",
+    semconv.LLMLENS_STREAM_OUTCOME: "stream_outcome",
+    semconv.RESPONSE_ID: "response_id",
+    semconv.LLMLENS_API_KEY_LABEL: "api_key_label",
+    semconv.CLIENT_ADDRESS: "client_ip",
+    semconv.LLMLENS_SOURCE_FORMAT: "source_format",
+    semconv.LLMLENS_TARGET_FORMAT: "target_format",
+    semconv.LLMLENS_PROFILE_ID: "profile_id",
+}
+# Columns written per request row, in INSERT order.
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "trace_id", "span_id", "parent_span_id", "start_ns", "end_ns", "duration_ms", "span_name", "span_kind",
+    *_COLUMNS.values(), "stream", "status", "is_error", "error_message", "ttfc_ms", "finish_reasons",
+    "service_name", "attributes",
+)  # fmt: skip
+SPAN_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "start_ns",
+    "end_ns",
+    "status",
+    "attributes",
+)
+
+_KINDS = {SpanKind.CLIENT: "client", SpanKind.SERVER: "server", SpanKind.INTERNAL: "internal",
+          SpanKind.PRODUCER: "producer", SpanKind.CONSUMER: "consumer"}  # fmt: skip
+_STATUS = {StatusCode.OK: "ok", StatusCode.ERROR: "error", StatusCode.UNSET: "unset"}
+_HANDLED = frozenset((*_COLUMNS, semconv.REQUEST_STREAM, semconv.RESPONSE_TIME_TO_FIRST_CHUNK,
+                      semconv.RESPONSE_FINISH_REASONS))  # fmt: skip
+
+
+def trace_hex(value: int) -> str:
+    return f"{value:032x}"
+
+
+def span_hex(value: int) -> str:
+    return f"{value:016x}"
+
+
+def is_request(span: Any) -> bool:
+    attributes = span.attributes
+    return (
+        bool(attributes)
+        and semconv.OPERATION_NAME in attributes
+        and not attributes.get(semconv.LLMLENS_UPSTREAM)
+    )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, frozenset, set)):
+        return list(value)
+    return str(value)
+
+
+def _attributes_dict(attributes: Any) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in (attributes or {}).items()}
+
+
+def request_row(span: Any) -> tuple[Any, ...]:
+    """The `requests` row of an LLM request span, in REQUEST_COLUMNS order."""
+    attributes = span.attributes or {}
+    context = span.context
+    parent = span.parent
+    status = _STATUS.get(span.status.status_code, "unset")
+    start, end = span.start_time or 0, span.end_time or span.start_time or 0
+    rest = {k: (list(v) if isinstance(v, tuple) else v) for k, v in attributes.items() if k not in _HANDLED}
+    error_message = span.status.description if status == "error" else None
+    if error_message and len(error_message) > ERROR_MESSAGE_MAX:
+        error_message = error_message[: ERROR_MESSAGE_MAX - 3] + "..."
+    ttfc = attributes.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
+    reasons = attributes.get(semconv.RESPONSE_FINISH_REASONS)
+    resource = getattr(span, "resource", None)
+    service = resource.attributes.get(semconv.SERVICE_NAME) if resource is not None else None
+    return (
+        trace_hex(context.trace_id),
+        span_hex(context.span_id),
+        span_hex(parent.span_id) if parent is not None else None,
+        start,
+        end,
+        (end - start) / 1e6,
+        span.name,
+        _KINDS.get(span.kind, "internal"),
+        *(_column_value(attributes.get(key)) for key in _COLUMNS),
+        1 if attributes.get(semconv.REQUEST_STREAM) else 0,
+        status,
+        1 if status == "error" else 0,
+        error_message,
+        ttfc * 1000 if isinstance(ttfc, (int, float)) else None,
+        ",".join(reasons) if reasons else None,
+        service,
+        _json(rest),
+    )
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def span_row(span: Any) -> tuple[Any, ...]:
+    """The `spans` row of any span, in SPAN_COLUMNS order."""
+    context = span.context
+    parent = span.parent
+    return (
+        trace_hex(context.trace_id),
+        span_hex(context.span_id),
+        span_hex(parent.span_id) if parent is not None else None,
+        span.name,
+        _KINDS.get(span.kind, "internal"),
+        span.start_time or 0,
+        span.end_time or span.start_time or 0,
+        _STATUS.get(span.status.status_code, "unset"),
+        _json(_attributes_dict(span.attributes)),
+    )

@@ -1,0 +1,197 @@
+"""The SQLite schema of the local store, its numbered migrations, and how a connection is opened.
+
+`PRAGMA user_version` is the schema version. Each migration takes the database from version N-1 to N
+in one transaction; `open_store()` applies the missing ones, so a file written by any earlier llmlens
+opens in a newer one. A file that is not an llmlens store (another application's SQLite file, or not
+SQLite at all) is refused with `StoreError`, never modified.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+APPLICATION_ID = 0x4C4C4D4C  # "LLML": marks the file as ours (PRAGMA application_id)
+
+
+class StoreError(RuntimeError):
+    """The store file cannot be used; the message is one line, fit for a user."""
+
+
+# Rollup histograms: log-spaced bucket upper bounds in milliseconds (ratio 1.25, 1 ms .. ~10 min), so
+# percentiles from rollups are within one bucket (25%) of the exact value; the request log gives exact
+# values for small windows.
+HIST_RATIO = 1.25
+HIST_BUCKETS = 61
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: request log, child spans, per-minute rollups, metadata
+    """
+    CREATE TABLE requests (
+        id                  INTEGER PRIMARY KEY,
+        trace_id            TEXT NOT NULL,
+        span_id             TEXT NOT NULL,
+        parent_span_id      TEXT,
+        start_ns            INTEGER NOT NULL,
+        end_ns              INTEGER NOT NULL,
+        duration_ms         REAL NOT NULL,
+        span_name           TEXT NOT NULL,
+        span_kind           TEXT NOT NULL,
+        operation           TEXT,
+        provider            TEXT,
+        request_model       TEXT,
+        response_model      TEXT,
+        api                 TEXT,
+        server_address      TEXT,
+        server_port         INTEGER,
+        stream              INTEGER NOT NULL DEFAULT 0,
+        status              TEXT NOT NULL,
+        is_error            INTEGER NOT NULL DEFAULT 0,
+        error_type          TEXT,
+        error_message       TEXT,
+        http_status         INTEGER,
+        input_tokens        INTEGER,
+        output_tokens       INTEGER,
+        cache_read_tokens   INTEGER,
+        cache_write_tokens  INTEGER,
+        reasoning_tokens    INTEGER,
+        cost_usd            REAL,
+        ttfc_ms             REAL,
+        chunk_count         INTEGER,
+        stream_outcome      TEXT,
+        finish_reasons      TEXT,
+        response_id         TEXT,
+        api_key_label       TEXT,
+        client_ip           TEXT,
+        source_format       TEXT,
+        target_format       TEXT,
+        service_name        TEXT,
+        profile_id          TEXT,
+        attributes          TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (trace_id, span_id)
+    );
+    CREATE INDEX requests_by_time ON requests (start_ns);
+    CREATE INDEX requests_by_class ON requests (is_error, id);
+    CREATE INDEX requests_by_model ON requests (request_model, id);
+    CREATE INDEX requests_by_provider ON requests (provider, id);
+
+    CREATE TABLE spans (
+        trace_id        TEXT NOT NULL,
+        span_id         TEXT NOT NULL,
+        parent_span_id  TEXT,
+        name            TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        start_ns        INTEGER NOT NULL,
+        end_ns          INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        attributes      TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (trace_id, span_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rollup_minute (
+        minute              INTEGER NOT NULL,
+        provider            TEXT NOT NULL,
+        model               TEXT NOT NULL,
+        operation           TEXT NOT NULL,
+        stream              INTEGER NOT NULL,
+        is_error            INTEGER NOT NULL,
+        requests            INTEGER NOT NULL DEFAULT 0,
+        duration_ms_sum     REAL NOT NULL DEFAULT 0,
+        duration_ms_max     REAL NOT NULL DEFAULT 0,
+        ttfc_ms_sum         REAL NOT NULL DEFAULT 0,
+        ttfc_count          INTEGER NOT NULL DEFAULT 0,
+        input_tokens        INTEGER NOT NULL DEFAULT 0,
+        output_tokens       INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens   INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens  INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens    INTEGER NOT NULL DEFAULT 0,
+        cost_usd            REAL NOT NULL DEFAULT 0,
+        duration_hist       TEXT NOT NULL DEFAULT '{}',
+        ttfc_hist           TEXT NOT NULL DEFAULT '{}',
+        last_ns             INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (minute, provider, model, operation, stream, is_error)
+    ) WITHOUT ROWID;
+
+    -- The child spans of a trace go with its last request row.
+    CREATE TRIGGER requests_cleanup_spans AFTER DELETE ON requests
+    WHEN NOT EXISTS (SELECT 1 FROM requests WHERE trace_id = old.trace_id)
+    BEGIN
+        DELETE FROM spans WHERE trace_id = old.trace_id;
+    END;
+
+    CREATE TABLE meta (
+        key     TEXT PRIMARY KEY,
+        value   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _check_ours(conn: sqlite3.Connection, path: str) -> None:
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        raise StoreError(f"{path} is not an llmlens store ({error})") from None
+    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables > 0):
+        raise StoreError(f"{path} is an SQLite file of another application, not an llmlens store")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer llmlens (schema {version}, this one knows {SCHEMA_VERSION}); "
+            "upgrade llmlens"
+        )
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations the file lacks, up to `target`. Returns the version reached."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    while version < target:
+        script = MIGRATIONS[version]
+        version += 1
+        # executescript commits first; BEGIN..COMMIT makes the migration and the version bump atomic.
+        conn.executescript(
+            f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {version}; "
+            f"PRAGMA application_id = {APPLICATION_ID}; COMMIT;"
+        )
+    return version
+
+
+def open_store(
+    path: str | os.PathLike[str], readonly: bool = False, create: bool = True
+) -> sqlite3.Connection:
+    """Open (creating and migrating if needed) the store at `path`. Raises StoreError with a clear line."""
+    path = str(path)
+    if readonly or not create:
+        if not os.path.exists(path):
+            raise StoreError(
+                f"no llmlens store at {path} (run your app with llmlens, or `llmlens demo`, first)"
+            )
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot open {path}: {error}") from None
+    try:
+        _check_ours(conn, path)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(conn)
+        elif conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            raise StoreError(
+                f"{path} has an older schema; open it once for writing (any llmlens command) to migrate"
+            )
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        raise StoreError(f"{path} is not an llmlens store ({error})") from None
+    except StoreError:
+        conn.close()
+        raise
+    return conn
