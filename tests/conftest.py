@@ -132,3 +132,18 @@ def async_client(fake: FakeProvider) -> Any:
 def scenario(value: str) -> dict[str, Any]:
     """extra_headers that select a fake-provider scenario, e.g. `scenario("chunks=34,cached=5")`."""
     return {"extra_headers": {"x-fake-scenario": value}}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _store_in_a_temporary_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Never write the user's real store: the instrumentor adds one to every SDK tracer provider."""
+    import os
+
+    path = tmp_path_factory.mktemp("store") / "llmlens.db"
+    previous = os.environ.get("LLMLENS_DB")
+    os.environ["LLMLENS_DB"] = str(path)
+    yield
+    if previous is None:
+        os.environ.pop("LLMLENS_DB", None)
+    else:
+        os.environ["LLMLENS_DB"] = previous

@@ -73,10 +73,11 @@ def test_chat_non_stream(client: openai.OpenAI) -> None:
     assert len(choice.message.content.split()) == 8
     usage = completion.usage
     assert usage is not None
+    # Reasoning tokens are a part of the completion tokens (8 words + 3), as in the real API.
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (
         PROMPT_TOKENS,
-        8,
-        PROMPT_TOKENS + 8,
+        8 + 3,
+        PROMPT_TOKENS + 8 + 3,
     )
     assert usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == 5
@@ -202,6 +203,179 @@ def test_chat_refusal(client: openai.OpenAI) -> None:
     assert refusal == message.refusal
 
 
+def test_cached_and_written_tokens_are_part_of_the_prompt(client: openai.OpenAI) -> None:
+    small = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, extra_headers=scenario("cached=4,cache_write=6")
+    )
+    usage = small.usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    # 4 + 6 fit in the 14 prompt tokens: the prompt stays as counted.
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (PROMPT_TOKENS, 8, 22)
+    assert usage.prompt_tokens_details.cached_tokens == 4
+    assert usage.prompt_tokens_details.cache_write_tokens == 6
+
+    large = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, extra_headers=scenario("cached=1024,cache_write=100")
+    )
+    usage = large.usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    # More cached + written tokens than counted prompt tokens: the prompt grows to hold them.
+    assert (usage.prompt_tokens, usage.total_tokens) == (1124, 1124 + 8)
+    assert usage.prompt_tokens_details.cached_tokens == 1024
+    assert usage.prompt_tokens_details.cached_tokens <= usage.prompt_tokens
+
+    # cache_write_tokens is only sent when something was written.
+    plain = client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario("cached=2"))
+    assert plain.usage is not None and plain.usage.prompt_tokens_details is not None
+    assert "cache_write_tokens" not in plain.usage.prompt_tokens_details.model_fields_set
+    assert plain.usage.prompt_tokens_details.cache_write_tokens is None
+
+
+def test_reasoning_tokens_are_part_of_the_completion_tokens(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=MESSAGES,
+        n=2,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=scenario("chunks=5,reasoning=40,cached=20"),
+    )
+    usage = list(stream)[-1].usage
+    assert usage is not None
+    assert usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == 40
+    assert usage.completion_tokens == 2 * 5 + 40  # both choices' words, then the reasoning
+    assert usage.prompt_tokens == 20  # grown from 14 to hold the cached tokens
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+    response = client.responses.create(
+        model=MODEL, input="Hi", extra_headers=scenario("chunks=3,reasoning=7,cached=30,cache_write=2")
+    )
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (32, 3 + 7)
+    assert response.usage.total_tokens == 42
+    assert response.usage.input_tokens_details.cache_write_tokens == 2
+
+
+# --------------------------------------------------------------------------------- legacy completions
+
+INSTRUCT_MODEL = "gpt-3.5-turbo-instruct"
+
+
+def test_completion_non_stream(client: openai.OpenAI) -> None:
+    completion = client.completions.create(model=INSTRUCT_MODEL, prompt="Say this is a test")
+    assert completion.id.startswith("cmpl-fake")
+    assert completion.object == "text_completion"
+    assert completion.model == INSTRUCT_MODEL
+    assert completion.system_fingerprint == "fp_fake"
+    (choice,) = completion.choices
+    assert (choice.index, choice.finish_reason, choice.logprobs) == (0, "stop", None)
+    assert choice.text == "Hello from the fake provider. This deterministic answer"
+    assert completion.usage is not None
+    assert completion.usage.model_dump() == {
+        "prompt_tokens": 5,  # the words of the prompt
+        "completion_tokens": 8,
+        "total_tokens": 13,
+        "completion_tokens_details": None,
+        "prompt_tokens_details": None,
+    }
+
+
+def test_completion_max_tokens_n_and_prompt_lists(client: openai.OpenAI) -> None:
+    cut = client.completions.create(model=INSTRUCT_MODEL, prompt="Hi", max_tokens=3)
+    assert [(c.text, c.finish_reason) for c in cut.choices] == [("Hello from the", "length")]
+    assert cut.usage is not None and cut.usage.completion_tokens == 3
+
+    many = client.completions.create(model=INSTRUCT_MODEL, prompt=["one two", "three"], n=2, max_tokens=20)
+    assert [c.index for c in many.choices] == [0, 1, 2, 3]  # two answers to each of the two prompts
+    assert {c.finish_reason for c in many.choices} == {"stop"}
+    assert many.usage is not None
+    assert (many.usage.prompt_tokens, many.usage.completion_tokens) == (3, 4 * 8)
+
+    tokens = client.completions.create(model=INSTRUCT_MODEL, prompt=[1, 2, 3, 4, 5])
+    assert tokens.usage is not None and tokens.usage.prompt_tokens == 5
+    assert len(tokens.choices) == 1
+
+
+def test_completion_details_only_when_asked(client: openai.OpenAI) -> None:
+    completion = client.completions.create(
+        model=INSTRUCT_MODEL,
+        prompt="Hi",
+        extra_headers=scenario("cached=3,reasoning=2,finish=content_filter"),
+    )
+    assert completion.choices[0].finish_reason == "content_filter"
+    usage = completion.usage
+    assert usage is not None
+    assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 3
+    assert usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == 2
+    assert (usage.prompt_tokens, usage.completion_tokens) == (3, 8 + 2)
+
+
+def test_completion_stream(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.completions.create(
+            model=INSTRUCT_MODEL,
+            prompt="Hi",
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=scenario("chunks=3"),
+        )
+    )
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("cmpl-fake")
+    assert all(c.object == "text_completion" for c in chunks)
+    with_choices = chunks[:-1]
+    assert [c.choices[0].index for c in with_choices] == [0, 1] * 4  # interleaved: 3 words, then the finish
+    texts = {0: "", 1: ""}
+    for chunk in with_choices:
+        texts[chunk.choices[0].index] += chunk.choices[0].text
+    assert texts == {0: "Hello from the", 1: "Hello from the"}
+    assert [c.choices[0].finish_reason for c in with_choices[-2:]] == ["stop", "stop"]
+    assert all(c.choices[0].finish_reason is None for c in with_choices[:-2])
+    assert all(c.usage is None for c in with_choices)
+    usage_chunk = chunks[-1]
+    assert usage_chunk.choices == []
+    assert usage_chunk.usage is not None
+    assert (usage_chunk.usage.prompt_tokens, usage_chunk.usage.completion_tokens) == (1, 6)
+
+    plain = list(client.completions.create(model=INSTRUCT_MODEL, prompt="Hi", stream=True))
+    assert all(c.choices and c.usage is None for c in plain)
+    assert (
+        "".join(c.choices[0].text for c in plain) == "Hello from the fake provider. This deterministic answer"
+    )
+
+
+def test_completion_odd_shapes_and_errors(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.completions.create(
+            model=INSTRUCT_MODEL,
+            prompt="Hi",
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers=scenario("none_fields,chunks=2"),
+        )
+    )
+    assert all(c.system_fingerprint is None for c in chunks)
+    assert all(choice.finish_reason is None for c in chunks for choice in c.choices)
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens_details is None
+
+    no_usage = client.completions.create(
+        model=INSTRUCT_MODEL, prompt="Hi", extra_headers=scenario("no_usage")
+    )
+    assert no_usage.usage is None
+    empty = client.completions.create(
+        model=INSTRUCT_MODEL, prompt="Hi", stream=True, extra_headers=scenario("empty_stream")
+    )
+    assert list(empty) == []
+    with pytest.raises(openai.RateLimitError):
+        client.completions.create(model="fake-error-429", prompt="Hi")
+    with pytest.raises(openai.InternalServerError):
+        client.completions.create(
+            model=INSTRUCT_MODEL, prompt="Hi", stream=True, extra_headers=scenario("status=500")
+        )
+
+
 # ------------------------------------------------------------------------------------------- responses
 
 
@@ -214,8 +388,10 @@ def test_responses_create(client: openai.OpenAI) -> None:
     assert response.output_text.startswith("Hello from the fake provider")
     assert response.usage is not None
     assert response.usage.input_tokens == 3 + 6
-    assert response.usage.output_tokens == 8
+    assert response.usage.output_tokens == 8 + 2  # the 8 words and the 2 reasoning tokens
+    assert response.usage.total_tokens == 3 + 6 + 8 + 2
     assert response.usage.input_tokens_details.cached_tokens == 4
+    assert response.usage.input_tokens_details.cache_write_tokens == 0
     assert response.usage.output_tokens_details.reasoning_tokens == 2
     assert response.service_tier == "default"
 
@@ -281,6 +457,43 @@ def test_responses_refusal_stream(client: openai.OpenAI) -> None:
     assert message.type == "message"
     assert message.content[0].type == "refusal" and message.content[0].refusal == refusal
     assert final.output_text == ""
+
+
+@pytest.mark.parametrize("reason", ["max_output_tokens", "content_filter"])
+def test_responses_incomplete(client: openai.OpenAI, reason: str) -> None:
+    response = client.responses.create(
+        model=MODEL, input="Hi", max_output_tokens=16, extra_headers=scenario(f"incomplete={reason},chunks=3")
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None and response.incomplete_details.reason == reason
+    assert response.completed_at is None
+    assert response.output[0].status == "incomplete"
+    assert response.output_text == "Hello from the"  # the partial answer is still there
+    assert response.usage is not None and response.usage.output_tokens == 3
+
+    events = list(
+        client.responses.create(
+            model=MODEL, input="Hi", stream=True, extra_headers=scenario(f"incomplete={reason},chunks=3")
+        )
+    )
+    assert [e.type for e in events][-3:] == [
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.incomplete",
+    ]
+    assert not [e for e in events if e.type == "response.completed"]
+    final = events[-1].response
+    assert final.status == "incomplete"
+    assert final.incomplete_details is not None and final.incomplete_details.reason == reason
+    assert final.output_text == "".join(e.delta for e in events if e.type == "response.output_text.delta")
+
+    # The SDK's stream helper yields every event, but only a completed response is a final response.
+    with client.responses.stream(
+        model=MODEL, input="Hi", extra_headers=scenario(f"incomplete={reason}")
+    ) as stream:
+        assert [e.type for e in stream][-1] == "response.incomplete"
+        with pytest.raises(RuntimeError, match=r"response\.completed"):
+            stream.get_final_response()
 
 
 # ------------------------------------------------------------------------------------------ embeddings
@@ -562,7 +775,10 @@ def test_scenario_parse() -> None:
     assert Scenario.parse(None) == Scenario() == Scenario.parse("")
     assert Scenario.for_request(None, "fake-error-503").status == 503
     assert Scenario.for_request("chunks=2", "fake-error-503").status is None  # the header wins
-    for bad in ("nope", "chunks=x", "status=200", "tool=maybe", "finish="):
+    assert Scenario.parse("cache_write=7,incomplete=content_filter") == Scenario(
+        cache_write=7, incomplete="content_filter"
+    )
+    for bad in ("nope", "chunks=x", "status=200", "tool=maybe", "finish=", "incomplete=tired", "incomplete"):
         with pytest.raises(ValueError):
             Scenario.parse(bad)
 

@@ -23,6 +23,7 @@ from llmlens.core.content import TRUNCATION_MARKER
 from llmlens.core.telemetry import Telemetry
 from llmlens.demo.fake_server import FakeProvider
 from llmlens.providers.openai import ChatCompletionsRoute, ChatStreamAccumulator, ResponsesRoute
+from test_openai_compat import http_client_instrumentor
 
 MODEL = "gpt-4o-mini"
 EMBEDDING_MODEL = "text-embedding-3-small"
@@ -172,7 +173,8 @@ def test_chat_span_has_every_request_parameter(otel: Any, instrumented: Any, cli
     )
 
     assert [c.finish_reason for c in completion.choices] == ["stop", "stop"]
-    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (PROMPT_TOKENS, 16)
+    # 2 choices of 8 words, and the 3 reasoning tokens are a part of the completion tokens.
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (PROMPT_TOKENS, 19)
     span = otel.span()
     assert_chat_span(span)
     assert dict(span.attributes) == {
@@ -193,7 +195,7 @@ def test_chat_span_has_every_request_parameter(otel: Any, instrumented: Any, cli
         "openai.response.service_tier": "default",
         "openai.response.system_fingerprint": "fp_fake",
         "gen_ai.usage.input_tokens": PROMPT_TOKENS,
-        "gen_ai.usage.output_tokens": 16,
+        "gen_ai.usage.output_tokens": 19,
         "gen_ai.usage.cache_read.input_tokens": 5,
         "gen_ai.usage.reasoning.output_tokens": 3,
     }
@@ -238,6 +240,47 @@ async def test_async_chat(otel: Any, instrumented: Any, async_client: Any, fake:
             **{"gen_ai.usage.cache_read.input_tokens": 2, "gen_ai.usage.reasoning.output_tokens": 1},
         ),
     }
+
+
+def usage_attributes(attributes: Any) -> dict[str, Any]:
+    return {k: v for k, v in attributes.items() if k.startswith("gen_ai.usage.")}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+def test_chat_cache_write_tokens(otel: Any, instrumented: Any, client: Any, stream: bool) -> None:
+    """`prompt_tokens_details.cache_write_tokens` -> gen_ai.usage.cache_creation.input_tokens."""
+    call = {
+        "model": MODEL,
+        "messages": MESSAGES,
+        "extra_headers": scenario("cached=1024,cache_write=256,reasoning=5"),
+    }
+    if stream:
+        chunks = list(
+            client.chat.completions.create(**call, stream=True, stream_options={"include_usage": True})
+        )
+        usage = chunks[-1].usage
+    else:
+        usage = client.chat.completions.create(**call).usage
+
+    # The fake's prompt grows to hold the cached and written tokens; reasoning is part of the output.
+    assert usage.prompt_tokens_details.cache_write_tokens == 256
+    assert (usage.prompt_tokens, usage.completion_tokens) == (1024 + 256, 8 + 5)
+    span = otel.span()
+    attributes = stream_attributes(span) if stream else dict(span.attributes)
+    assert usage_attributes(attributes) == {
+        "gen_ai.usage.input_tokens": 1280,
+        "gen_ai.usage.output_tokens": 13,
+        "gen_ai.usage.cache_read.input_tokens": 1024,
+        "gen_ai.usage.cache_creation.input_tokens": 256,
+        "gen_ai.usage.reasoning.output_tokens": 5,
+    }
+    tokens = metric_points(otel, semconv.METRIC_TOKEN_USAGE)
+    assert {p.attributes["gen_ai.token.type"]: p.sum for p in tokens} == {"input": 1280, "output": 13}
+
+
+def test_no_cache_creation_attribute_without_cache_writes(otel: Any, instrumented: Any, client: Any) -> None:
+    client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_headers=scenario("cached=3"))
+    assert "gen_ai.usage.cache_creation.input_tokens" not in otel.span().attributes
 
 
 def test_chat_span_is_client_child_of_current_span(otel: Any, instrumented: Any, client: Any) -> None:
@@ -773,6 +816,339 @@ def test_responses_streamed_tool_call(otel: Any, instrumented: Any, client: Any,
     }
 
 
+@pytest.mark.parametrize(
+    ("reason", "finish"), [("max_output_tokens", "length"), ("content_filter", "content_filter")]
+)
+def test_responses_incomplete(
+    otel: Any, instrument: Any, client: Any, fake: Any, reason: str, finish: str
+) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    response = client.responses.create(
+        model=MODEL, input="Hi", max_output_tokens=3, extra_headers=scenario(f"incomplete={reason},chunks=3")
+    )
+
+    assert response.status == "incomplete"
+    span = otel.span()
+    assert_chat_span(span)  # an answer cut short is still an answer, not an error
+    assert content(span, semconv.OUTPUT_MESSAGES) == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "Hello from the"}],
+            "finish_reason": finish,
+        }
+    ]
+    assert {k: v for k, v in span.attributes.items() if k not in CONTENT_KEYS} == {
+        **responses_base(fake),
+        "gen_ai.request.max_tokens": 3,
+        "gen_ai.response.id": response.id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": (finish,),
+        "openai.response.service_tier": "default",
+        **responses_usage(response),
+    }
+
+
+@pytest.mark.parametrize(
+    ("reason", "finish"), [("max_output_tokens", "length"), ("content_filter", "content_filter")]
+)
+def test_responses_incomplete_stream(
+    otel: Any, instrumented: Any, client: Any, fake: Any, reason: str, finish: str
+) -> None:
+    events = list(
+        client.responses.create(
+            model=MODEL, input="Hi", stream=True, extra_headers=scenario(f"incomplete={reason},chunks=4")
+        )
+    )
+
+    final = events[-1]
+    assert final.type == "response.incomplete"
+    span = otel.span()
+    assert_chat_span(span)
+    assert stream_attributes(span) == {
+        **responses_base(fake),
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": final.response.id,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": (finish,),
+        "openai.response.service_tier": "default",
+        **responses_usage(final.response),
+        "llmlens.stream.chunk_count": 4,
+        "llmlens.stream.outcome": "completed",  # the stream was read to its end
+    }
+
+
+@pytest.mark.asyncio
+async def test_async_responses_stream_helper_incomplete(
+    otel: Any, instrumented: Any, async_client: Any
+) -> None:
+    async with async_client.responses.stream(
+        model=MODEL, input="Hi", extra_headers=scenario("incomplete=content_filter")
+    ) as stream:
+        types = [event.type async for event in stream]
+        # The SDK only hands out a final response for response.completed.
+        with pytest.raises(RuntimeError):
+            await stream.get_final_response()
+
+    assert types[-1] == "response.incomplete"
+    span = otel.span()
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("content_filter",)
+    assert span.attributes["llmlens.stream.outcome"] == "completed"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="llmlens bug: _responses_usage ignores input_tokens_details.cache_write_tokens (see the report)",
+)
+def test_responses_cache_write_tokens(otel: Any, instrumented: Any, client: Any) -> None:
+    response = client.responses.create(
+        model=MODEL, input="Hi", extra_headers=scenario("cached=40,cache_write=8")
+    )
+    assert response.usage.input_tokens_details.cache_write_tokens == 8
+    attributes = otel.span().attributes
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 40
+    assert attributes["gen_ai.usage.cache_creation.input_tokens"] == 8
+
+
+# -------------------------------------------------------------------------------- legacy completions
+
+INSTRUCT_MODEL = "gpt-3.5-turbo-instruct"
+COMPLETION_SPAN = f"text_completion {INSTRUCT_MODEL}"
+
+
+def completions_base(fake: FakeProvider, **extra: Any) -> dict[str, Any]:
+    # No openai.api.type: the OpenAI conventions define it for chat_completions and responses only.
+    return base(fake, INSTRUCT_MODEL, "text_completion", **extra)
+
+
+def test_completion_span(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    completion = client.completions.create(
+        model=INSTRUCT_MODEL,
+        prompt="Say this is a test",
+        temperature=0.5,
+        top_p=0.875,
+        max_tokens=32,
+        stop=["\n"],
+        seed=3,
+        frequency_penalty=0.25,
+        presence_penalty=-0.25,
+    )
+
+    assert completion.choices[0].text == ANSWER
+    span = otel.span()
+    assert_chat_span(span, name=COMPLETION_SPAN)
+    assert dict(span.attributes) == {
+        **completions_base(fake),
+        "gen_ai.request.temperature": 0.5,
+        "gen_ai.request.top_p": 0.875,
+        "gen_ai.request.max_tokens": 32,
+        "gen_ai.request.stop_sequences": ("\n",),
+        "gen_ai.request.seed": 3,
+        "gen_ai.request.frequency_penalty": 0.25,
+        "gen_ai.request.presence_penalty": -0.25,
+        "gen_ai.response.id": completion.id,
+        "gen_ai.response.model": INSTRUCT_MODEL,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "openai.response.system_fingerprint": "fp_fake",
+        # No token details in a legacy completion's usage: no cached/reasoning attributes.
+        "gen_ai.usage.input_tokens": 5,
+        "gen_ai.usage.output_tokens": 8,
+    }
+    metrics = otel.metrics()
+    (duration,) = metrics[semconv.METRIC_OPERATION_DURATION]
+    common = {
+        "gen_ai.operation.name": "text_completion",
+        "gen_ai.provider.name": "openai_compatible",
+        "gen_ai.request.model": INSTRUCT_MODEL,
+        "gen_ai.response.model": INSTRUCT_MODEL,
+        "server.address": "127.0.0.1",
+        "server.port": fake.port,
+    }
+    assert dict(duration.attributes) == common
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in metrics[semconv.METRIC_TOKEN_USAGE]}
+    assert {k: (p.count, p.sum) for k, p in tokens.items()} == {"input": (1, 5), "output": (1, 8)}
+    assert dict(tokens["input"].attributes) == {**common, "gen_ai.token.type": "input"}
+
+
+COMPLETION_FINISHES: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
+    ("max_tokens", {"max_tokens": 3}, "", ("length",)),
+    ("n_and_prompt_list", {"prompt": ["one", "two"], "n": 2}, "", ("stop",) * 4),
+    ("content_filter", {}, "finish=content_filter", ("content_filter",)),
+    ("unknown_reason", {}, "finish=weird_reason", ("weird_reason",)),
+]
+
+
+@pytest.mark.parametrize(
+    ("params", "value", "expected"),
+    [case[1:] for case in COMPLETION_FINISHES],
+    ids=[case[0] for case in COMPLETION_FINISHES],
+)
+def test_completion_finish_reasons(
+    otel: Any, instrumented: Any, client: Any, params: dict[str, Any], value: str, expected: tuple[str, ...]
+) -> None:
+    call = {"model": INSTRUCT_MODEL, "prompt": "Hi", **params}
+    completion = client.completions.create(**call, extra_headers=scenario(value))
+
+    assert tuple(c.finish_reason for c in completion.choices) == expected
+    assert otel.span().attributes["gen_ai.response.finish_reasons"] == expected
+
+
+def test_completion_cached_and_reasoning_tokens(otel: Any, instrumented: Any, client: Any) -> None:
+    completion = client.completions.create(
+        model=INSTRUCT_MODEL, prompt="Hi", extra_headers=scenario("cached=16,reasoning=4,cache_write=2")
+    )
+
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (18, 12)
+    assert usage_attributes(otel.span().attributes) == {
+        "gen_ai.usage.input_tokens": 18,
+        "gen_ai.usage.output_tokens": 12,
+        "gen_ai.usage.cache_read.input_tokens": 16,
+        "gen_ai.usage.cache_creation.input_tokens": 2,
+        "gen_ai.usage.reasoning.output_tokens": 4,
+    }
+
+
+@pytest.mark.asyncio
+async def test_async_completion(otel: Any, instrumented: Any, async_client: Any, fake: Any) -> None:
+    completion = await async_client.completions.create(model=INSTRUCT_MODEL, prompt="Hi", max_tokens=2)
+
+    span = otel.span()
+    assert_chat_span(span, name=COMPLETION_SPAN)
+    assert dict(span.attributes) == {
+        **completions_base(fake),
+        "gen_ai.request.max_tokens": 2,
+        "gen_ai.response.id": completion.id,
+        "gen_ai.response.model": INSTRUCT_MODEL,
+        "gen_ai.response.finish_reasons": ("length",),
+        "openai.response.system_fingerprint": "fp_fake",
+        "gen_ai.usage.input_tokens": 1,
+        "gen_ai.usage.output_tokens": 2,
+    }
+
+
+def test_completion_content(otel: Any, instrument: Any, client: Any, fake: Any) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    client.completions.create(model=INSTRUCT_MODEL, prompt=["Say hi", "Say bye"], max_tokens=2)
+
+    span = otel.span()
+    assert content(span, semconv.INPUT_MESSAGES) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Say hi"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Say bye"}]},
+    ]
+    answer = {
+        "role": "assistant",
+        "parts": [{"type": "text", "content": "Hello from"}],
+        "finish_reason": "length",
+    }
+    assert content(span, semconv.OUTPUT_MESSAGES) == [answer, answer]
+
+
+def test_completion_error(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:
+    with pytest.raises(openai.RateLimitError) as error:
+        client.completions.create(model=INSTRUCT_MODEL, prompt="Hi", extra_headers=scenario("status=429"))
+
+    _check_error_span(
+        otel,
+        error.value,
+        {**completions_base(fake), "error.type": "openai.RateLimitError", "http.response.status_code": 429},
+        name=COMPLETION_SPAN,
+    )
+
+
+def _completion_stream_call(client: Any, include_usage: bool, value: str = "chunks=3") -> list[Any]:
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    stream = client.completions.create(
+        model=INSTRUCT_MODEL, prompt="Hi", n=2, stream=True, **options, extra_headers=scenario(value)
+    )
+    return list(stream)
+
+
+@pytest.mark.parametrize("include_usage", [True, False], ids=["include_usage", "no_usage_chunk"])
+def test_completion_stream(otel: Any, instrumented: Any, client: Any, fake: Any, include_usage: bool) -> None:
+    chunks = _completion_stream_call(client, include_usage)
+
+    output_chunks = [c for c in chunks if c.choices]
+    assert len(output_chunks) == 2 * (3 + 1)  # 3 words and a finish chunk per choice
+    span = otel.span()
+    assert_chat_span(span, name=COMPLETION_SPAN)
+    attributes = stream_attributes(span)
+    # llmlens records the fingerprint of unary completions only: see the xfail test below.
+    attributes.pop("openai.response.system_fingerprint", None)
+    expected = {
+        **completions_base(fake),
+        "gen_ai.request.choice.count": 2,
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": chunks[0].id,
+        "gen_ai.response.model": INSTRUCT_MODEL,
+        "gen_ai.response.finish_reasons": ("stop", "stop"),
+        "llmlens.stream.chunk_count": len(output_chunks),
+        "llmlens.stream.outcome": "completed",
+    }
+    if include_usage:
+        expected.update({"gen_ai.usage.input_tokens": 1, "gen_ai.usage.output_tokens": 6})
+    assert attributes == expected
+    metrics = otel.metrics()
+    (gaps,) = metrics[semconv.METRIC_TIME_PER_OUTPUT_CHUNK]
+    assert gaps.count == len(output_chunks) - 1
+    assert gaps.attributes["gen_ai.operation.name"] == "text_completion"
+    tokens = metrics.get(semconv.METRIC_TOKEN_USAGE, [])
+    assert {p.attributes["gen_ai.token.type"]: p.sum for p in tokens} == (
+        {"input": 1, "output": 6} if include_usage else {}
+    )
+
+
+@pytest.mark.asyncio
+async def test_async_completion_stream(otel: Any, instrumented: Any, async_client: Any) -> None:
+    stream = await async_client.completions.create(
+        model=INSTRUCT_MODEL,
+        prompt="Hi",
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=4,
+    )
+    chunks = [chunk async for chunk in stream]
+
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "Hello from the fake"
+    attributes = stream_attributes(otel.span())
+    assert attributes["gen_ai.response.finish_reasons"] == ("length",)
+    assert attributes["llmlens.stream.chunk_count"] == 5
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (1, 4)
+
+
+@pytest.mark.xfail(strict=True, reason="llmlens bug: CompletionsRoute.stream skips the response attributes")
+def test_completion_stream_records_the_system_fingerprint(otel: Any, instrumented: Any, client: Any) -> None:
+    _completion_stream_call(client, include_usage=True)
+    assert otel.span().attributes.get("openai.response.system_fingerprint") == "fp_fake"
+
+
+@pytest.mark.xfail(strict=True, reason="llmlens bug: CompletionsRoute.stream never captures the output")
+def test_completion_stream_content(otel: Any, instrument: Any, client: Any) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    _completion_stream_call(client, include_usage=False)
+    answer = {
+        "role": "assistant",
+        "parts": [{"type": "text", "content": "Hello from the"}],
+        "finish_reason": "stop",
+    }
+    assert content(otel.span(), semconv.OUTPUT_MESSAGES) == [answer, answer]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="llmlens bug: a completions stream without finish_reason gets none, chat gets `error`"
+)
+def test_completion_stream_without_finish_reason(otel: Any, instrumented: Any, client: Any) -> None:
+    _completion_stream_call(client, include_usage=False, value="none_fields")
+    assert otel.span().attributes.get("gen_ai.response.finish_reasons") == ("error", "error")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="llmlens bug: a token-array prompt is captured as one message per token"
+)
+def test_completion_token_array_prompt_content(otel: Any, instrument: Any, client: Any) -> None:
+    instrument(capture_content="SPAN_ONLY")
+    client.completions.create(model=INSTRUCT_MODEL, prompt=[9906, 1917])
+    assert len(content(otel.span(), semconv.INPUT_MESSAGES)) == 1
+
+
 # ---------------------------------------------------------------------------------------- embeddings
 
 
@@ -828,9 +1204,11 @@ ERRORS = [
 ]
 
 
-def _check_error_span(otel: Any, error: BaseException, expected: dict[str, Any]) -> None:
+def _check_error_span(
+    otel: Any, error: BaseException, expected: dict[str, Any], name: str = f"chat {MODEL}"
+) -> None:
     span = otel.span()
-    assert_chat_span(span, StatusCode.ERROR)
+    assert_chat_span(span, StatusCode.ERROR, name=name)
     assert span.status.description == str(error)
     assert dict(span.attributes) == expected
     (event,) = span.events
@@ -1328,14 +1706,12 @@ def _check_http_child(otel: Any) -> None:
 
 
 @pytest.mark.asyncio
-async def test_httpx2_client_span_is_a_child(
+async def test_http_client_span_is_a_child(
     otel: Any, instrumented: Any, client: Any, async_client: Any
 ) -> None:
-    # openai 3 sends through httpx2: HTTPXClientInstrumentor patches only httpx,
-    # HTTPX2ClientInstrumentor patches httpx2.
-    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
-
-    httpx_instrumentor = HTTPX2ClientInstrumentor()
+    # openai 3 sends through httpx2, openai 2 through httpx: HTTPX2ClientInstrumentor patches only httpx2,
+    # HTTPXClientInstrumentor only httpx, so the instrumentor must match the SDK.
+    httpx_instrumentor = http_client_instrumentor()
     httpx_instrumentor.instrument(tracer_provider=otel.tracer_provider)
     try:
         client.chat.completions.create(model=MODEL, messages=MESSAGES)

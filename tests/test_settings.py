@@ -4,6 +4,7 @@ what `Instrumentor().instrument()` does with a bad value (one error line, then t
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import pytest
@@ -13,15 +14,25 @@ from llmlens.providers.endpoints import provider_for
 from llmlens.settings import (
     ENV_CAPTURE_CONTENT,
     ENV_CONTENT_MAX_LENGTH,
+    ENV_DB,
     ENV_EMIT_EVENT,
     ENV_PROVIDER_MAP,
     ENV_PROVIDERS,
+    ENV_STORE,
     ContentMode,
     Settings,
     SettingsError,
 )
 
-ALL_ENV_VARS = (ENV_CAPTURE_CONTENT, ENV_EMIT_EVENT, ENV_CONTENT_MAX_LENGTH, ENV_PROVIDERS, ENV_PROVIDER_MAP)
+ALL_ENV_VARS = (
+    ENV_CAPTURE_CONTENT,
+    ENV_EMIT_EVENT,
+    ENV_CONTENT_MAX_LENGTH,
+    ENV_PROVIDERS,
+    ENV_PROVIDER_MAP,
+    ENV_STORE,
+    ENV_DB,
+)
 
 
 def test_the_documented_variable_names() -> None:
@@ -31,6 +42,8 @@ def test_the_documented_variable_names() -> None:
         "LLMLENS_CONTENT_MAX_LENGTH",
         "LLMLENS_PROVIDERS",
         "LLMLENS_PROVIDER_MAP",
+        "LLMLENS_STORE",
+        "LLMLENS_DB",
     )
     # No ENV_* constant is left untested.
     assert {v for k, v in vars(settings_module).items() if k.startswith("ENV_")} == set(ALL_ENV_VARS)
@@ -362,10 +375,13 @@ def test_instrument_reads_valid_environment_values(
     monkeypatch.setenv(ENV_PROVIDERS, "all")
     monkeypatch.setenv(ENV_PROVIDER_MAP, "127.0.0.1=openai")
     monkeypatch.setenv(ENV_EMIT_EVENT, "false")
+    monkeypatch.setenv(ENV_STORE, "off")
     with caplog.at_level(logging.WARNING, logger="llmlens"):
         instrumentor = instrument()
     assert [r for r in caplog.records if r.name == "llmlens"] == []
     assert instrumentor.settings == Settings(
+        store=False,
+        db_path=os.environ[ENV_DB],
         capture_content=ContentMode.SPAN_ONLY,
         emit_event=False,
         content_max_length=5,
@@ -386,3 +402,19 @@ def test_instrument_with_the_enum_argument(otel: Any, instrument: Any, client: A
     assert instrumentor.settings.capture_content is ContentMode.SPAN_ONLY
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
     assert "gen_ai.input.messages" in otel.span().attributes
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("on", True), ("true", True), ("off", False), ("0", False)])
+def test_store_switch(raw: str, expected: bool) -> None:
+    assert Settings.from_env({ENV_STORE: raw}).store is expected
+
+
+def test_store_switch_bad_value_names_the_variable() -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({ENV_STORE: "sometimes"})
+    assert str(error.value) == "LLMLENS_STORE='sometimes' is not valid; accepted values: true, false"
+
+
+def test_db_path_from_environment_and_argument() -> None:
+    assert Settings.from_env({ENV_DB: " /tmp/x.db "}).db_path == "/tmp/x.db"
+    assert Settings.from_env({ENV_DB: "/tmp/x.db"}, db_path="/tmp/y.db").db_path == "/tmp/y.db"

@@ -16,6 +16,10 @@ table in the docstring of `llmlens.core.streams`:
 A "chunk" here is what llmlens counts as an output chunk: a chat chunk with at least one choice (the
 trailing usage-only chunk of `include_usage` carries no output), or an output delta event of the
 Responses API.
+
+The matrix runs under openai 3 and openai 2 (`scripts/test`); the only difference it sees is what a
+transport error raises: `openai.APIConnectionError` from openai 3, the transport's own
+`httpx.RemoteProtocolError` from openai 2 (`STREAM_BREAK_ERROR`, see tests/test_openai_compat.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any
 import openai
 import pytest
 from opentelemetry.trace import StatusCode
+
+from test_openai_compat import STREAM_BREAK_ERROR
 
 MODEL = "gpt-4o-mini"
 SPAN_NAME = f"chat {MODEL}"
@@ -251,7 +257,7 @@ def test_sync_chat_close_without_iterating(otel: Any, instrumented: Any, client:
 def test_sync_chat_transport_error(otel: Any, instrumented: Any, client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(**chat_kwargs(f"chunks={WORDS},abort_after=3"))
     seen = ChatTally()
-    with pytest.raises(openai.APIConnectionError) as caught:
+    with pytest.raises(STREAM_BREAK_ERROR) as caught:
         for chunk in stream:
             seen.see(chunk)
     after = time.time_ns()
@@ -337,7 +343,7 @@ async def test_async_chat_close_without_iterating(
 async def test_async_chat_transport_error(otel: Any, instrumented: Any, async_client: Any) -> None:
     stream = await async_client.chat.completions.create(**chat_kwargs(f"chunks={WORDS},abort_after=3"))
     seen = ChatTally()
-    with pytest.raises(openai.APIConnectionError) as caught:
+    with pytest.raises(STREAM_BREAK_ERROR) as caught:
         async for chunk in stream:
             seen.see(chunk)
     after = time.time_ns()
@@ -456,7 +462,7 @@ def test_sync_responses_stream_manager_transport_error(
 ) -> None:
     seen = ResponsesTally()
     with (
-        pytest.raises(openai.APIConnectionError) as caught,
+        pytest.raises(STREAM_BREAK_ERROR) as caught,
         client.responses.stream(**responses_kwargs(f"chunks={WORDS},abort_after=6")) as stream,
     ):
         for event in stream:

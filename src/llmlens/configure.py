@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmlens.settings import SettingsError
+from llmlens.settings import Settings, SettingsError
 
 _log = logging.getLogger("llmlens")
 
@@ -112,6 +112,24 @@ def _exporter(signal: str, name: str, protocol: str) -> Any:
     return getattr(module, class_name)()
 
 
+def _sampler(options: dict[str, Any]) -> Any:
+    """The OTEL_TRACES_SAMPLER sampler; wrapped so unsampled LLM spans still reach the local store."""
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    try:
+        from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
+
+        base = _get_from_env_or_default()
+    except Exception:  # a private helper of the SDK: fall back to its documented default
+        base = ParentBased(TraceIdRatioBased(1.0))
+    overrides = {"store": options["store"]} if options.get("store") is not None else {}
+    if not Settings.from_env(**overrides).store:
+        return base
+    from llmlens.store.sampling import RecordGenAISampler
+
+    return RecordGenAISampler(base)
+
+
 def configure(
     service_name: str | None = None,
     exporter: str | None = None,
@@ -142,7 +160,7 @@ def configure(
     protocol = otlp_protocol()
     resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
 
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, sampler=_sampler(instrument_options))
     for name in names["traces"]:
         tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", name, protocol)))
     interval_ms = None if metric_export_interval_s is None else metric_export_interval_s * 1000

@@ -26,7 +26,9 @@ _log = logging.getLogger("llmlens")
 # Provider name -> (SDK import name, llmlens module that instruments it).
 _PROVIDER_MODULES = {"openai": ("openai", "llmlens.providers.openai")}
 
-_OPTION_NAMES = ("capture_content", "emit_event", "content_max_length", "providers", "provider_map")
+_OPTION_NAMES = (
+    "capture_content", "emit_event", "content_max_length", "providers", "provider_map", "store", "db_path",
+)  # fmt: skip
 
 
 class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -64,6 +66,10 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
             meter_provider=kwargs.get("meter_provider"),
             logger_provider=kwargs.get("logger_provider"),
         )
+        if settings.store:
+            from llmlens.store.attach import attach_store
+
+            attach_store(kwargs.get("tracer_provider"), settings.db_path)
         for name in KNOWN_PROVIDERS:
             if name not in settings.providers:
                 continue
@@ -77,6 +83,9 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
                 _log.warning("llmlens: could not instrument %s; its calls stay untraced", sdk, exc_info=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        from llmlens.store.attach import detach_stores
+
+        detach_stores()
         for patch in self._patches:
             try:
                 patch.unpatch()

@@ -88,6 +88,10 @@ SERVICE_NAME = "service.name"
 USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"
 USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
 USAGE_COST_SOURCE = "gen_ai.usage.cost.source"
+COST_SOURCE_LOCAL = "local"  # derived here from token usage and prices (`provider`: reported by the API)
+# Where the price came from: "genai-prices <version>", "override" or "free" (llmlens.pricing).
+LLMLENS_COST_PRICE_SOURCE = "llmlens.cost.price_source"
+LLMLENS_COST_UNPRICED_REASON = "llmlens.cost.unpriced_reason"
 
 # Stream outcomes: how a streamed call ended.
 OUTCOME_COMPLETED = "completed"  # the stream was read to its end
@@ -110,6 +114,8 @@ METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
 METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+METRIC_LLMLENS_COST = "llmlens.cost"  # USD, monotonic counter
+METRIC_LLMLENS_COST_UNPRICED = "llmlens.cost.unpriced"  # calls, by llmlens.cost.unpriced_reason
 
 # Bucket advice from the spec (ExplicitBucketBoundaries).
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)

@@ -14,6 +14,10 @@ import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmlens.pricing import TokenPrices
 
 KNOWN_PROVIDERS = ("openai",)
 
@@ -45,6 +49,10 @@ ENV_EMIT_EVENT = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
 ENV_CONTENT_MAX_LENGTH = "LLMLENS_CONTENT_MAX_LENGTH"
 ENV_PROVIDERS = "LLMLENS_PROVIDERS"
 ENV_PROVIDER_MAP = "LLMLENS_PROVIDER_MAP"
+ENV_STORE = "LLMLENS_STORE"
+ENV_DB = "LLMLENS_DB"
+ENV_PRICING = "LLMLENS_PRICING"
+ENV_PRICES = "LLMLENS_PRICES"
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -111,6 +119,12 @@ def _parse_provider_map(var: str, raw: str) -> Mapping[str, str]:
     return result
 
 
+def _parse_prices(var: str, raw: object) -> Mapping[str, TokenPrices]:
+    from llmlens.pricing import load_price_table  # reads the override file (JSON or TOML)
+
+    return load_price_table(raw.strip() if isinstance(raw, str) else raw, var)
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the instrumentation does, fixed when `instrument()` runs."""
@@ -123,6 +137,15 @@ class Settings:
     providers: frozenset[str] = frozenset(KNOWN_PROVIDERS)
     # host or host:port -> gen_ai.provider.name, for OpenAI-compatible servers we cannot recognise.
     provider_map: Mapping[str, str] = field(default_factory=dict)
+    # Record every LLM request in the local SQLite store (llmlens.store) when the tracer provider is
+    # the OpenTelemetry SDK's.
+    store: bool = True
+    # The store file; None: $LLMLENS_DB, else the user's data directory.
+    db_path: str | None = None
+    # Cost of every call from its token usage (llmlens.pricing; docs/pricing.md).
+    pricing: bool = True
+    # The user's prices: 'provider/model' (fnmatch pattern) -> USD per million tokens.
+    prices: Mapping[str, TokenPrices] = field(default_factory=dict)
 
     @property
     def event_enabled(self) -> bool:
@@ -139,6 +162,10 @@ class Settings:
             ("content_max_length", ENV_CONTENT_MAX_LENGTH, _parse_non_negative_int),
             ("providers", ENV_PROVIDERS, _parse_providers),
             ("provider_map", ENV_PROVIDER_MAP, _parse_provider_map),
+            ("store", ENV_STORE, _parse_bool),
+            ("db_path", ENV_DB, lambda var, raw: raw.strip()),
+            ("pricing", ENV_PRICING, _parse_bool),
+            ("prices", ENV_PRICES, _parse_prices),
         )
         for name, var, parse in readers:
             raw = env.get(var)
@@ -173,6 +200,20 @@ class Settings:
                 accepted = "a dict of host[:port] -> provider"
                 raise SettingsError(f"provider_map={mapping!r} is not valid; accepted values: {accepted}")
             values["provider_map"] = {str(k).strip().lower(): str(v).strip() for k, v in mapping.items()}
+        store = values.get("store")
+        if isinstance(store, str):
+            values["store"] = _parse_bool("store", store)
+        elif store is not None and not isinstance(store, bool):
+            raise SettingsError(f"store={store!r} is not valid; accepted values: true, false")
+        if values.get("db_path") is not None:
+            values["db_path"] = str(values["db_path"])
+        pricing = values.get("pricing")
+        if isinstance(pricing, str):
+            values["pricing"] = _parse_bool("pricing", pricing)
+        elif pricing is not None and not isinstance(pricing, bool):
+            raise SettingsError(f"pricing={pricing!r} is not valid; accepted values: true, false")
+        if "prices" in values:  # added to the LLMLENS_PRICES table; for the same key, this one wins
+            values["prices"] = {**self.prices, **_parse_prices("prices", values["prices"])}
         if "content_max_length" in values:
             values["content_max_length"] = _parse_non_negative_int(
                 "content_max_length", str(values["content_max_length"])

@@ -7,7 +7,7 @@ MeterProvider, `FastHistogram` records the first value of an attribute set throu
 (which creates the aggregations) and remembers those aggregations; later values are added to them under
 their own lock, as the SDK's `aggregate` does. The exported points are identical (tests compare them)
 except that values added this way carry no exemplars: llmlens keeps the public API, and so exemplars,
-for `gen_ai.client.operation.duration` and time to first chunk.
+for `gen_ai.client.operation.duration`.
 
 Anything unexpected (another metrics SDK, a newer private layout, delta readers that swap
 aggregations at collection, exponential histograms, a reader added later) falls back to the public API.
@@ -37,19 +37,22 @@ class FastHistogram:
         >>> tokens.record(42, {"gen_ai.token.type": "input"})
     """
 
-    __slots__ = ("_cache", "_storages", "histogram")
+    __slots__ = ("_cache", "_consumer", "_storages", "histogram")
 
     def __init__(self, histogram: Histogram) -> None:
         self.histogram = histogram
         # attribute items -> SDK aggregations to add to (None: always use the public API)
         self._cache: dict[tuple[Any, ...], list[Any] | None] = {}
         self._storages: Any = _UNKNOWN
+        consumer = getattr(histogram, "_measurement_consumer", None)
+        self._consumer = consumer if hasattr(consumer, "_reader_storages") else None
 
     def record(self, value: float, attributes: dict[str, Any], context: Context | None = None) -> None:
         aggregations = self._aggregations(attributes)
         if aggregations is None:
             self.histogram.record(value, attributes, context)
-            self._learn(attributes)
+            if self._consumer is not None:
+                self._learn(attributes)
             return
         for aggregation in aggregations:
             _add_values(aggregation, (value,))
@@ -62,7 +65,7 @@ class FastHistogram:
         aggregations = self._aggregations(attributes)
         if aggregations is None:
             self.histogram.record(values[0], attributes, context)
-            aggregations = self._learn(attributes)
+            aggregations = self._learn(attributes) if self._consumer is not None else None
             values = values[1:]
             if aggregations is None:
                 for value in values:
@@ -72,10 +75,10 @@ class FastHistogram:
             _add_values(aggregation, values)
 
     def _aggregations(self, attributes: dict[str, Any]) -> list[Any] | None:
-        try:
-            storages = self.histogram._measurement_consumer._reader_storages  # type: ignore[attr-defined]
-        except AttributeError:
+        consumer = self._consumer
+        if consumer is None:  # not the SDK's histogram (a no-op meter, another SDK): public API only
             return None
+        storages = consumer._reader_storages
         if storages is not self._storages:  # readers changed (or first use): forget what we knew
             self._cache.clear()
             self._storages = storages
@@ -126,24 +129,21 @@ def _explicit_bucket_aggregations(histogram: Any, attributes: dict[str, Any]) ->
 
 
 def _add_values(aggregation: Any, values: Sequence[float]) -> None:
+    low, high, total = min(values), max(values), sum(values)
+    if low < 0 or not math.isfinite(total):
+        # The public API drops negative and non-finite values: do the same, value by value.
+        values = [v for v in values if v >= 0 and math.isfinite(v)]
+        if not values:
+            return
+        low, high, total = min(values), max(values), sum(values)
     boundaries = aggregation._boundaries
     with aggregation._lock:
         if aggregation._value is None:
             aggregation._value = aggregation._get_empty_bucket_counts()
         counts = aggregation._value
-        total: float = 0  # an int sum stays an int, as in the SDK
-        low = math.inf
-        high = -math.inf
         for value in values:
-            if value < 0 or not math.isfinite(value):
-                continue  # the public API drops these too
             counts[bisect_left(boundaries, value)] += 1
-            total += value
-            if value < low:
-                low = value
-            if value > high:
-                high = value
         aggregation._sum += total
-        if aggregation._record_min_max and high >= low:
+        if aggregation._record_min_max:
             aggregation._min = min(aggregation._min, low)
             aggregation._max = max(aggregation._max, high)

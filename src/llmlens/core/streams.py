@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import wrapt
@@ -124,8 +124,32 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         if hook_close:
             hook_response_close(getattr(wrapped, "response", None), state, is_async=False)
 
-    def __iter__(self) -> SyncStreamProxy:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        # A generator, not `return self`: a `for` loop then costs one generator resume per chunk
+        # instead of two Python-level __next__ calls (ours and the SDK's).
+        state = self._self_state
+        on_chunk = state.on_chunk
+        iterator = iter(self.__wrapped__)
+        while True:
+            state.reading = True
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                state.reading = False
+                state.end(semconv.OUTCOME_COMPLETED)
+                return
+            except BaseException as error:
+                state.reading = False
+                state.fail(error)
+                raise
+            state.reading = False
+            try:
+                on_chunk(chunk)
+            except Exception:
+                _log.debug("llmlens: chunk handler failed", exc_info=True)
+            # A `break` closes this generator here (GeneratorExit); the stream itself stays open
+            # and usable, as without llmlens: its end is decided by close/exit/GC of the stream.
+            yield chunk
 
     def __next__(self) -> Any:
         state = self._self_state
@@ -179,8 +203,28 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         if hook_close:
             hook_response_close(getattr(wrapped, "response", None), state, is_async=True)
 
-    def __aiter__(self) -> AsyncStreamProxy:
-        return self
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        state = self._self_state
+        on_chunk = state.on_chunk
+        iterator = self.__wrapped__.__aiter__()
+        while True:
+            state.reading = True
+            try:
+                chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                state.reading = False
+                state.end(semconv.OUTCOME_COMPLETED)
+                return
+            except BaseException as error:
+                state.reading = False
+                state.fail(error)
+                raise
+            state.reading = False
+            try:
+                on_chunk(chunk)
+            except Exception:
+                _log.debug("llmlens: chunk handler failed", exc_info=True)
+            yield chunk
 
     async def __anext__(self) -> Any:
         state = self._self_state

@@ -65,36 +65,26 @@ class Telemetry:
         meter = metrics.get_meter(
             _SCOPE, __version__, meter_provider=meter_provider, schema_url=semconv.SCHEMA_URL
         )
+        # Only duration goes through the public API, so its exemplars link each latency bucket to a
+        # trace; the others use FastHistogram: no exemplars, a fraction of the cost (core/histograms.py).
         self.duration = meter.create_histogram(
             semconv.METRIC_OPERATION_DURATION,
             unit="s",
             description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
         )
-        # Token usage and per-chunk gaps go through FastHistogram (no exemplars, a fraction of the
-        # cost); duration and time to first chunk keep the public API so their exemplars link to spans.
-        self.token_usage = FastHistogram(
-            meter.create_histogram(
-                semconv.METRIC_TOKEN_USAGE,
-                unit="{token}",
-                description="Number of input and output tokens used",
-                explicit_bucket_boundaries_advisory=list(semconv.TOKEN_BUCKETS),
-            )
-        )
-        self.time_to_first_chunk = meter.create_histogram(
-            semconv.METRIC_TIME_TO_FIRST_CHUNK,
-            unit="s",
-            description="Time from the request to the first chunk of a streamed response",
-            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
-        )
-        self.time_per_output_chunk = FastHistogram(
-            meter.create_histogram(
-                semconv.METRIC_TIME_PER_OUTPUT_CHUNK,
-                unit="s",
-                description="Time between consecutive chunks of a streamed response",
-                explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
-            )
-        )
+        self.token_usage = _fast_histogram(
+            meter, semconv.METRIC_TOKEN_USAGE, "{token}", "Number of input and output tokens used",
+            semconv.TOKEN_BUCKETS,
+        )  # fmt: skip
+        self.time_to_first_chunk = _fast_histogram(
+            meter, semconv.METRIC_TIME_TO_FIRST_CHUNK, "s",
+            "Time from the request to the first chunk of a streamed response", semconv.DURATION_BUCKETS,
+        )  # fmt: skip
+        self.time_per_output_chunk = _fast_histogram(
+            meter, semconv.METRIC_TIME_PER_OUTPUT_CHUNK, "s",
+            "Time between consecutive chunks of a streamed response", semconv.DURATION_BUCKETS,
+        )  # fmt: skip
         self.event_logger = None
         if settings.event_enabled:
             from opentelemetry._logs import get_logger
@@ -314,6 +304,15 @@ def _add_request_content(inv: Invocation, attributes: dict[str, Any]) -> None:
         attributes[semconv.SYSTEM_INSTRUCTIONS] = _json(inv.system_instructions)
     if inv.tool_definitions is not None:
         attributes[semconv.TOOL_DEFINITIONS] = _json(inv.tool_definitions)
+
+
+def _fast_histogram(
+    meter: Any, name: str, unit: str, description: str, buckets: tuple[float, ...]
+) -> FastHistogram:
+    histogram = meter.create_histogram(
+        name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
+    )
+    return FastHistogram(histogram)
 
 
 def _json(value: Any) -> str:

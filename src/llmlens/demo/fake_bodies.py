@@ -11,8 +11,12 @@ The shapes mirror what api.openai.com returns (checked against the ``openai`` SD
 parses them. Ids come from a process-wide counter (``chatcmpl-fake0001``, ``resp_fake0002``...), text is
 deterministic, and token counts are derived from the request:
 
-* prompt tokens: whitespace-separated words across message contents + 3 per message;
-* completion tokens: the number of streamed fragments (one word per chunk for text).
+* prompt tokens: whitespace-separated words across message contents + 3 per message (legacy
+  completions: the words of the prompt); raised to ``cached + cache_write`` when a scenario asks for more
+  cached/written tokens than that, since cached tokens are a part of the prompt, as in the real API;
+* completion tokens: the number of streamed fragments (one word per chunk for text) over all choices,
+  plus the scenario's ``reasoning`` tokens: as in the real API, reasoning tokens are a part of the
+  completion (output) tokens, not counted on top of them.
 
 Timing/transport knobs of a scenario (``delay_ms``, ``chunk_delay_ms``, ``abort_after``) are not applied
 here; only the HTTP server can apply them.
@@ -42,6 +46,8 @@ __all__ = [
     "Scenario",
     "chat_completion",
     "chat_completion_events",
+    "completion",
+    "completion_events",
     "embeddings",
     "embeddings_vector",
     "error_reply",
@@ -77,10 +83,12 @@ _counters_lock = threading.Lock()
 
 
 _INT_FIELDS = frozenset(
-    {"chunks", "cached", "reasoning", "status", "delay_ms", "chunk_delay_ms", "abort_after"}
+    {"chunks", "cached", "cache_write", "reasoning", "status", "delay_ms", "chunk_delay_ms", "abort_after"}
 )
 _FLAG_FIELDS = frozenset({"tool", "refusal", "no_usage", "none_fields", "empty_stream"})
 _STR_FIELDS = frozenset({"finish"})
+# Fields that take one of a fixed set of words. incomplete: the Responses API's incomplete_details.reason.
+_CHOICE_FIELDS: dict[str, frozenset[str]] = {"incomplete": frozenset({"max_output_tokens", "content_filter"})}
 _TRUE = frozenset({"", "1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -91,6 +99,7 @@ class Scenario:
 
     chunks: int = 8
     cached: int = 0
+    cache_write: int = 0
     reasoning: int = 0
     tool: bool = False
     refusal: bool = False
@@ -102,6 +111,7 @@ class Scenario:
     none_fields: bool = False
     finish: str | None = None
     empty_stream: bool = False
+    incomplete: str | None = None
 
     @classmethod
     def parse(cls, header_value: str | None) -> Scenario:
@@ -149,7 +159,12 @@ def _parse_field(name: str, raw: str, *, has_value: bool) -> Any:
         if not raw:
             raise ValueError(f"scenario field {name!r} needs a value")
         return raw
-    known = sorted(_INT_FIELDS | _FLAG_FIELDS | _STR_FIELDS)
+    if name in _CHOICE_FIELDS:
+        allowed = _CHOICE_FIELDS[name]
+        if raw not in allowed:
+            raise ValueError(f"scenario field {name!r} takes one of {'|'.join(sorted(allowed))}, got {raw!r}")
+        return raw
+    known = sorted(_INT_FIELDS | _FLAG_FIELDS | _STR_FIELDS | set(_CHOICE_FIELDS))
     raise ValueError(f"unknown scenario keyword {name!r}; known: {', '.join(known)}")
 
 
@@ -350,6 +365,20 @@ def _responses_prompt_tokens(request: Mapping[str, Any]) -> int:
     return sum(3 + _words(item) for item in items) + (3 + _words(instructions) if instructions else 0)
 
 
+def _completion_prompts(request: Mapping[str, Any]) -> list[str | list[int]]:
+    """The legacy ``prompt``: a string, a token array, or a list of either (one answer set each)."""
+    return _embedding_inputs(request.get("prompt")) or [""]
+
+
+def _completion_prompt_tokens(request: Mapping[str, Any]) -> int:
+    return sum(len(p) if isinstance(p, list) else _words(p) for p in _completion_prompts(request))
+
+
+def _input_tokens(counted: int, scenario: Scenario) -> int:
+    """Prompt/input tokens: cached and cache-written tokens are part of them, so never fewer than those."""
+    return max(counted, scenario.cached + scenario.cache_write)
+
+
 # ------------------------------------------------------------------------------------ what to answer
 
 
@@ -451,25 +480,40 @@ def _choice_count(request: Mapping[str, Any]) -> int:
 # ---------------------------------------------------------------------------------------- chat usage
 
 
-def _chat_usage(prompt_tokens: int, completion_tokens: int, scenario: Scenario) -> dict[str, Any]:
-    prompt_details = None if scenario.none_fields else {"cached_tokens": scenario.cached, "audio_tokens": 0}
-    completion_details = (
-        None
-        if scenario.none_fields
-        else {
+def _chat_usage(
+    prompt_tokens: int, answer_tokens: int, scenario: Scenario, *, details: bool = True
+) -> dict[str, Any]:
+    """``usage`` of chat and legacy completions.
+
+    ``answer_tokens`` are the visible tokens of all choices; the scenario's reasoning tokens are added to
+    them (reasoning is a part of ``completion_tokens``), and the prompt grows to hold the cached and
+    cache-written tokens. ``details=False`` leaves the two detail objects out (legacy completions send
+    none unless the scenario asks for cached, written or reasoning tokens).
+    """
+    prompt_tokens = _input_tokens(prompt_tokens, scenario)
+    completion_tokens = answer_tokens + scenario.reasoning
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if not details and not (scenario.cached or scenario.cache_write or scenario.reasoning):
+        return usage
+    prompt_details: dict[str, Any] | None = None
+    completion_details: dict[str, Any] | None = None
+    if not scenario.none_fields:
+        prompt_details = {"cached_tokens": scenario.cached, "audio_tokens": 0}
+        if scenario.cache_write:
+            # Only sent when something was written, so spans of ordinary calls carry no creation count.
+            prompt_details["cache_write_tokens"] = scenario.cache_write
+        completion_details = {
             "reasoning_tokens": scenario.reasoning,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         }
-    )
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": prompt_details,
-        "completion_tokens_details": completion_details,
-    }
+    usage.update(prompt_tokens_details=prompt_details, completion_tokens_details=completion_details)
+    return usage
 
 
 def _finish_reason(answer: _Answer, scenario: Scenario) -> str:
@@ -599,6 +643,87 @@ def chat_completion_events(request: Mapping[str, Any], scenario: Scenario) -> li
     return frames
 
 
+# ------------------------------------------------------------------------------ legacy text completions
+
+
+def _completion_answer(request: Mapping[str, Any], scenario: Scenario) -> tuple[_Answer, str]:
+    """The text answer and its finish reason: ``max_tokens`` cuts it short with ``length``."""
+    words = scenario.chunks
+    max_tokens = request.get("max_tokens")
+    finish = "stop"
+    if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and 0 <= max_tokens < words:
+        words, finish = max_tokens, "length"
+    return _Answer("text", _text_fragments(words)), scenario.finish or finish
+
+
+def _completion_choice_count(request: Mapping[str, Any]) -> int:
+    # The real API answers each prompt of a list n times: choice p * n + i is answer i to prompt p.
+    return len(_completion_prompts(request)) * _choice_count(request)
+
+
+def _completion_envelope(
+    request: Mapping[str, Any], scenario: Scenario, completion_id: str
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": request.get("model"),
+        "system_fingerprint": None if scenario.none_fields else _SYSTEM_FINGERPRINT,
+    }
+
+
+def _completion_usage(request: Mapping[str, Any], answer: _Answer, scenario: Scenario) -> dict[str, Any]:
+    tokens = answer.tokens * _completion_choice_count(request)
+    return _chat_usage(_completion_prompt_tokens(request), tokens, scenario, details=False)
+
+
+def completion(request: Mapping[str, Any], scenario: Scenario) -> Triple:
+    """Non-streaming ``POST /v1/completions`` (legacy text completions) -> (status, headers, body)."""
+    if scenario.status is not None:
+        return error_reply(scenario.status, model=request.get("model"))
+    answer, finish = _completion_answer(request, scenario)
+    choices = [
+        {"text": answer.full, "index": i, "logprobs": None, "finish_reason": finish}
+        for i in range(_completion_choice_count(request))
+    ]
+    payload = _completion_envelope(request, scenario, _new_id("cmpl-fake"))
+    payload.update(
+        choices=choices, usage=None if scenario.no_usage else _completion_usage(request, answer, scenario)
+    )
+    return _json_triple(payload)
+
+
+def completion_events(request: Mapping[str, Any], scenario: Scenario) -> list[bytes]:
+    """Streaming ``POST /v1/completions``: one word per chunk and choice (choices interleaved), then a
+    chunk per choice with empty text and the finish reason, the usage chunk with ``include_usage``, and
+    ``data: [DONE]``."""
+    if scenario.empty_stream:
+        return [DONE_FRAME]
+    answer, finish = _completion_answer(request, scenario)
+    n = _completion_choice_count(request)
+    stream_options = request.get("stream_options")
+    include_usage = isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
+    with_usage = include_usage and not scenario.no_usage
+    envelope = _completion_envelope(request, scenario, _new_id("cmpl-fake"))
+    if with_usage:
+        envelope["usage"] = None  # as for chat: null on every chunk but the last
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return _data_frame({**envelope, "choices": choices, **extra})
+
+    def choice(index: int, text: str, reason: str | None) -> dict[str, Any]:
+        return {"text": text, "index": index, "logprobs": None, "finish_reason": reason}
+
+    frames = [chunk([choice(i, fragment, None)]) for fragment in answer.fragments for i in range(n)]
+    last_reason = None if scenario.none_fields else finish
+    frames += [chunk([choice(i, "", last_reason)]) for i in range(n)]
+    if with_usage:
+        frames.append(chunk([], usage=_completion_usage(request, answer, scenario)))
+    frames.append(DONE_FRAME)
+    return frames
+
+
 # ------------------------------------------------------------------------------------- responses API
 
 
@@ -620,15 +745,16 @@ def _responses_usage(
 ) -> dict[str, Any] | None:
     if scenario.no_usage:
         return None
-    input_tokens = _responses_prompt_tokens(request)
+    input_tokens = _input_tokens(_responses_prompt_tokens(request), scenario)
+    output_tokens = answer.tokens + scenario.reasoning  # reasoning is a part of the output tokens
     return {
         "input_tokens": input_tokens,
         "input_tokens_details": None
         if scenario.none_fields
-        else {"cached_tokens": scenario.cached, "cache_write_tokens": 0},
-        "output_tokens": answer.tokens,
+        else {"cached_tokens": scenario.cached, "cache_write_tokens": scenario.cache_write},
+        "output_tokens": output_tokens,
         "output_tokens_details": None if scenario.none_fields else {"reasoning_tokens": scenario.reasoning},
-        "total_tokens": input_tokens + answer.tokens,
+        "total_tokens": input_tokens + output_tokens,
     }
 
 
@@ -638,8 +764,15 @@ def _content_part(answer: _Answer, text: str) -> dict[str, Any]:
     return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
 
 
-def _output_item(answer: _Answer, ids: _ResponseIds, *, done: bool) -> dict[str, Any]:
-    status = "completed" if done else "in_progress"
+def _final_status(scenario: Scenario) -> str:
+    """The status of a finished response and of its output item: ``incomplete`` cuts both short."""
+    return "incomplete" if scenario.incomplete else "completed"
+
+
+def _output_item(
+    answer: _Answer, ids: _ResponseIds, *, done: bool, status: str = "completed"
+) -> dict[str, Any]:
+    status = status if done else "in_progress"
     if answer.kind == "tool":
         return {
             "id": ids.item,
@@ -657,20 +790,22 @@ def _response_object(
     request: Mapping[str, Any], scenario: Scenario, answer: _Answer, ids: _ResponseIds, *, done: bool
 ) -> dict[str, Any]:
     created_at = int(time.time())
+    status = _final_status(scenario) if done else "in_progress"
     return {
         "id": ids.response,
         "object": "response",
         "created_at": created_at,
-        "status": "completed" if done else "in_progress",
+        "status": status,
         "background": False,
-        "completed_at": created_at if done else None,
+        "completed_at": created_at if status == "completed" else None,
         "error": None,
-        "incomplete_details": None,
+        # The real API cuts the answer short and says why; the partial output is still returned.
+        "incomplete_details": {"reason": scenario.incomplete} if done and scenario.incomplete else None,
         "instructions": request.get("instructions"),
         "max_output_tokens": request.get("max_output_tokens"),
         "max_tool_calls": None,
         "model": request.get("model"),
-        "output": [_output_item(answer, ids, done=True)] if done else [],
+        "output": [_output_item(answer, ids, done=True, status=status)] if done else [],
         "parallel_tool_calls": request.get("parallel_tool_calls", True),
         "previous_response_id": request.get("previous_response_id"),
         "prompt_cache_key": None,
@@ -737,6 +872,7 @@ def _argument_events(answer: _Answer, ids: _ResponseIds) -> list[dict[str, Any]]
 def responses_events(request: Mapping[str, Any], scenario: Scenario) -> list[bytes]:
     """Streaming ``POST /v1/responses``: ``event: <type>`` SSE frames with increasing ``sequence_number``.
 
+    The last event is ``response.completed``, or ``response.incomplete`` with the ``incomplete`` scenario.
     Like the real API there is no ``[DONE]`` frame, except for ``empty_stream`` which sends only that.
     """
     if scenario.empty_stream:
@@ -757,10 +893,11 @@ def responses_events(request: Mapping[str, Any], scenario: Scenario) -> list[byt
         {
             "type": "response.output_item.done",
             "output_index": 0,
-            "item": _output_item(answer, ids, done=True),
+            "item": _output_item(answer, ids, done=True, status=_final_status(scenario)),
         },
         {
-            "type": "response.completed",
+            # response.completed, or response.incomplete for an answer cut short.
+            "type": f"response.{_final_status(scenario)}",
             "response": _response_object(request, scenario, answer, ids, done=True),
         },
     ]
@@ -823,6 +960,7 @@ _UnaryBuilder = Callable[[Mapping[str, Any], Scenario], Triple]
 _StreamBuilder = Callable[[Mapping[str, Any], Scenario], list[bytes]]
 _ROUTES: dict[str, tuple[_UnaryBuilder, _StreamBuilder | None]] = {
     "/v1/chat/completions": (chat_completion, chat_completion_events),
+    "/v1/completions": (completion, completion_events),
     "/v1/responses": (responses_create, responses_events),
     "/v1/embeddings": (embeddings, None),
 }

@@ -6,7 +6,9 @@ is produced, so streaming (and time to first token) is real. Bodies come from
 :mod:`llmlens.demo.fake_bodies`.
 
 Routes: ``POST /v1/chat/completions`` (stream or not, ``n``, tools), ``POST /v1/responses`` (stream or
-not) and ``POST /v1/embeddings`` (float or base64). Anything else gets a 404 OpenAI error body.
+not), ``POST /v1/completions`` (legacy text completions: stream or not, ``n``, a list of prompts,
+``max_tokens`` cuts the answer short with ``finish_reason: "length"``) and ``POST /v1/embeddings`` (float
+or base64). Anything else gets a 404 OpenAI error body.
 
 Usage::
 
@@ -26,8 +28,14 @@ Scenario selection
 Send the ``x-fake-scenario`` request header with comma- or semicolon-separated keywords:
 
 ``chunks=N``          answer with N words; streams send one word per chunk (default 8)
-``cached=N``          ``prompt_tokens_details.cached_tokens`` / ``input_tokens_details.cached_tokens``
-``reasoning=N``       ``completion_tokens_details.reasoning_tokens`` (Responses: ``output_tokens_details``)
+``cached=N``          ``prompt_tokens_details.cached_tokens`` / ``input_tokens_details.cached_tokens``; a
+                      part of the prompt tokens, which grow to at least ``cached + cache_write``
+``cache_write=N``     ``prompt_tokens_details.cache_write_tokens`` (sent only when N > 0) /
+                      ``input_tokens_details.cache_write_tokens``; also a part of the prompt tokens
+``reasoning=N``       ``completion_tokens_details.reasoning_tokens`` (Responses: ``output_tokens_details``);
+                      a part of the completion/output tokens: those are the answer's words + N
+``incomplete=REASON`` Responses API: ``status: "incomplete"`` with ``incomplete_details.reason`` REASON
+                      (``max_output_tokens`` or ``content_filter``); streams end with ``response.incomplete``
 ``tool``              call the first function tool, if the request has tools (``tool_choice`` "required"
                       or a named function forces a tool call without this keyword; "none" prevents it)
 ``refusal``           answer with ``message.refusal`` and null content (streams: ``delta.refusal``)
@@ -35,11 +43,12 @@ Send the ``x-fake-scenario`` request header with comma- or semicolon-separated k
 ``delay_ms=N``        sleep N ms before sending the response headers (for timeout tests)
 ``chunk_delay_ms=N``  sleep N ms between stream chunks
 ``abort_after=N``     streams: send N SSE events, then cut the connection without ending the chunked body,
-                      so the client fails mid-stream (``openai.APIConnectionError``)
+                      so the client fails mid-stream (openai 3 raises ``openai.APIConnectionError``;
+                      openai 2 lets the transport's ``httpx.RemoteProtocolError`` through)
 ``no_usage``          no usage at all: no usage chunk even with ``include_usage``, ``usage: null`` otherwise
 ``none_fields``       nulls for optional fields: ``system_fingerprint``, ``service_tier``, token details,
-                      and ``finish_reason`` in the last chat chunk
-``finish=WORD``       use WORD as the chat ``finish_reason`` (e.g. ``finish=weird_reason``)
+                      and ``finish_reason`` in the last chat/completions chunk
+``finish=WORD``       use WORD as the chat/completions ``finish_reason`` (e.g. ``finish=weird_reason``)
 ``empty_stream``      the stream consists of ``data: [DONE]`` only
 
 An unknown keyword or bad value is answered with a 400 error naming the problem.

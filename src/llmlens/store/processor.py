@@ -39,7 +39,9 @@ _INSERT_REQUEST = "INSERT OR IGNORE INTO requests ({}) VALUES ({})".format(
 _INSERT_SPAN = (
     f"INSERT OR IGNORE INTO spans ({', '.join(SPAN_COLUMNS)}) VALUES ({', '.join('?' * len(SPAN_COLUMNS))})"
 )
-_REOPEN_AFTER_S = 30.0
+_REOPEN_AFTER_S = 30.0  # after the store could not be opened, try again this much later
+# How long the writer waits for another connection's write lock before it drops the batch and warns.
+_BUSY_TIMEOUT_MS = 10_000
 _PRUNE_EVERY_S = 10.0
 # Non-request spans wait here until their trace's request span ends (children end first).
 _PENDING_SPANS_MAX = 20_000
@@ -121,8 +123,9 @@ class SQLiteSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Wait until every span enqueued so far is written (or given up on). True if in time."""
-        if self._thread is None:
-            return True
+        thread = self._thread
+        if thread is None or (self._stopping and not thread.is_alive()):
+            return True  # nothing ever enqueued, or shut down: no writer left to wait for
         done = threading.Event()
         with self._lock:
             self._flush_waiters.append((self._enqueued, done))
@@ -197,9 +200,12 @@ class SQLiteSpanProcessor(SpanProcessor):
         ):
             return None
         try:
-            self._conn = open_store(self.path)
-            self._unavailable_since = None
-        except (StoreError, sqlite3.Error, OSError) as error:
+            conn = open_store(self.path)
+            conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_MS)}")
+            self._conn = conn
+        except StoreError as error:
+            self._unavailable(str(error))
+        except (sqlite3.Error, OSError) as error:
             self._unavailable(f"cannot open {self.path}: {error}")
         return self._conn
 
@@ -228,12 +234,19 @@ class SQLiteSpanProcessor(SpanProcessor):
             if span_rows:
                 conn.executemany(_INSERT_SPAN, span_rows)
             conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+        except Exception as error:
+            # Always end the transaction: left open, it would hold the write lock (blocking every other
+            # process) and make every later BEGIN fail.
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             self.stats.dropped_store_unavailable += len(request_rows)
+            if not isinstance(error, sqlite3.Error):  # a value SQLite cannot take (an int over 2**63, ...)
+                self.stats.last_error = f"batch dropped: {error!r}"
+                _log.debug("llmlens: store batch dropped", exc_info=True)
+                return
             if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
                 self._close()  # corrupt or replaced file: reopen later
             self._unavailable(str(error))
@@ -241,9 +254,11 @@ class SQLiteSpanProcessor(SpanProcessor):
         self.stats.written_requests += len(request_rows)
         self.stats.written_spans += len(span_rows)
         self.stats.batches += 1
-        if self._warned and self._unavailable_since is None:
-            self._warned = False
-            _log.warning("llmlens: local store writable again (%s)", self.path)
+        if self._unavailable_since is not None:
+            self._unavailable_since = None
+            if self._warned:
+                self._warned = False
+                _log.warning("llmlens: local store writable again (%s)", self.path)
 
     def _close(self) -> None:
         if self._conn is not None:

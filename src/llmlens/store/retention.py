@@ -7,6 +7,7 @@ trace go when its last request row goes (a trigger), rollups when they pass the 
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import time
@@ -44,7 +45,7 @@ class Retention:
                 value = kind(raw)
             except ValueError:
                 value = -1
-            if value < 0:
+            if value < 0 or not math.isfinite(value):  # "inf" would overflow the cutoff, "nan" disable it
                 noun = "an integer" if kind is int else "a number"
                 raise SettingsError(
                     f"{var}={raw!r} is not valid; accepted values: {noun} >= 0 (0 = no limit)"
@@ -66,6 +67,14 @@ class PruneResult:
 
 def _cap(conn: sqlite3.Connection, is_error: int, cap: int) -> int:
     if cap <= 0:
+        return 0
+    # The class has at most max(id) - min(id) + 1 rows: within the cap, there is nothing to walk.
+    low, high = conn.execute(
+        "SELECT (SELECT min(id) FROM requests WHERE is_error = ?1),"
+        " (SELECT max(id) FROM requests WHERE is_error = ?1)",
+        (is_error,),
+    ).fetchone()
+    if low is None or high - low < cap:
         return 0
     row = conn.execute(
         "SELECT id FROM requests WHERE is_error = ? ORDER BY id DESC LIMIT 1 OFFSET ?", (is_error, cap)

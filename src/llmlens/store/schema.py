@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 APPLICATION_ID = 0x4C4C4D4C  # "LLML": marks the file as ours (PRAGMA application_id)
@@ -132,9 +133,14 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def _check_ours(conn: sqlite3.Connection, path: str) -> None:
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        # One statement, so one snapshot: a process that is creating the store concurrently commits its
+        # tables and the application id together, and this sees both or neither.
+        app_id, version, tables = conn.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id),"
+            " (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+        ).fetchone()
+    except sqlite3.OperationalError as error:
+        raise StoreError(f"cannot read {path}: {error}") from None
     except sqlite3.DatabaseError as error:
         raise StoreError(f"{path} is not an llmlens store ({error})") from None
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables > 0):
@@ -146,18 +152,61 @@ def _check_ours(conn: sqlite3.Connection, path: str) -> None:
         )
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of a migration script (a `;` inside a trigger body does not end one)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Apply the migrations the file lacks, up to `target`. Returns the version reached."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    """Apply the migrations the file lacks, up to `target`. Returns the version reached.
+
+    Each migration runs in one write transaction with its version bump; the version is read again
+    once the write lock is held, so processes that open a new file at the same moment migrate it once.
+    """
+    version = _user_version(conn)
     while version < target:
-        script = MIGRATIONS[version]
-        version += 1
-        # executescript commits first; BEGIN..COMMIT makes the migration and the version bump atomic.
-        conn.executescript(
-            f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {version}; "
-            f"PRAGMA application_id = {APPLICATION_ID}; COMMIT;"
-        )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = _user_version(conn)
+            if version < target:
+                for statement in _statements(MIGRATIONS[version]):
+                    conn.execute(statement)
+                version += 1
+                conn.execute(f"PRAGMA user_version = {version}")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
     return version
+
+
+def _set_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    # Switching a new file to WAL can fail with "database is locked" at once (no busy handler) while
+    # another process is switching it too; retry until the busy timeout.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def open_store(
@@ -181,13 +230,16 @@ def open_store(
         _check_ours(conn, path)
         conn.execute("PRAGMA busy_timeout = 10000")
         if not readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
+            _set_wal(conn, 10.0)
             conn.execute("PRAGMA synchronous = NORMAL")
             migrate(conn)
         elif conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             raise StoreError(
                 f"{path} has an older schema; open it once for writing (any llmlens command) to migrate"
             )
+    except sqlite3.OperationalError as error:  # read-only or full disk, locked, cannot create the WAL
+        conn.close()
+        raise StoreError(f"cannot write {path}: {error}") from None
     except sqlite3.DatabaseError as error:
         conn.close()
         raise StoreError(f"{path} is not an llmlens store ({error})") from None

@@ -1,0 +1,50 @@
+"""Add the SQLite store to a tracer provider once, and turn it off again on uninstrument.
+
+The SDK has no way to remove a span processor, so `detach_stores()` disables ours instead and a later
+`instrument()` on the same provider enables the same processor again (no duplicate rows).
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from llmlens.store.processor import SQLiteSpanProcessor
+
+_log = logging.getLogger("llmlens.store")
+_attached: weakref.WeakKeyDictionary[Any, SQLiteSpanProcessor] = weakref.WeakKeyDictionary()
+
+
+def attach_store(tracer_provider: Any | None, db_path: str | None = None) -> SQLiteSpanProcessor | None:
+    """The store's processor on `tracer_provider` (the global one if None), added if missing."""
+    if tracer_provider is None:
+        from opentelemetry import trace
+
+        tracer_provider = trace.get_tracer_provider()
+    if not hasattr(tracer_provider, "add_span_processor"):
+        # No SDK tracer provider (nothing configured yet): there are no spans to store.
+        _log.debug("llmlens: no SDK tracer provider; the local store stays off")
+        return None
+    processor = _attached.get(tracer_provider)
+    if processor is None or (db_path is not None and processor.path != db_path):
+        if processor is not None:
+            processor.enabled = False
+        processor = SQLiteSpanProcessor(db_path)
+        tracer_provider.add_span_processor(processor)
+        _attached[tracer_provider] = processor
+    processor.enabled = True
+    return processor
+
+
+def detach_stores() -> None:
+    for processor in list(_attached.values()):
+        processor.enabled = False
+        try:
+            processor.force_flush(5_000)
+        except Exception:
+            _log.debug("llmlens: store flush failed", exc_info=True)
+
+
+def attached_store(tracer_provider: Any) -> SQLiteSpanProcessor | None:
+    return _attached.get(tracer_provider)
