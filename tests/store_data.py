@@ -34,7 +34,10 @@ MODELS: dict[str, list[tuple[str, str]]] = {
         ("o3-mini", "o3-mini-2025-01-31"),
         ("text-embedding-3-small", "text-embedding-3-small"),
     ],
-    "anthropic": [("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"), ("claude-haiku-4-5", "claude-haiku-4-5")],
+    "anthropic": [
+        ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
+        ("claude-haiku-4-5", "claude-haiku-4-5"),
+    ],
     "gcp.gemini": [("gemini-2.5-flash", "gemini-2.5-flash")],
     "groq": [("llama-3.3-70b", "llama-3.3-70b-versatile")],
 }
@@ -180,7 +183,9 @@ def generate(n: int, *, seed: int = 7, start_ns: int, end_ns: int, shapes: bool 
         provider = rng.choices(providers, weights)[0]
         request_model, response_model = rng.choice(MODELS[provider])
         embeddings = "embedding" in request_model
-        operation = "embeddings" if embeddings else ("generate_content" if provider == "gcp.gemini" else "chat")
+        operation = "generate_content" if provider == "gcp.gemini" else "chat"
+        if embeddings:
+            operation = "embeddings"
         stream = not embeddings and rng.random() < 0.4
         duration = min(120_000.0, max(5.0, math.exp(rng.gauss(math.log(800), 1.0))))
         s = Spec(
@@ -339,7 +344,7 @@ def row_of(s: Spec) -> tuple[Any, ...]:
         "status": s.status,
         "is_error": 1 if s.is_error else 0,
         "error_message": s.stored_error_message,
-        "ttfc_ms": s.ttfc_ms,
+        "ttfc_ms": s.ttfc_ms / 1000 * 1000 if s.ttfc_ms is not None else None,  # the span has seconds
         "finish_reasons": ",".join(s.finish_reasons) if s.finish_reasons else None,
         "service_name": SERVICE,
         "attributes": json.dumps(
@@ -388,5 +393,6 @@ def insert_fast(path: str | Path, specs: Iterable[Spec], *, seed: int = 11, batc
 def with_ids(specs: Sequence[Spec], seed: int = 3) -> list[Spec]:
     rng = random.Random(seed)
     return [
-        replace(s, trace_id=f"{rng.getrandbits(128):032x}", span_id=f"{rng.getrandbits(64):016x}") for s in specs
+        replace(s, trace_id=f"{rng.getrandbits(128):032x}", span_id=f"{rng.getrandbits(64):016x}")
+        for s in specs
     ]

@@ -1,4 +1,7 @@
-"""The fake provider must be parseable by the real ``openai`` SDK in every scenario the other tests use."""
+"""The fake provider must be parseable by the real ``openai`` SDK in every scenario the other tests use.
+
+``scripts/test`` runs it with openai 3 (httpx2) and openai 2 (httpx); see tests/test_openai_compat.py.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 
 from llmlens.demo.fake_bodies import Scenario, embeddings_vector, route
 from llmlens.demo.fake_server import FakeProvider
+from test_openai_compat import OPENAI_MAJOR, STREAM_BREAK_ERROR, httpx_module
 
 MODEL = "gpt-4o-mini"
 MESSAGES: list[Any] = [
@@ -590,11 +593,12 @@ def test_abort_after_raises_mid_stream(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model=MODEL, messages=MESSAGES, stream=True, extra_headers=scenario("abort_after=3")
     )
-    with pytest.raises(openai.APIConnectionError) as caught:
+    with pytest.raises(STREAM_BREAK_ERROR) as caught:
         for chunk in stream:
             received.append(chunk)
     assert len(received) == 3
-    assert isinstance(caught.value.__cause__, httpx2.RemoteProtocolError)
+    if OPENAI_MAJOR >= 3:  # openai 2 raises the transport's RemoteProtocolError itself
+        assert isinstance(caught.value.__cause__, httpx_module.RemoteProtocolError)
     # The client stays usable after the broken connection.
     assert client.chat.completions.create(model=MODEL, messages=MESSAGES).choices
 
@@ -603,7 +607,7 @@ def test_abort_after_on_responses_stream(client: openai.OpenAI) -> None:
     seen: list[str] = []
     with (
         client.responses.stream(model=MODEL, input="Hi", extra_headers=scenario("abort_after=4")) as stream,
-        pytest.raises(openai.APIConnectionError),
+        pytest.raises(STREAM_BREAK_ERROR),
     ):
         for event in stream:
             seen.append(event.type)
@@ -748,12 +752,13 @@ def test_concurrent_clients_are_served_in_parallel(client: openai.OpenAI) -> Non
 
 
 def test_mock_transport_reuses_the_pure_bodies() -> None:
-    def handler(request: httpx2.Request) -> httpx2.Response:
+    # httpx2 under openai 3, httpx under openai 2: the two share this API.
+    def handler(request: Any) -> Any:
         parsed = Scenario.parse(request.headers.get("x-fake-scenario"))
         reply = route(request.method, request.url.path, json.loads(request.content), parsed)
-        return httpx2.Response(reply.status, headers=reply.headers, content=reply.content)
+        return httpx_module.Response(reply.status, headers=reply.headers, content=reply.content)
 
-    http_client = httpx2.Client(transport=httpx2.MockTransport(handler))
+    http_client = httpx_module.Client(transport=httpx_module.MockTransport(handler))
     with openai.OpenAI(
         api_key="sk-fake", base_url="http://fake.test/v1", http_client=http_client, max_retries=0
     ) as mock:
@@ -813,7 +818,7 @@ async def test_async_abort_and_errors(server: FakeProvider) -> None:
             model=MODEL, messages=MESSAGES, stream=True, extra_headers=scenario("abort_after=3")
         )
         received = []
-        with pytest.raises(openai.APIConnectionError):
+        with pytest.raises(STREAM_BREAK_ERROR):
             async for chunk in stream:
                 received.append(chunk)
         assert len(received) == 3

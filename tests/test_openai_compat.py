@@ -22,11 +22,11 @@ from llmlens.instrumentor import Instrumentor
 OPENAI_MAJOR = int(openai.__version__.split(".", 1)[0])
 # The HTTP library openai sends through: whichever one its base client imports (httpx2 from openai 3 on).
 HTTP_LIBRARY = "httpx2" if hasattr(_openai_base_client, "httpx2") else "httpx"
-http: ModuleType = importlib.import_module(HTTP_LIBRARY)
+httpx_module: ModuleType = importlib.import_module(HTTP_LIBRARY)
 # What iterating a stream raises when the connection breaks mid-body: openai 3 wraps the transport's
 # error in openai.APIConnectionError; openai 2 lets the transport's own error through.
 STREAM_BREAK_ERROR: type[Exception] = (
-    openai.APIConnectionError if OPENAI_MAJOR >= 3 else http.RemoteProtocolError
+    openai.APIConnectionError if OPENAI_MAJOR >= 3 else httpx_module.RemoteProtocolError
 )
 # The error.type llmlens records for it (the exception's top-level package and class name).
 STREAM_BREAK_ERROR_TYPE = f"{STREAM_BREAK_ERROR.__module__.split('.')[0]}.{STREAM_BREAK_ERROR.__qualname__}"
@@ -46,7 +46,7 @@ def test_detected_http_library_is_the_one_openai_sends_through(client: Any) -> N
     assert OPENAI_MAJOR in (2, 3), openai.__version__
     expected = "httpx2" if OPENAI_MAJOR >= 3 else "httpx"
     assert expected == HTTP_LIBRARY
-    assert isinstance(client._client, http.Client)
+    assert isinstance(client._client, httpx_module.Client)
 
 
 def test_llmlens_supports_the_installed_sdk() -> None:
@@ -64,4 +64,4 @@ def test_stream_break_error(client: Any) -> None:
         list(stream)
     assert type(caught.value) is STREAM_BREAK_ERROR  # exactly, not a subclass
     if OPENAI_MAJOR >= 3:
-        assert isinstance(caught.value.__cause__, http.RemoteProtocolError)
+        assert isinstance(caught.value.__cause__, httpx_module.RemoteProtocolError)

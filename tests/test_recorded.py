@@ -225,20 +225,30 @@ class Expected:
         if isinstance(obj.get("system_fingerprint"), str):
             self.attributes[semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = obj["system_fingerprint"]
 
-    def _usage(self, prompt: int, completion: int | None, cached: Any, reasoning: Any) -> None:
+    def _usage(
+        self, prompt: int, completion: int | None, cached: Any, reasoning: Any, cache_write: Any = None
+    ) -> None:
         self.input_tokens, self.output_tokens = prompt, completion
         self.attributes[semconv.USAGE_INPUT_TOKENS] = prompt
         if completion is not None:
             self.attributes[semconv.USAGE_OUTPUT_TOKENS] = completion
         if isinstance(cached, int):
             self.attributes[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = cached
+        if isinstance(cache_write, int):
+            self.attributes[semconv.USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write
         if isinstance(reasoning, int):
             self.attributes[semconv.USAGE_REASONING_OUTPUT_TOKENS] = reasoning
 
     def _chat_usage(self, usage: dict[str, Any]) -> None:
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        prompt_details = usage.get("prompt_tokens_details") or {}
         reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
-        self._usage(usage["prompt_tokens"], usage["completion_tokens"], cached, reasoning)
+        self._usage(
+            usage["prompt_tokens"],
+            usage["completion_tokens"],
+            prompt_details.get("cached_tokens"),
+            reasoning,
+            prompt_details.get("cache_write_tokens"),
+        )
 
     def _tool_calls(self, count: int) -> None:
         if count:
@@ -312,11 +322,14 @@ class Expected:
     def _response(self, response: dict[str, Any]) -> None:
         self._identity(response)
         usage = response["usage"]
+        input_details = usage.get("input_tokens_details") or {}
         self._usage(
             usage["input_tokens"],
             usage["output_tokens"],
-            (usage.get("input_tokens_details") or {}).get("cached_tokens"),
+            input_details.get("cached_tokens"),
             (usage.get("output_tokens_details") or {}).get("reasoning_tokens"),
+            # Sent by the Responses API (0 when nothing was written), though no recording has it yet.
+            input_details.get("cache_write_tokens"),
         )
         output = response["output"]
         calls = [item for item in output if item["type"] == "function_call"]
@@ -432,7 +445,9 @@ async def test_recorded(name: str, mode: str, replay: ReplayServer, otel: Any, i
         assert baseline == expected.error
     assert otel.spans() == []
 
-    instrumentor = instrument(capture_content=content, provider_map={HOST: PROVIDER}, content_max_length=0)
+    instrumentor = instrument(
+        capture_content=content, provider_map={HOST: PROVIDER}, content_max_length=0, pricing=False
+    )  # pricing=False: the cost attributes have their own tests (tests/test_pricing.py)
     started = time.perf_counter_ns()
     instrumented = await call(kind, replay.base_url, rec)
     elapsed = (time.perf_counter_ns() - started) / 1e9

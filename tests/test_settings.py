@@ -16,6 +16,8 @@ from llmlens.settings import (
     ENV_CONTENT_MAX_LENGTH,
     ENV_DB,
     ENV_EMIT_EVENT,
+    ENV_PRICES,
+    ENV_PRICING,
     ENV_PROVIDER_MAP,
     ENV_PROVIDERS,
     ENV_STORE,
@@ -32,6 +34,8 @@ ALL_ENV_VARS = (
     ENV_PROVIDER_MAP,
     ENV_STORE,
     ENV_DB,
+    ENV_PRICING,
+    ENV_PRICES,
 )
 
 
@@ -44,6 +48,8 @@ def test_the_documented_variable_names() -> None:
         "LLMLENS_PROVIDER_MAP",
         "LLMLENS_STORE",
         "LLMLENS_DB",
+        "LLMLENS_PRICING",
+        "LLMLENS_PRICES",
     )
     # No ENV_* constant is left untested.
     assert {v for k, v in vars(settings_module).items() if k.startswith("ENV_")} == set(ALL_ENV_VARS)
@@ -325,6 +331,8 @@ BAD_VALUES = [
     (ENV_CONTENT_MAX_LENGTH, "-5"),
     (ENV_PROVIDERS, "anthropic"),
     (ENV_PROVIDER_MAP, "nonsense"),
+    (ENV_PRICING, "maybe"),
+    (ENV_PRICES, "/nonexistent/prices.json"),
 ]
 
 

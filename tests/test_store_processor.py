@@ -218,7 +218,8 @@ def expected_row(span: ReadableSpan) -> dict[str, Any]:
         k: list(v) if isinstance(v, tuple) else v
         for k, v in a.items()
         if k not in ATTRIBUTE_COLUMNS
-        and k not in (semconv.REQUEST_STREAM, semconv.RESPONSE_TIME_TO_FIRST_CHUNK, semconv.RESPONSE_FINISH_REASONS)
+        and k
+        not in (semconv.REQUEST_STREAM, semconv.RESPONSE_TIME_TO_FIRST_CHUNK, semconv.RESPONSE_FINISH_REASONS)
     }
     expected["attributes"] = rest
     return expected
@@ -253,7 +254,11 @@ def test_request_row_maps_every_column_from_the_span(db: Path) -> None:
     )
     with provider.get_tracer("app").start_as_current_span("handle /checkout") as parent:
         _, full_id = emit_request(
-            tracer, full, name="chat claude-sonnet-4", kind=SpanKind.SERVER, error="quota exceeded: " + "x" * 1500
+            tracer,
+            full,
+            name="chat claude-sonnet-4",
+            kind=SpanKind.SERVER,
+            error="quota exceeded: " + "x" * 1500,
         )
     _, minimal_id = emit_request(tracer, {semconv.OPERATION_NAME: "embeddings"}, name="embeddings")
     ok = provider.get_tracer("test").start_span("chat ok", attributes={semconv.OPERATION_NAME: "chat"})
@@ -317,7 +322,11 @@ def test_child_spans_of_a_request_trace_land_in_spans(db: Path) -> None:
     assert all(s["trace_id"] == _hex(trace_id, 32) for s in spans.values())
     assert spans["POST /v1/chat/completions #1"]["parent_span_id"] == _hex(span_id, 16)
     assert spans["agent step"]["parent_span_id"] is None
-    assert request["parent_span_id"] == spans["agent step"]["span_id"] == _hex(root.get_span_context().span_id, 16)
+    assert (
+        request["parent_span_id"]
+        == spans["agent step"]["span_id"]
+        == _hex(root.get_span_context().span_id, 16)
+    )
     assert json.loads(spans["POST /v1/chat/completions #0"]["attributes"]) == {"http.request.method": "POST"}
     assert processor.stats.written_requests == 1 and processor.stats.written_spans == 5
     provider.shutdown()
@@ -369,11 +378,11 @@ def _bucket(ms: float) -> int:
     return bucket
 
 
-def _aggregate(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+def _aggregate(rows: list[dict[str, Any]], unit_ns: int) -> dict[tuple[Any, ...], dict[str, Any]]:
     result: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
         key = (
-            r["start_ns"] // 60_000_000_000,
+            r["start_ns"] // unit_ns,
             r["provider"] or "",
             r["response_model"] or r["request_model"] or "",
             r["operation"] or "",
@@ -381,9 +390,10 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, An
             r["is_error"],
         )
         a = result.setdefault(key, {
-            "requests": 0, "duration_ms_sum": 0.0, "duration_ms_max": 0.0, "ttfc_ms_sum": 0.0, "ttfc_count": 0,
-            "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
-            "reasoning_tokens": 0, "cost_usd": 0.0, "duration_hist": {}, "ttfc_hist": {}, "last_ns": 0,
+            "requests": 0, "duration_ms_sum": 0.0, "duration_ms_max": 0.0, "ttfc_ms_sum": 0.0,
+            "ttfc_count": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
+            "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.0, "duration_hist": {},
+            "ttfc_hist": {}, "last_ns": 0,
         })  # fmt: skip
         a["requests"] += 1
         a["duration_ms_sum"] += r["duration_ms"]
@@ -395,7 +405,13 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, An
             a["ttfc_count"] += 1
             b = str(_bucket(r["ttfc_ms"]))
             a["ttfc_hist"][b] = a["ttfc_hist"].get(b, 0) + 1
-        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens"):
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        ):
             a[name] += r[name] or 0
         a["cost_usd"] += r["cost_usd"] or 0.0
         a["last_ns"] = max(a["last_ns"], r["end_ns"])
@@ -407,7 +423,7 @@ def test_rollups_equal_an_aggregation_of_the_written_rows(db: Path) -> None:
     provider = new_provider(processor)
     tracer = provider.get_tracer("test")
     rng = random.Random(4)
-    minute = (time.time_ns() // 60_000_000_000 - 3) * 60_000_000_000
+    first = (time.time_ns() // 3_600_000_000_000 - 3) * 3_600_000_000_000 + 1_800_000_000_000
     for i in range(600):
         overrides: dict[str, Any] = {}
         if i % 5 == 0:
@@ -423,32 +439,41 @@ def test_rollups_equal_an_aggregation_of_the_written_rows(db: Path) -> None:
         attributes = llm_attributes(i, **overrides)
         if semconv.RESPONSE_TIME_TO_FIRST_CHUNK in attributes:  # seconds; some under the 1 ms bucket
             attributes[semconv.RESPONSE_TIME_TO_FIRST_CHUNK] = rng.uniform(0.0002, 3.0)
+        start = first + rng.randrange(0, 150 * 60_000_000_000)  # 2.5 hours: 3 or 4 hour rows
+        if i % 10 == 0:
+            start -= rng.randrange(1, 4) * 86400 * 10**9  # and one in ten 1 to 3 days earlier
         emit_request(
             tracer, attributes, error="boom" if i % 7 == 0 else None,
-            start_ns=minute + rng.randrange(0, 3 * 60_000_000_000),
+            start_ns=start,
             duration_ns=rng.randrange(200_000, 90_000_000_000),
         )  # fmt: skip
         if i % 100 == 99:
             assert processor.force_flush()
     assert processor.force_flush()
 
-    expected = _aggregate(rows_of(db, "SELECT * FROM requests"))
-    stored = {
-        (r.pop("minute"), r.pop("provider"), r.pop("model"), r.pop("operation"), r.pop("stream"), r.pop("is_error")): r
-        for r in rows_of(db, "SELECT * FROM rollup_minute")
-    }
-    assert set(stored) == set(expected)
-    assert sum(e["requests"] for e in expected.values()) == 600
-    assert len(stored) > 20  # the data really spreads over minutes, providers, models, classes
-    for key, want in expected.items():
-        got = stored[key]
-        got["duration_hist"] = json.loads(got["duration_hist"])
-        got["ttfc_hist"] = json.loads(got["ttfc_hist"])
-        for name, value in want.items():
-            if isinstance(value, float):
-                assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), (key, name)
-            else:
-                assert got[name] == value, (key, name)
+    rows = rows_of(db, "SELECT * FROM requests")
+    assert len(rows) == 600
+    for table, unit, unit_ns in (
+        ("rollup_minute", "minute", 60 * 10**9),
+        ("rollup_hour", "hour", 3600 * 10**9),
+        ("rollup_day", "day", 86400 * 10**9),
+    ):
+        expected = _aggregate(rows, unit_ns)
+        stored = {
+            tuple(r.pop(k) for k in (unit, "provider", "model", "operation", "stream", "is_error")): r
+            for r in rows_of(db, f"SELECT * FROM {table}")
+        }
+        assert set(stored) == set(expected), table
+        assert len({key[0] for key in stored}) >= {"minute": 100, "hour": 3, "day": 3}[unit]  # over time too
+        for key, want in expected.items():
+            got = stored[key]
+            got["duration_hist"] = json.loads(got["duration_hist"])
+            got["ttfc_hist"] = json.loads(got["ttfc_hist"])
+            for name, value in want.items():
+                if isinstance(value, float):
+                    assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), (table, key, name)
+                else:
+                    assert got[name] == value, (table, key, name)
     provider.shutdown()
 
 
@@ -618,11 +643,13 @@ def test_fork_child_records_with_its_own_writer(db: Path) -> None:
         code = 1
         try:
             assert processor._thread is None and len(processor._queue) == 0
+            assert processor.stats.written_requests == 0  # its own counts from here on
             for _ in range(300):
                 emit_request(tracer, llm_attributes(1, **{semconv.LLMLENS_API_KEY_LABEL: "child"}))
             ok = processor.force_flush(timeout_millis=20_000)
             thread = processor._thread
-            code = 0 if ok and thread is not None and thread.is_alive() and thread is not parent_thread else 2
+            alive = thread is not None and thread.is_alive() and thread is not parent_thread
+            code = 0 if ok and alive and processor.stats.written_requests == 300 else 2
             processor.shutdown()
         finally:
             os._exit(code)
@@ -672,8 +699,10 @@ def test_several_processes_write_one_file(tmp_path: Path) -> None:
     writers = [
         subprocess.Popen(
             [sys.executable, str(script), str(db), f"proc-{k}", "2000", str(start_at)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(3)
     ]
     for writer in writers:

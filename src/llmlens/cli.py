@@ -3,6 +3,7 @@
 llmlens demo              fake provider + instrumented openai calls + a table of what was recorded
 llmlens config            show the effective settings (and fail on a bad environment variable)
 llmlens version
+llmlens log|show|stats|health|prune|export|db info    the local store (llmlens.store.cli)
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("config", help="print the effective settings read from the environment")
     commands.add_parser("version", help="print the llmlens version")
+    from llmlens.store import cli as store_cli
+
+    store_cli.register(commands, parser)
     return parser
 
 
@@ -44,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(capture_content=args.capture_content)
     if args.command == "config":
         return _config()
+    from llmlens.store import cli as store_cli
+
+    if args.command in store_cli.COMMANDS:
+        return store_cli.run(args)
     if args.command == "version":
         from llmlens import __version__
 

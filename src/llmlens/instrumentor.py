@@ -28,6 +28,7 @@ _PROVIDER_MODULES = {"openai": ("openai", "llmlens.providers.openai")}
 
 _OPTION_NAMES = (
     "capture_content", "emit_event", "content_max_length", "providers", "provider_map", "store", "db_path",
+    "pricing", "prices",
 )  # fmt: skip
 
 

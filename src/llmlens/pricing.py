@@ -3,9 +3,9 @@
 Nothing here touches the network: the prices are the `genai_prices.data` module of the installed
 package (we never start its `UpdatePrices` auto-update, and we read a snapshot of our own, so an
 update started by someone else does not change our numbers either). Importing genai-prices takes
-20-150 ms (up to ~0.8 s with a cold bytecode cache), so it is loaded in a background thread started by
-`instrument()`; a call that ends before the data is loaded is not priced and is counted as unpriced
-with the reason `prices_loading`. `ready(timeout)` waits for the data.
+~25 ms after `import openai` and ~130 ms in a bare process (seconds with a cold bytecode cache), so it
+is loaded in a background thread started by `instrument()`; a call that ends before the data is loaded
+is not priced and is counted as unpriced with the reason `prices_loading`. `ready(timeout)` waits.
 
 After the first call of a (provider, model), a price is a dict lookup and a few float operations:
 `PriceBook` memoises genai-prices' model matching and compiles each model's prices to floats.
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("llmlens")
 _time = time.time
+_NEVER = math.inf  # `expires` of a price that does not change with time (compared with `is`: cheap)
 
 CURRENCY = "USD"
 SOURCE_OVERRIDE = "override"
@@ -174,7 +175,7 @@ class _Rates:
         # (start, rates) from the highest start down: all tokens pay a tier's rates once the input
         # exceeds its start (the "cliff" model of genai-prices, Anthropic and Google).
         self.tiers: tuple[tuple[int, _Rates], ...] = ()
-        self.expires = math.inf  # epoch seconds when a dated or time-of-day price may change
+        self.expires = _NEVER  # epoch seconds when a dated or time-of-day price may change
 
     def amount(self, usage: UsageLike) -> float:
         """USD for `usage`. Cached tokens pay the cache price and not also the input price."""
@@ -231,6 +232,12 @@ class _PriceData:
         with self.lock:
             if self.thread is not None or self.loaded.is_set():
                 return
+            # genai_prices imports httpx2, and openai 2 reads sys.modules["httpx2"] without the import
+            # lock: a half-imported module there breaks `openai.OpenAI()`. Import it here, first.
+            try:
+                import httpx2  # noqa: F401
+            except ImportError:
+                pass
             self.thread = threading.Thread(target=self._load, name="llmlens-prices", daemon=True)
             self.thread.start()
 
@@ -251,10 +258,18 @@ class _PriceData:
             _log.warning("llmlens: genai-prices is not available (%s); only price overrides apply", error)
         except Exception:
             self.failed = True
-            _log.warning("llmlens: genai-prices could not be loaded; only price overrides apply", exc_info=True)
+            _log.warning(
+                "llmlens: genai-prices could not be loaded; only price overrides apply", exc_info=True
+            )
         finally:
             self.load_seconds = time.perf_counter() - started
             self.loaded.set()
+
+    def before_fork(self) -> None:
+        # A fork in the middle of the load would leave the child with half-imported modules whose
+        # import locks belong to a thread it does not have: let the load (~0.1 s, once) finish first.
+        if self.thread is not None:
+            self.loaded.wait(5)
 
     def after_fork_in_child(self) -> None:
         # The loading thread does not survive a fork, and its locks may be held: start afresh.
@@ -267,7 +282,9 @@ class _PriceData:
 
 _DATA = _PriceData()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: _DATA.after_fork_in_child())
+    os.register_at_fork(
+        before=lambda: _DATA.before_fork(), after_in_child=lambda: _DATA.after_fork_in_child()
+    )
 
 
 def load_in_background() -> None:
@@ -355,10 +372,12 @@ class PriceBook:
     ) -> _Rates | str:
         """The compiled prices for a call, or the reason it has none. ~0.2 µs once memoised."""
         key = (provider, model, request_model, service_tier)
-        entry = self._memo.get(key)
-        if entry is not None and (type(entry) is str or entry.expires > _time()):  # type: ignore[union-attr]
-            return entry
-        return self._resolve(key)
+        rates = self._memo.get(key)
+        if rates is None or (
+            type(rates) is _Rates and rates.expires is not _NEVER and rates.expires <= _time()
+        ):
+            rates = self._resolve(key)
+        return rates
 
     def price_call(self, inv: Invocation, attributes: dict[str, Any], failed: bool) -> float | str | None:
         """Put the cost of a finished call on its span attributes.
@@ -368,19 +387,25 @@ class PriceBook:
         """
         if inv.input_tokens is None and inv.output_tokens is None:
             return None if failed and not inv.chunk_times else NO_USAGE
-        rates = self.rates(
+        request_model = inv.request_model
+        key = (
             inv.provider,
-            inv.response_model or inv.request_model,
-            inv.request_model,
+            inv.response_model or request_model,
+            request_model,
             inv.response_attributes.get(semconv.OPENAI_RESPONSE_SERVICE_TIER),
         )
-        if type(rates) is str:
-            return rates  # type: ignore[return-value]
-        amount = rates.amount(inv)  # type: ignore[union-attr]
+        rates = self._memo.get(key)  # rates(), inlined: this runs on every call
+        if rates is None or (
+            type(rates) is _Rates and rates.expires is not _NEVER and rates.expires <= _time()
+        ):
+            rates = self._resolve(key)
+        if type(rates) is not _Rates:
+            return rates  # the reason
+        amount = rates.amount(inv)
         attributes[semconv.USAGE_COST_AMOUNT] = amount
         attributes[semconv.USAGE_COST_CURRENCY] = CURRENCY
         attributes[semconv.USAGE_COST_SOURCE] = semconv.COST_SOURCE_LOCAL
-        attributes[semconv.LLMLENS_COST_PRICE_SOURCE] = rates.source  # type: ignore[union-attr]
+        attributes[semconv.LLMLENS_COST_PRICE_SOURCE] = rates.source
         return amount
 
     # --- resolving (once per key) -------------------------------------------------------------------
@@ -394,11 +419,13 @@ class PriceBook:
         if result is None:
             if provider in FREE_PROVIDERS:
                 result = _FREE
+            elif GENAI_PRICES_PROVIDERS.get(provider, provider) is None:
+                result = UNKNOWN_PROVIDER
             elif not names:
                 result = UNKNOWN_MODEL
+            elif not _DATA.loaded.is_set():
+                return PRICES_LOADING  # not memoised: priced once the data is there
             else:
-                if not _DATA.loaded.is_set():
-                    return PRICES_LOADING  # not memoised: priced once the data is there
                 result = self._from_genai_prices(provider, names, service_tier)
         if len(self._memo) >= _MEMO_LIMIT:
             self._memo.clear()
@@ -412,7 +439,9 @@ class PriceBook:
             wanted = f"{provider}/{name}".lower()
             prices = self._exact.get(wanted)
             if prices is None:
-                prices = next((p for pattern, p in self._patterns if fnmatch.fnmatchcase(wanted, pattern)), None)
+                prices = next(
+                    (p for pattern, p in self._patterns if fnmatch.fnmatchcase(wanted, pattern)), None
+                )
             if prices is not None:
                 rates = _override_rates(prices)
                 rates.model = name
@@ -423,11 +452,8 @@ class PriceBook:
         snapshot = _DATA.snapshot
         if snapshot is None:
             return PRICES_UNAVAILABLE
-        provider_id = GENAI_PRICES_PROVIDERS.get(provider, provider)
-        if provider_id is None:
-            return UNKNOWN_PROVIDER
         try:
-            price_list = snapshot.find_provider(None, provider_id, None)
+            price_list = snapshot.find_provider(None, GENAI_PRICES_PROVIDERS.get(provider, provider), None)
         except LookupError:
             return UNKNOWN_PROVIDER
         for name in names:
@@ -450,9 +476,12 @@ def _literal_length(pattern: str) -> int:
 # --- compiling genai-prices' ModelPrice --------------------------------------------------------------
 
 # genai-prices price keys we can feed from token counts (USD per million, except requests per 1000).
-_INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _REQUESTS = (
-    "input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "output_reasoning_mtok", "requests_kcount",
-)  # fmt: skip
+_INPUT = "input_mtok"
+_OUTPUT = "output_mtok"
+_CACHE_READ = "cache_read_mtok"
+_CACHE_WRITE = "cache_write_mtok"
+_REASONING = "output_reasoning_mtok"
+_REQUESTS = "requests_kcount"
 _TOKEN_KEYS = (_INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _REQUESTS)
 
 
@@ -467,7 +496,9 @@ def _compile(model_info: Any, price_list: Any, service_tier: str | None, source:
     used = {k: values[k] for k in _TOKEN_KEYS if k in values}
     if not used and values:
         return UNSUPPORTED_UNITS  # priced by characters, audio hours, pages, ... only
-    starts = sorted({tier.start for value in used.values() if hasattr(value, "tiers") for tier in value.tiers})
+    starts = sorted(
+        {tier.start for value in used.values() if hasattr(value, "tiers") for tier in value.tiers}
+    )
 
     def at(threshold: int | None) -> _Rates:
         def price(key: str) -> float | None:
@@ -510,15 +541,21 @@ def _next_price_change(model_info: Any, now: datetime) -> float:
     """When a dated price starts or a time-of-day price (DeepSeek off-peak) begins or ends."""
     constraints = [c.constraint for c in model_info.prices] if isinstance(model_info.prices, list) else []
     constraints += [v.constraint for v in model_info.price_variants or ()]
-    changes = [math.inf]
+    changes = [_NEVER]
     for constraint in constraints:
         start_date = getattr(constraint, "start_date", None)
         if isinstance(start_date, date) and start_date > now.date():
-            changes.append(datetime(start_date.year, start_date.month, start_date.day, tzinfo=timezone.utc).timestamp())
+            changes.append(
+                datetime(start_date.year, start_date.month, start_date.day, tzinfo=timezone.utc).timestamp()
+            )
         for moment in (getattr(constraint, "start_time", None), getattr(constraint, "end_time", None)):
             if moment is not None:
                 when = datetime.combine(now.date(), moment)
-                when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+                when = (
+                    when.replace(tzinfo=timezone.utc)
+                    if when.tzinfo is None
+                    else when.astimezone(timezone.utc)
+                )
                 while when <= now:
                     when += timedelta(days=1)
                 changes.append(when.timestamp())
@@ -545,10 +582,14 @@ def load_price_table(source: Any, where: str) -> dict[str, TokenPrices]:
         where = f"{where}={path!r}"
         table = _read_price_file(path, where)
     else:
-        raise SettingsError(f"{where}={source!r} is not valid; accepted values: a dict or a JSON/TOML file path")
+        raise SettingsError(f"{where}={source!r} is not valid; accepted values: {_TABLE} or a file path")
     if not isinstance(table, Mapping):
-        raise SettingsError(f"{where}: expected a table of 'provider/model' -> prices, got {type(table).__name__}")
+        raise SettingsError(f"{where} holds a {type(table).__name__}; accepted values: {_TABLE}")
     return {_check_key(key, where): _check_prices(key, value, where) for key, value in table.items()}
+
+
+_TABLE = "a table of 'provider/model' -> prices"
+_ENTRY = "input and output (required), cache_read, cache_write in USD per million tokens"
 
 
 def _read_price_file(path: str, where: str) -> Any:
@@ -556,7 +597,8 @@ def _read_price_file(path: str, where: str) -> Any:
         with open(path, "rb") as file:
             data = file.read()
     except OSError as error:
-        raise SettingsError(f"{where}: cannot read the file ({error.strerror or error})") from None
+        reason = error.strerror or error
+        raise SettingsError(f"{where}: cannot read the file ({reason}); accepted values: a JSON or TOML file")
     if path.lower().endswith(".toml"):
         try:
             import tomllib
@@ -564,42 +606,44 @@ def _read_price_file(path: str, where: str) -> Any:
             try:
                 import tomli as tomllib  # type: ignore[no-redef]
             except ImportError:
-                raise SettingsError(f"{where}: TOML needs Python 3.11+ or the tomli package; use JSON") from None
+                accepted = "a JSON file (TOML needs Python 3.11+ or tomli)"
+                raise SettingsError(f"{where}: cannot read TOML; accepted values: {accepted}") from None
         try:
             return tomllib.loads(data.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as error:
-            raise SettingsError(f"{where} is not valid TOML: {_one_line(error)}") from None
+            raise SettingsError(f"{where} is not valid TOML ({_one_line(error)}); accepted values: {_TABLE}")
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
-        raise SettingsError(f"{where} is not valid JSON: {_one_line(error)}") from None
+        raise SettingsError(f"{where} is not valid JSON ({_one_line(error)}); accepted values: {_TABLE}")
 
 
 def _check_key(key: Any, where: str) -> str:
-    provider, sep, model = str(key).partition("/") if isinstance(key, str) else ("", "", "")
+    provider, sep, model = key.partition("/") if isinstance(key, str) else ("", "", "")
     if not sep or not provider.strip() or not model.strip():
-        raise SettingsError(f"{where}: key {key!r} is not valid; expected 'provider/model', e.g. 'openai/gpt-4o*'")
+        accepted = "keys 'provider/model', e.g. 'openai/gpt-4o*'"
+        raise SettingsError(f"{where}: key {key!r} is not valid; accepted values: {accepted}")
     return key.strip()
 
 
 def _check_prices(key: str, value: Any, where: str) -> TokenPrices:
-    accepted = "a table with input and output (and optionally cache_read, cache_write) in USD per million tokens"
     if not isinstance(value, Mapping):
-        raise SettingsError(f"{where}: {key!r} is not valid; expected {accepted}")
+        raise SettingsError(f"{where}: {key!r} is not a table; accepted values: {_ENTRY}")
     unknown = sorted(set(value) - set(_PRICE_KEYS))
     if unknown:
-        raise SettingsError(f"{where}: {key!r} has unknown fields {unknown}; expected {accepted}")
+        raise SettingsError(f"{where}: {key!r} has unknown fields {unknown}; accepted values: {_ENTRY}")
     missing = [name for name in ("input", "output") if name not in value]
     if missing:
-        raise SettingsError(f"{where}: {key!r} misses {' and '.join(missing)}; expected {accepted}")
+        raise SettingsError(f"{where}: {key!r} misses {' and '.join(missing)}; accepted values: {_ENTRY}")
     numbers: dict[str, float] = {}
     for name in _PRICE_KEYS:
         if name not in value:
             continue
         number = value[name]
         if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number < math.inf:
+            accepted = "a number >= 0 (USD per million tokens)"
             raise SettingsError(
-                f"{where}: {key!r} {name}={number!r} is not valid; expected a number >= 0 (USD per million tokens)"
+                f"{where}: {key!r} {name}={number!r} is not valid; accepted values: {accepted}"
             )
         numbers[name] = float(number)
     return TokenPrices(**numbers)
@@ -615,7 +659,7 @@ def _one_line(error: BaseException) -> str:
 class CostMeter:
     """`llmlens.cost` (USD) and `llmlens.cost.unpriced` (calls), both monotonic counters.
 
-    The SDK's synchronous `Counter.add` costs ~8 µs a call; we add to in-process totals instead (~0.3 µs)
+    The SDK's synchronous `Counter.add` costs ~8 µs a call; we add to in-process totals instead (~1 µs)
     and report them through observable counters, which export the same cumulative sums. One CostMeter
     per meter, so instrumenting again with the same meter provider keeps adding to the same series.
 
@@ -645,6 +689,9 @@ class CostMeter:
 
     @classmethod
     def for_meter(cls, meter: Meter) -> CostMeter:
+        # An observable counter registered twice on one meter keeps its first callbacks, so a second
+        # CostMeter there would never be read. (The API's proxy meter, used before a global provider is
+        # set, is a new object per get_meter(): re-instrumenting before that still splits the totals.)
         import weakref
 
         if cls._by_meter is None:
@@ -660,19 +707,20 @@ class CostMeter:
     def add(self, result: float | str, attributes: dict[str, Any]) -> None:
         """Add a priced call's amount, or count an unpriced call under its reason."""
         if type(result) is str:
+            totals: dict[tuple[tuple[str, Any], ...], Any] = self._unpriced
             key = (*attributes.items(), (semconv.LLMLENS_COST_UNPRICED_REASON, result))
-            with self._lock:
-                if key in self._unpriced or len(self._unpriced) < _SERIES_LIMIT:
-                    self._unpriced[key] = self._unpriced.get(key, 0) + 1
-                else:
-                    self._unpriced[_OVERFLOW] = self._unpriced.get(_OVERFLOW, 0) + 1
-            return
-        key = tuple(attributes.items())
+            result = 1
+        else:
+            totals = self._cost
+            key = tuple(attributes.items())
         with self._lock:
-            if key in self._cost or len(self._cost) < _SERIES_LIMIT:
-                self._cost[key] = self._cost.get(key, 0.0) + result  # type: ignore[operator]
-            else:
-                self._cost[_OVERFLOW] = self._cost.get(_OVERFLOW, 0.0) + result  # type: ignore[operator]
+            total = totals.get(key)
+            if total is not None:
+                totals[key] = total + result
+            elif len(totals) < _SERIES_LIMIT:
+                totals[key] = result
+            else:  # past the cardinality limit, as the SDK does
+                totals[_OVERFLOW] = totals.get(_OVERFLOW, 0) + result
 
     def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._observe(self._cost)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,8 +141,22 @@ def _add_values(aggregation: Any, values: Sequence[float]) -> None:
         if aggregation._value is None:
             aggregation._value = aggregation._get_empty_bucket_counts()
         counts = aggregation._value
-        for value in values:
-            counts[bisect_left(boundaries, value)] += 1
+        if len(values) == 1:
+            counts[bisect_left(boundaries, values[0])] += 1
+        else:
+            # Bucket i holds (boundary[i-1], boundary[i]]: count by bisecting the sorted values once per
+            # boundary (usually a few, as gaps sit in the first buckets) instead of once per value.
+            ordered = sorted(values)
+            size = len(ordered)
+            below = 0
+            for index, bound in enumerate(boundaries):
+                upto = bisect_right(ordered, bound)
+                counts[index] += upto - below
+                below = upto
+                if below == size:
+                    break
+            else:
+                counts[len(boundaries)] += size - below
         aggregation._sum += total
         if aggregation._record_min_max:
             aggregation._min = min(aggregation._min, low)

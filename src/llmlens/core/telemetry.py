@@ -16,7 +16,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from llmlens import semconv
+from llmlens import pricing, semconv
 from llmlens._version import __version__
 from llmlens.core.histograms import FastHistogram
 from llmlens.core.invocation import Invocation
@@ -85,6 +85,9 @@ class Telemetry:
             meter, semconv.METRIC_TIME_PER_OUTPUT_CHUNK, "s",
             "Time between consecutive chunks of a streamed response", semconv.DURATION_BUCKETS,
         )  # fmt: skip
+        # Cost (llmlens.pricing): PriceBook starts loading the price data in a background thread.
+        self.prices = pricing.PriceBook(settings.prices) if settings.pricing else None
+        self.costs = pricing.CostMeter.for_meter(meter) if settings.pricing else None
         self.event_logger = None
         if settings.event_enabled:
             from opentelemetry._logs import get_logger
@@ -169,6 +172,8 @@ class Telemetry:
         assert span is not None
         attributes = self._response_attributes(inv, outcome, error)
         err_type = attributes.get(semconv.ERROR_TYPE)
+        prices = self.prices
+        priced = prices.price_call(inv, attributes, err_type is not None) if prices is not None else None
         if span.is_recording():
             span.set_attributes(attributes)
             if error is not None:
@@ -179,7 +184,7 @@ class Telemetry:
             # closed/abandoned/cancelled streams stay UNSET: the call did not fail, it was cut short.
         span.end(end_time=end_ns)
         span_context = trace.set_span_in_context(span)
-        self._record_metrics(inv, err_type, end_perf, span_context)
+        self._record_metrics(inv, err_type, end_perf, span_context, priced)
         if self.event_logger is not None:
             self._emit_event(inv, {**inv.request_attributes, **attributes}, span_context)
 
@@ -229,7 +234,14 @@ class Telemetry:
             attributes[semconv.OUTPUT_MESSAGES] = _json(inv.output_messages)
         return attributes
 
-    def _record_metrics(self, inv: Invocation, err_type: str | None, end_perf: int, ctx: Any) -> None:
+    def _record_metrics(
+        self,
+        inv: Invocation,
+        err_type: str | None,
+        end_perf: int,
+        ctx: Any,
+        priced: float | str | None = None,
+    ) -> None:
         attrs: dict[str, Any] = {
             semconv.OPERATION_NAME: inv.operation,
             semconv.PROVIDER_NAME: inv.provider,
@@ -262,6 +274,8 @@ class Telemetry:
             if len(times) > 1:
                 gaps = [(b - a) / 1e9 for a, b in pairwise(times)]
                 self.time_per_output_chunk.record_many(gaps, attrs, ctx)
+        if priced is not None and self.costs is not None:  # USD, or why the call has no cost
+            self.costs.add(priced, attrs)
 
     def _emit_event(self, inv: Invocation, span_attributes: dict[str, Any], ctx: Any) -> None:
         attributes = {k: v for k, v in span_attributes.items() if k not in _STRINGIFIED_CONTENT}

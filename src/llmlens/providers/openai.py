@@ -264,6 +264,9 @@ def _responses_usage(inv: Invocation, usage: Any) -> None:
     details = getattr(usage, "input_tokens_details", None)
     if details is not None:
         inv.cache_read_tokens = _int(getattr(details, "cached_tokens", None))
+        cache_write = _int(getattr(details, "cache_write_tokens", None))
+        if cache_write is not None:
+            inv.cache_creation_tokens = cache_write
     details = getattr(usage, "output_tokens_details", None)
     if details is not None:
         inv.reasoning_tokens = _int(getattr(details, "reasoning_tokens", None))
@@ -369,9 +372,7 @@ class ChatStreamAccumulator:
         if choices:
             inv.chunk_times.append(_perf_ns())
             if self.first:
-                self.first = False
-                _identity(inv, chunk)
-                _openai_response_attributes(inv, chunk)
+                self._first_chunk(chunk)
             for choice in choices:
                 if choice.index >= self.choices:
                     self.choices = choice.index + 1
@@ -391,11 +392,18 @@ class ChatStreamAccumulator:
                     text = delta.content or refusal
                     if text:
                         self.texts.setdefault(choice.index, []).append(text)
-        usage = chunk.usage
-        if usage is not None:
-            _chat_usage(inv, usage)
-            if self.first:
-                _identity(inv, chunk)
+        if chunk.usage is not None:
+            self._usage_chunk(chunk)
+
+    def _first_chunk(self, chunk: Any) -> None:
+        self.first = False
+        _identity(self.inv, chunk)
+        _openai_response_attributes(self.inv, chunk)
+
+    def _usage_chunk(self, chunk: Any) -> None:
+        _chat_usage(self.inv, chunk.usage)
+        if self.first:  # a stream of nothing but usage still names the response
+            _identity(self.inv, chunk)
 
     def _tool_call_fragments(self, index: int, calls: Any) -> None:
         per_choice = self.tool_calls.setdefault(index, {})
@@ -428,6 +436,16 @@ class ChatStreamAccumulator:
         inv.output_messages = messages
 
 
+def _prompts(body: Mapping[str, Any]) -> list[Any]:
+    """The prompts of a completions request: a string, a token array, or a list of either."""
+    prompt = body.get("prompt")
+    if not prompt:
+        return []
+    if isinstance(prompt, str) or (isinstance(prompt, list) and all(isinstance(t, int) for t in prompt)):
+        return [prompt]  # one prompt (a token array is one prompt, not one per token)
+    return [p for p in prompt if p] if isinstance(prompt, list) else [prompt]
+
+
 class CompletionsRoute(ChatCompletionsRoute):
     """POST /completions (legacy text completions)."""
 
@@ -437,9 +455,9 @@ class CompletionsRoute(ChatCompletionsRoute):
     def request(self, inv: Invocation, body: Mapping[str, Any]) -> None:
         _request_params(inv, body)
         if inv.capture_content:
-            prompt = body.get("prompt")
-            prompts = prompt if isinstance(prompt, list) else [prompt]
-            inv.input_messages = [{"role": "user", "parts": [text_part(p, self.limit)]} for p in prompts if p]
+            inv.input_messages = [
+                {"role": "user", "parts": [text_part(p, self.limit)]} for p in _prompts(body)
+            ]
 
     def response(self, inv: Invocation, completion: Any) -> None:
         _identity(inv, completion)
@@ -455,24 +473,32 @@ class CompletionsRoute(ChatCompletionsRoute):
             ]  # fmt: skip
 
     def stream(self, inv: Invocation) -> tuple[Callable[[Any], None], Callable[[], None] | None]:
-        reasons: dict[int, str] = {}
+        accumulator = CompletionStreamAccumulator(inv, self.limit)
+        return accumulator.on_chunk, accumulator.on_end
 
-        def on_chunk(chunk: Any) -> None:
-            if chunk.choices:
-                inv.chunk_times.append(_perf_ns())
-                if inv.response_id is None:
-                    _identity(inv, chunk)
-                for choice in chunk.choices:
-                    if choice.finish_reason is not None:
-                        reasons[choice.index] = choice.finish_reason
-            if chunk.usage is not None:
-                _chat_usage(inv, chunk.usage)
 
-        def on_end() -> None:
-            if reasons:
-                inv.finish_reasons = [finish_reason(reasons.get(i)) for i in range(max(reasons) + 1)]
+class CompletionStreamAccumulator(ChatStreamAccumulator):
+    """Reads text_completion chunks: `choices[].text` instead of `choices[].delta`."""
 
-        return on_chunk, on_end
+    __slots__ = ()
+
+    def on_chunk(self, chunk: Any) -> None:
+        inv = self.inv
+        choices = chunk.choices
+        if choices:
+            inv.chunk_times.append(_perf_ns())
+            if self.first:
+                self._first_chunk(chunk)
+            for choice in choices:
+                index = choice.index
+                if index >= self.choices:
+                    self.choices = index + 1
+                if choice.finish_reason is not None:
+                    self.reasons[index] = choice.finish_reason
+                if self.capture and choice.text:
+                    self.texts.setdefault(index, []).append(choice.text)
+        if chunk.usage is not None:
+            self._usage_chunk(chunk)
 
 
 # Responses API: status -> finish reason; output-delta event types count as output chunks.

@@ -313,6 +313,7 @@ class SQLiteSpanProcessor(SpanProcessor):
         # keep the parent's object referenced (closing it here could release the parent's locks).
         if self._conn is not None:
             _inherited_connections.append(self._conn)
+        self.stats = StoreStats()  # "this process only": the parent's counts stay with the parent
         self._init_runtime()
 
 

@@ -2,7 +2,8 @@
 
 Pruning never scans the table: the cap is found by walking the `(is_error, id)` index from the newest
 row (at most `cap` steps), and the age limit is a range delete on the `start_ns` index. Spans of a
-trace go when its last request row goes (a trigger), rollups when they pass the age limit.
+trace go when its last request row goes (a trigger), rollups when they pass the age limit (an hour
+or day row when its whole hour or day has).
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def prune(conn: sqlite3.Connection, retention: Retention, now_ns: int | None = N
                 "DELETE FROM requests WHERE start_ns < ?", (cutoff,)
             ).rowcount
             conn.execute("DELETE FROM rollup_minute WHERE minute < ?", (cutoff // 60_000_000_000,))
+            conn.execute("DELETE FROM rollup_hour WHERE hour < ?", (cutoff // 3_600_000_000_000,))
+            conn.execute("DELETE FROM rollup_day WHERE day < ?", (cutoff // 86_400_000_000_000,))
         result.deleted_success = _cap(conn, 0, retention.max_success)
         result.deleted_errors = _cap(conn, 1, retention.max_errors)
         conn.execute("COMMIT")

@@ -1,9 +1,11 @@
-"""Per-minute rollups, updated in the same transaction as the request rows they summarise.
+"""Per-minute, per-hour and per-day rollups, updated in the same transaction as the request rows.
 
 Totals, breakdowns, time series and percentiles over long windows read these small rows instead of
 the request log, so they stay fast at a million requests and keep counting after old request rows
-are pruned. Durations and times to first chunk are kept as log-spaced histograms (see schema.py), so
-percentiles are exact to within one bucket.
+are pruned. `rollup_hour` and `rollup_day` (schema 2) hold the same sums as `rollup_minute` per hour
+and per UTC day: a window of weeks reads its whole days from `rollup_day`, the hours at its ends from
+`rollup_hour` and the minutes at its ends from `rollup_minute`. Durations and times to first chunk
+are kept as log-spaced histograms (see schema.py), so percentiles are exact to within one bucket.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ _I = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
 _LOG_RATIO = math.log(HIST_RATIO)
 _SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 NANOS_PER_MINUTE = 60_000_000_000
+NANOS_PER_HOUR = 60 * NANOS_PER_MINUTE
+NANOS_PER_DAY = 24 * NANOS_PER_HOUR
 
 
 def bucket_of(ms: float) -> int:
@@ -60,6 +64,19 @@ class _Acc:
         self.ttfc: dict[str, int] = {}
         self.last = 0
 
+    def merge(self, other: _Acc) -> None:
+        self.n += other.n
+        self.dsum += other.dsum
+        self.dmax = max(self.dmax, other.dmax)
+        self.tsum += other.tsum
+        self.tcount += other.tcount
+        self.sums = [a + b for a, b in zip(self.sums, other.sums, strict=True)]
+        self.cost += other.cost
+        for mine, theirs in ((self.dur, other.dur), (self.ttfc, other.ttfc)):
+            for bucket, count in theirs.items():
+                mine[bucket] = mine.get(bucket, 0) + count
+        self.last = max(self.last, other.last)
+
 
 def _accumulate(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], _Acc]:
     result: dict[tuple[Any, ...], _Acc] = {}
@@ -97,15 +114,16 @@ def _merge(stored: str, new: dict[str, int]) -> str:
     return json.dumps(merged, separators=(",", ":"))
 
 
-_SELECT = (
-    "SELECT duration_hist, ttfc_hist FROM rollup_minute WHERE minute = ? AND provider = ? AND model = ? "
-    "AND operation = ? AND stream = ? AND is_error = ?"
-)
-_UPSERT = f"""
-INSERT INTO rollup_minute (minute, provider, model, operation, stream, is_error, requests, duration_ms_sum,
+def _statements(table: str, unit: str) -> tuple[str, str]:
+    select = (
+        f"SELECT duration_hist, ttfc_hist FROM {table} WHERE {unit} = ? AND provider = ? AND model = ? "
+        "AND operation = ? AND stream = ? AND is_error = ?"
+    )
+    upsert = f"""
+INSERT INTO {table} ({unit}, provider, model, operation, stream, is_error, requests, duration_ms_sum,
     duration_ms_max, ttfc_ms_sum, ttfc_count, {", ".join(_SUMS)}, cost_usd, duration_hist, ttfc_hist, last_ns)
 VALUES ({", ".join("?" * (11 + len(_SUMS) + 4))})
-ON CONFLICT (minute, provider, model, operation, stream, is_error) DO UPDATE SET
+ON CONFLICT ({unit}, provider, model, operation, stream, is_error) DO UPDATE SET
     requests = requests + excluded.requests,
     duration_ms_sum = duration_ms_sum + excluded.duration_ms_sum,
     duration_ms_max = max(duration_ms_max, excluded.duration_ms_max),
@@ -117,16 +135,37 @@ ON CONFLICT (minute, provider, model, operation, stream, is_error) DO UPDATE SET
     ttfc_hist = excluded.ttfc_hist,
     last_ns = max(last_ns, excluded.last_ns)
 """
+    return select, upsert
+
+
+_MINUTE = _statements("rollup_minute", "minute")
+_HOUR = _statements("rollup_hour", "hour")
+_DAY = _statements("rollup_day", "day")
+
+
+def _coarser(finer: dict[tuple[Any, ...], _Acc], ratio: int) -> dict[tuple[Any, ...], _Acc]:
+    result: dict[tuple[Any, ...], _Acc] = {}
+    for key, acc in finer.items():
+        coarse_key = (key[0] // ratio, *key[1:])
+        coarse = result.get(coarse_key)
+        if coarse is None:
+            coarse = result[coarse_key] = _Acc()
+        coarse.merge(acc)
+    return result
 
 
 def add(conn: sqlite3.Connection, request_rows: Sequence[Sequence[Any]]) -> None:
-    """Fold request rows into the rollups (inside the caller's transaction)."""
-    for key, acc in _accumulate(request_rows).items():
-        stored = conn.execute(_SELECT, key).fetchone()
-        duration_hist = _merge(stored[0] if stored else "", acc.dur)
-        ttfc_hist = _merge(stored[1] if stored else "", acc.ttfc)
-        values = (*key, acc.n, acc.dsum, acc.dmax, acc.tsum, acc.tcount, *acc.sums, acc.cost)
-        conn.execute(_UPSERT, (*values, duration_hist, ttfc_hist, acc.last))
+    """Fold request rows into the minute, hour and day rollups (inside the caller's transaction)."""
+    minutes = _accumulate(request_rows)
+    hours = _coarser(minutes, 60)
+    days = _coarser(hours, 24)
+    for (select, upsert), accs in ((_MINUTE, minutes), (_HOUR, hours), (_DAY, days)):
+        for key, acc in accs.items():
+            stored = conn.execute(select, key).fetchone()
+            duration_hist = _merge(stored[0] if stored else "", acc.dur)
+            ttfc_hist = _merge(stored[1] if stored else "", acc.ttfc)
+            values = (*key, acc.n, acc.dsum, acc.dmax, acc.tsum, acc.tcount, *acc.sums, acc.cost)
+            conn.execute(upsert, (*values, duration_hist, ttfc_hist, acc.last))
 
 
 def percentile_from_hist(hist: dict[int, int], q: float) -> float | None:

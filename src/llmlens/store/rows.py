@@ -42,6 +42,7 @@ _COLUMNS: dict[str, str] = {
     semconv.LLMLENS_TARGET_FORMAT: "target_format",
     semconv.LLMLENS_PROFILE_ID: "profile_id",
 }
+_COLUMN_KEYS = tuple(_COLUMNS)
 # Columns written per request row, in INSERT order.
 REQUEST_COLUMNS: tuple[str, ...] = (
     "trace_id", "span_id", "parent_span_id", "start_ns", "end_ns", "duration_ms", "span_name", "span_kind",
@@ -113,6 +114,11 @@ def request_row(span: Any) -> tuple[Any, ...]:
     reasons = attributes.get(semconv.RESPONSE_FINISH_REASONS)
     resource = getattr(span, "resource", None)
     service = resource.attributes.get(semconv.SERVICE_NAME) if resource is not None else None
+    # map() keeps the 23 look-ups in C; sequences (rare in these columns) are joined to text.
+    columns = list(map(attributes.get, _COLUMN_KEYS))
+    kinds = set(map(type, columns))
+    if tuple in kinds or list in kinds:
+        columns = [_column_value(v) for v in columns]
     return (
         trace_hex(context.trace_id),
         span_hex(context.span_id),
@@ -122,7 +128,7 @@ def request_row(span: Any) -> tuple[Any, ...]:
         (end - start) / 1e6,
         span.name,
         _KINDS.get(span.kind, "internal"),
-        *(_column_value(attributes.get(key)) for key in _COLUMNS),
+        *columns,
         1 if attributes.get(semconv.REQUEST_STREAM) else 0,
         status,
         1 if status == "error" else 0,

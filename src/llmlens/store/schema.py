@@ -126,6 +126,119 @@ MIGRATIONS: tuple[str, ...] = (
         value   TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: an index per request-log filter (queries.MIGRATION_2_SQL: every filtered page walks an index
+    # in id order), and hourly and daily rollups: at a million requests over 30 days the minute
+    # rollups hold ~440,000 rows, too many to sum (and merge histograms of) per stats call; the hour
+    # rows of the same span are ~16,000, the day rows ~750. Filled from the minute rows (days from
+    # the hours), histograms merged bucket by bucket. Days are UTC days (epoch nanoseconds // 86400e9).
+    """
+    CREATE INDEX requests_by_response_model ON requests (response_model, id);
+    CREATE INDEX requests_by_status ON requests (status, id);
+    CREATE INDEX requests_by_key_label ON requests (api_key_label, id);
+    CREATE INDEX requests_by_operation ON requests (operation, id);
+
+    CREATE TABLE rollup_hour (
+        hour                INTEGER NOT NULL,
+        provider            TEXT NOT NULL,
+        model               TEXT NOT NULL,
+        operation           TEXT NOT NULL,
+        stream              INTEGER NOT NULL,
+        is_error            INTEGER NOT NULL,
+        requests            INTEGER NOT NULL DEFAULT 0,
+        duration_ms_sum     REAL NOT NULL DEFAULT 0,
+        duration_ms_max     REAL NOT NULL DEFAULT 0,
+        ttfc_ms_sum         REAL NOT NULL DEFAULT 0,
+        ttfc_count          INTEGER NOT NULL DEFAULT 0,
+        input_tokens        INTEGER NOT NULL DEFAULT 0,
+        output_tokens       INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens   INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens  INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens    INTEGER NOT NULL DEFAULT 0,
+        cost_usd            REAL NOT NULL DEFAULT 0,
+        duration_hist       TEXT NOT NULL DEFAULT '{}',
+        ttfc_hist           TEXT NOT NULL DEFAULT '{}',
+        last_ns             INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (hour, provider, model, operation, stream, is_error)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rollup_day (
+        day                 INTEGER NOT NULL,
+        provider            TEXT NOT NULL,
+        model               TEXT NOT NULL,
+        operation           TEXT NOT NULL,
+        stream              INTEGER NOT NULL,
+        is_error            INTEGER NOT NULL,
+        requests            INTEGER NOT NULL DEFAULT 0,
+        duration_ms_sum     REAL NOT NULL DEFAULT 0,
+        duration_ms_max     REAL NOT NULL DEFAULT 0,
+        ttfc_ms_sum         REAL NOT NULL DEFAULT 0,
+        ttfc_count          INTEGER NOT NULL DEFAULT 0,
+        input_tokens        INTEGER NOT NULL DEFAULT 0,
+        output_tokens       INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens   INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens  INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens    INTEGER NOT NULL DEFAULT 0,
+        cost_usd            REAL NOT NULL DEFAULT 0,
+        duration_hist       TEXT NOT NULL DEFAULT '{}',
+        ttfc_hist           TEXT NOT NULL DEFAULT '{}',
+        last_ns             INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, provider, model, operation, stream, is_error)
+    ) WITHOUT ROWID;
+
+    INSERT INTO rollup_hour (hour, provider, model, operation, stream, is_error, requests, duration_ms_sum,
+        duration_ms_max, ttfc_ms_sum, ttfc_count, input_tokens, output_tokens, cache_read_tokens,
+        cache_write_tokens, reasoning_tokens, cost_usd, last_ns)
+    SELECT minute / 60, provider, model, operation, stream, is_error, sum(requests), sum(duration_ms_sum),
+        max(duration_ms_max), sum(ttfc_ms_sum), sum(ttfc_count), sum(input_tokens), sum(output_tokens),
+        sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_usd), max(last_ns)
+    FROM rollup_minute
+    GROUP BY minute / 60, provider, model, operation, stream, is_error;
+
+    UPDATE rollup_hour SET
+        duration_hist = (
+        SELECT coalesce(json_group_object(b, n), '{}') FROM (
+            SELECT j.key AS b, sum(j.value) AS n FROM rollup_minute AS m, json_each(m.duration_hist) AS j
+            WHERE m.minute >= rollup_hour.hour * 60 AND m.minute < (rollup_hour.hour + 1) * 60
+              AND m.provider = rollup_hour.provider AND m.model = rollup_hour.model
+              AND m.operation = rollup_hour.operation AND m.stream = rollup_hour.stream
+              AND m.is_error = rollup_hour.is_error
+            GROUP BY j.key)),
+        ttfc_hist = (
+        SELECT coalesce(json_group_object(b, n), '{}') FROM (
+            SELECT j.key AS b, sum(j.value) AS n FROM rollup_minute AS m, json_each(m.ttfc_hist) AS j
+            WHERE m.minute >= rollup_hour.hour * 60 AND m.minute < (rollup_hour.hour + 1) * 60
+              AND m.provider = rollup_hour.provider AND m.model = rollup_hour.model
+              AND m.operation = rollup_hour.operation AND m.stream = rollup_hour.stream
+              AND m.is_error = rollup_hour.is_error
+            GROUP BY j.key));
+
+    INSERT INTO rollup_day (day, provider, model, operation, stream, is_error, requests, duration_ms_sum,
+        duration_ms_max, ttfc_ms_sum, ttfc_count, input_tokens, output_tokens, cache_read_tokens,
+        cache_write_tokens, reasoning_tokens, cost_usd, last_ns)
+    SELECT hour / 24, provider, model, operation, stream, is_error, sum(requests), sum(duration_ms_sum),
+        max(duration_ms_max), sum(ttfc_ms_sum), sum(ttfc_count), sum(input_tokens), sum(output_tokens),
+        sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_usd), max(last_ns)
+    FROM rollup_hour
+    GROUP BY hour / 24, provider, model, operation, stream, is_error;
+
+    UPDATE rollup_day SET
+        duration_hist = (
+        SELECT coalesce(json_group_object(b, n), '{}') FROM (
+            SELECT j.key AS b, sum(j.value) AS n FROM rollup_hour AS m, json_each(m.duration_hist) AS j
+            WHERE m.hour >= rollup_day.day * 24 AND m.hour < (rollup_day.day + 1) * 24
+              AND m.provider = rollup_day.provider AND m.model = rollup_day.model
+              AND m.operation = rollup_day.operation AND m.stream = rollup_day.stream
+              AND m.is_error = rollup_day.is_error
+            GROUP BY j.key)),
+        ttfc_hist = (
+        SELECT coalesce(json_group_object(b, n), '{}') FROM (
+            SELECT j.key AS b, sum(j.value) AS n FROM rollup_hour AS m, json_each(m.ttfc_hist) AS j
+            WHERE m.hour >= rollup_day.day * 24 AND m.hour < (rollup_day.day + 1) * 24
+              AND m.provider = rollup_day.provider AND m.model = rollup_day.model
+              AND m.operation = rollup_day.operation AND m.stream = rollup_day.stream
+              AND m.is_error = rollup_day.is_error
+            GROUP BY j.key));
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -156,13 +269,12 @@ def _statements(script: str) -> list[str]:
     """The statements of a migration script (a `;` inside a trigger body does not end one)."""
     statements: list[str] = []
     current = ""
-    for line in script.splitlines(keepends=True):
-        current += line
+    for piece in script.split(";"):
+        current += piece + ";"
         if sqlite3.complete_statement(current):
-            statements.append(current.strip())
+            if current.strip().rstrip(";").strip():
+                statements.append(current.strip())
             current = ""
-    if current.strip():
-        statements.append(current.strip())
     return statements
 
 
@@ -170,12 +282,14 @@ def _user_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Apply the migrations the file lacks, up to `target`. Returns the version reached.
+def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
+    """Apply the migrations the file lacks, up to `target` (default: all). Returns the version reached.
 
     Each migration runs in one write transaction with its version bump; the version is read again
     once the write lock is held, so processes that open a new file at the same moment migrate it once.
     """
+    if target is None:
+        target = SCHEMA_VERSION
     version = _user_version(conn)
     while version < target:
         conn.execute("BEGIN IMMEDIATE")
