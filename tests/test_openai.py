@@ -1802,3 +1802,41 @@ def test_failing_span_end(otel: Any, instrumented: Any, client: Any, monkeypatch
     completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert completion.choices[0].message.content == ANSWER
     assert len(otel.spans()) == 1  # still ended, so never leaked
+
+
+# ------------------------------------------------------------------------------------ nesting
+
+
+def test_an_sdk_call_nested_in_another_llm_call_makes_no_second_span(
+    otel: Any, instrumented: Any, client: Any
+) -> None:
+    from opentelemetry import context as otel_context
+
+    from llmlens.core.context import ACTIVE_INVOCATION_KEY
+
+    # What a wrapper SDK instrumented by llmlens looks like from inside: an invocation in flight.
+    token = otel_context.attach(otel_context.set_value(ACTIVE_INVOCATION_KEY, object()))
+    try:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    finally:
+        otel_context.detach(token)
+    assert otel.spans() == []
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert len(otel.spans()) == 1
+
+
+def test_an_sdk_call_for_a_proxied_request_is_its_upstream_leg(
+    otel: Any, instrumented: Any, client: Any
+) -> None:
+    from opentelemetry import context as otel_context
+
+    from llmlens.core.context import PROXY_REQUEST_KEY
+
+    token = otel_context.attach(otel_context.set_value(PROXY_REQUEST_KEY, object()))
+    try:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    finally:
+        otel_context.detach(token)
+    assert otel.span().attributes["llmlens.upstream"] is True
+    # Measured once, by the proxy's server side: no client metrics for the upstream leg.
+    assert "gen_ai.client.operation.duration" not in otel.metrics()

@@ -62,6 +62,7 @@ class Invocation:
         "telemetry",
         "tool_call_count",
         "tool_definitions",
+        "upstream",
     )
 
     def __init__(
@@ -95,6 +96,8 @@ class Invocation:
         self.reasoning_tokens: int | None = None
         self.dimension_count: int | None = None
         self.tool_call_count = 0
+        # True for the upstream leg of a proxied request (see core/context.py): no client metrics.
+        self.upstream = False
         # Content, filled only when capture is on (semconv message-part schema, plain dicts).
         self.input_messages: list[dict[str, Any]] | None = None
         self.system_instructions: list[dict[str, Any]] | None = None

@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmlens import pricing, semconv
 from llmlens._version import __version__
+from llmlens.core.context import ACTIVE_INVOCATION_KEY, proxy_request
 from llmlens.core.histograms import FastHistogram
 from llmlens.core.invocation import Invocation
 from llmlens.settings import Settings
@@ -129,14 +130,20 @@ class Telemetry:
             attributes[semconv.REQUEST_STREAM] = True
         if self.content_on_span:
             _add_request_content(inv, attributes)
+        if proxy_request() is not None:
+            # The upstream leg of a proxied request: the proxy's SERVER span is the record of it.
+            inv.upstream = True
+            attributes[semconv.LLMLENS_UPSTREAM] = True
         name = f"{inv.operation} {inv.request_model}" if inv.request_model else inv.operation
         inv.start_ns = _time_ns()
         inv.start_perf = _perf_ns()
         inv.span = self.tracer.start_span(name, kind=_CLIENT, attributes=attributes, start_time=inv.start_ns)
 
     def activate(self, inv: Invocation) -> None:
-        """Make the span current so HTTP client spans made during the call become its children."""
-        inv.context_token = otel_context.attach(trace.set_span_in_context(inv.span))  # type: ignore[arg-type]
+        """Make the span current so HTTP client spans made during the call become its children, and
+        mark the call in flight so an instrumented SDK called from inside it makes no second span."""
+        ctx = trace.set_span_in_context(inv.span)  # type: ignore[arg-type]
+        inv.context_token = otel_context.attach(otel_context.set_value(ACTIVE_INVOCATION_KEY, inv, ctx))
 
     def deactivate(self, inv: Invocation) -> None:
         token = inv.context_token
@@ -184,7 +191,8 @@ class Telemetry:
             # closed/abandoned/cancelled streams stay UNSET: the call did not fail, it was cut short.
         span.end(end_time=end_ns)
         span_context = trace.set_span_in_context(span)
-        self._record_metrics(inv, err_type, end_perf, span_context, priced)
+        if not inv.upstream:  # a proxied request is measured once, on the server side
+            self._record_metrics(inv, err_type, end_perf, span_context, priced)
         if self.event_logger is not None:
             self._emit_event(inv, {**inv.request_attributes, **attributes}, span_context)
 

@@ -21,21 +21,14 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from opentelemetry import context as otel_context
 from wrapt import wrap_function_wrapper
 
+from llmlens.core.context import skip_instrumentation
 from llmlens.core.invocation import Invocation
 from llmlens.core.streams import AsyncStreamProxy, StreamState, SyncStreamProxy, hook_response_close
 from llmlens.core.telemetry import Telemetry
 
 _log = logging.getLogger("llmlens")
-
-try:  # the key OpenTelemetry's suppress_instrumentation() sets
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-except ImportError:  # pragma: no cover - very old API
-    _SUPPRESS_INSTRUMENTATION_KEY = otel_context.create_key("suppress_instrumentation")
-_SUPPRESS_PLAIN_KEY = "suppress_instrumentation"
-_get_value = otel_context.get_value
 
 
 class Route(Protocol):
@@ -56,10 +49,6 @@ class Route(Protocol):
 class Endpoint(Protocol):
     def __call__(self, client: Any) -> tuple[str, str | None, int | None]:
         """(gen_ai.provider.name, server.address, server.port) for a client instance."""
-
-
-def suppressed() -> bool:
-    return bool(_get_value(_SUPPRESS_INSTRUMENTATION_KEY) or _get_value(_SUPPRESS_PLAIN_KEY))
 
 
 class StainlessPatch:
@@ -137,7 +126,7 @@ class StainlessPatch:
     def _begin(self, client: Any, args: tuple, kwargs: dict) -> tuple[Invocation, Route] | None:
         """Start the invocation, or None to pass the call through untouched. Never raises."""
         try:
-            if suppressed():
+            if skip_instrumentation():
                 return None
             options = args[1] if len(args) > 1 else kwargs.get("options")
             url = options.url

@@ -1,0 +1,41 @@
+"""Context keys that let the layers of llmlens see each other, so one request is recorded once.
+
+- While an SDK call is in flight, its Invocation is in the context: an instrumented SDK called from
+  inside another instrumented SDK call (a wrapper SDK over openai, say) makes no second span; the
+  outer LLM span wins.
+- While an llmlens proxy handles a request, the proxy's server-side record is in the context: SDK
+  calls made for it are its upstream leg. Their CLIENT spans are marked `llmlens.upstream=true` and
+  record no `gen_ai.client.*` metrics, so one proxied request is counted once (by the server side).
+- OpenTelemetry's `suppress_instrumentation()` turns llmlens off for the calls made inside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import context as otel_context
+
+try:  # the key OpenTelemetry's suppress_instrumentation() sets
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+except ImportError:  # pragma: no cover - very old API
+    _SUPPRESS_INSTRUMENTATION_KEY = otel_context.create_key("suppress_instrumentation")
+_SUPPRESS_PLAIN_KEY = "suppress_instrumentation"
+
+ACTIVE_INVOCATION_KEY = otel_context.create_key("llmlens.active_invocation")
+PROXY_REQUEST_KEY = otel_context.create_key("llmlens.proxy_request")
+
+_get_value = otel_context.get_value
+
+
+def skip_instrumentation() -> bool:
+    """True when an SDK call must pass through untraced: suppressed, or nested in another LLM call."""
+    return bool(
+        _get_value(ACTIVE_INVOCATION_KEY)
+        or _get_value(_SUPPRESS_INSTRUMENTATION_KEY)
+        or _get_value(_SUPPRESS_PLAIN_KEY)
+    )
+
+
+def proxy_request() -> Any:
+    """The proxy request being handled in this context, if any."""
+    return _get_value(PROXY_REQUEST_KEY)
