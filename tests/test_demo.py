@@ -55,3 +55,22 @@ def test_demo_help_explains_itself() -> None:
     result = _run("demo", "--help")
     assert result.returncode == 0
     assert "fake OpenAI-compatible server" in result.stdout
+
+
+def test_demo_records_into_the_store_and_prints_stats_and_log(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "demo.db"
+    result = _run("demo", "--db", str(db))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert f"recorded into the local store {db}" in out
+    stats = out.split("$ llmlens stats", 1)[1].split("$ llmlens log", 1)[0]
+    assert f"requests       {len(STEPS)}" in stats
+    log_rows = [line for line in out.split("$ llmlens log", 1)[1].splitlines() if line[:3].strip().isdigit()]
+    assert len(log_rows) == 8
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT count(*), sum(is_error), count(cost_usd) FROM requests").fetchone()
+    assert rows[0] == len(STEPS)
+    assert rows[1] == 2  # the rate-limited call and the broken stream
+    assert rows[2] > 0  # the fake server stands in for OpenAI: its calls are priced

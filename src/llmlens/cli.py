@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--capture-content", action="store_true", help="also capture prompts and completions on the spans"
     )
+    demo.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the local store to record into (default: $LLMLENS_DB or the user data dir)",
+    )
     commands.add_parser("config", help="print the effective settings read from the environment")
     commands.add_parser("version", help="print the llmlens version")
     from llmlens.store import cli as store_cli
@@ -45,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from llmlens.demo.workload import run_demo
 
-        return run_demo(capture_content=args.capture_content)
+        return run_demo(
+            capture_content=args.capture_content, db_path=args.db or getattr(args, "db_global", None)
+        )
     if args.command == "config":
         return _config()
     from llmlens.store import cli as store_cli

@@ -91,10 +91,14 @@ def metrics_table(metrics_data: Any) -> str:
                     total = totals.setdefault(metric.name, [0, 0.0])
                     units[metric.name] = metric.unit or ""
                     for point in metric.data.data_points:
-                        total[0] += getattr(point, "count", 0)
-                        total[1] += getattr(point, "sum", 0)
+                        if hasattr(point, "count"):  # histogram
+                            total[0] += point.count
+                            total[1] += point.sum
+                        else:  # counter: its value is the running sum
+                            total[0] += 1
+                            total[1] += point.value
     rows = [
-        [name, units[name], int(count), f"{total:.4f}" if units[name] == "s" else int(total)]
+        [name, units[name], int(count), f"{total:.6f}" if units[name] in ("s", "USD") else int(total)]
         for name, (count, total) in sorted(totals.items())
     ]
-    return table(["metric", "unit", "records", "sum"], rows, right=(2, 3))
+    return table(["metric", "unit", "points", "sum"], rows, right=(2, 3))

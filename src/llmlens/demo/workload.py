@@ -10,6 +10,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TextIO
 
 from llmlens.demo.fake_server import FakeProvider
@@ -164,8 +165,8 @@ def _responses_stream(client: Any) -> None:
         stream.get_final_response()
 
 
-def run_demo(out: TextIO = sys.stdout, capture_content: bool = False) -> int:
-    """Run the workload and print what was recorded. Returns a process exit code."""
+def run_demo(out: TextIO = sys.stdout, capture_content: bool = False, db_path: str | None = None) -> int:
+    """Run the workload, record it into the local store, print what was recorded. Returns an exit code."""
     try:
         import openai
     except ImportError:
@@ -188,11 +189,21 @@ def run_demo(out: TextIO = sys.stdout, capture_content: bool = False) -> int:
     instrumentor = Instrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
+    from llmlens import pricing
+    from llmlens.store.paths import default_db_path
+
+    db_path = db_path or default_db_path()
+    started = datetime.now().astimezone()
     instrumentor.instrument(
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
         capture_content="SPAN_ONLY" if capture_content else None,
+        # The fake server stands in for OpenAI: name it so, and the calls are priced as OpenAI's.
+        provider_map={"127.0.0.1": "openai"},
+        store=True,
+        db_path=db_path,
     )
+    pricing.ready(timeout=10)
     try:
         with FakeProvider() as server:
             print(f"fake OpenAI-compatible provider on {server.base_url}", file=out)
@@ -211,4 +222,25 @@ def run_demo(out: TextIO = sys.stdout, capture_content: bool = False) -> int:
     print(file=out)
     print(metrics_table(reader.get_metrics_data()), file=out)
     print(f"\n{len(finished)} spans recorded for {len(STEPS)} calls.", file=out)
-    return 0 if len(finished) == len(STEPS) else 1
+    code = _print_store(out, db_path, started)
+    return code if len(finished) == len(STEPS) else 1
+
+
+def _print_store(out: TextIO, db_path: str, started: datetime) -> int:
+    """What the local store now holds for this run: `llmlens stats` and the newest `llmlens log` rows."""
+    from contextlib import redirect_stdout
+
+    from llmlens.cli import main
+
+    since = started.isoformat(timespec="seconds")
+    print(f"\nrecorded into the local store {db_path}", file=out)
+    with redirect_stdout(out):
+        print(f"\n$ llmlens stats --since {since}", file=out)
+        code = main(["stats", "--db", db_path, "--since", since])
+        print("\n$ llmlens log --limit 8", file=out)
+        code = code or main(["log", "--db", db_path, "--limit", "8"])
+    print(
+        "\nlook further with `llmlens log`, `llmlens show ID`, `llmlens stats --by model`, `llmlens health`",
+        file=out,
+    )
+    return code

@@ -65,7 +65,9 @@ def cost(usd: float | None) -> str:
         return ""
     if usd == 0:
         return "$0"
-    return f"${usd:,.2f}" if usd >= 100 else f"${usd:.4f}"
+    if usd >= 0.01:
+        return f"${usd:,.2f}" if usd >= 100 else f"${usd:.4f}"
+    return f"${usd:.2e}"  # a single short call costs fractions of a cent: keep it readable
 
 
 def pct(rate: float | None) -> str:

@@ -54,6 +54,9 @@ EXACT_MAX_ROWS = 20_000
 # Index candidates for a page are counted up to this many rows; a time range walks the start_ns index
 # (then sorts by id) only when it holds at most this many, else `id` or another filter's index.
 TIME_INDEX_MAX_ROWS = 5_000
+# A wide time range that is not the newest rows bounds the page walk by its id span when it holds at
+# most about this many rows (see _id_bounds).
+ID_BOUNDS_MAX_ROWS = 200_000
 MAX_PAGE = 10_000
 MAX_SERIES_POINTS = 20_000
 STATUSES = ("ok", "error", "unset")
@@ -290,6 +293,35 @@ def _driver(conn: sqlite3.Connection, terms: list[_Term]) -> _Term | None:
     return best[2] if best else None
 
 
+def _id_bounds(conn: sqlite3.Connection, lo: int, hi: int) -> tuple[int, int] | None:
+    """The smallest and largest id of the rows that started in [lo, hi), if that range is not huge.
+
+    A time range too wide for the time index to drive may still lie far from the newest rows (`--since
+    8d --until 7d`): walking ids from the newest row would pass every newer row first. Its exact id
+    span, read from the covering time index, lets the walk start at the range's newest row instead.
+    Ids follow start times closely, so the ids at the two ends of the range estimate its size first.
+    """
+    first = conn.execute(
+        "SELECT id FROM requests INDEXED BY requests_by_time WHERE start_ns >= ? ORDER BY start_ns LIMIT 1",
+        (lo,),
+    ).fetchone()
+    last = conn.execute(
+        "SELECT id FROM requests INDEXED BY requests_by_time WHERE start_ns < ? "
+        "ORDER BY start_ns DESC LIMIT 1",
+        (hi,),
+    ).fetchone()
+    if first is None or last is None:
+        return (1, 0)  # nothing starts in the range
+    if abs(last[0] - first[0]) > ID_BOUNDS_MAX_ROWS:
+        return None
+    low, high = conn.execute(
+        "SELECT min(id), max(id) FROM requests INDEXED BY requests_by_time "
+        "WHERE start_ns >= ? AND start_ns < ?",
+        (lo, hi),
+    ).fetchone()
+    return (1, 0) if low is None else (int(low), int(high))
+
+
 def _page_sql(
     conn: sqlite3.Connection,
     f: Filters,
@@ -317,6 +349,16 @@ def _page_sql(
     if after is not None:
         where.append("id > ?")
         params.append(int(after))
+    time_term = next((t for t in terms if t.name == "time"), None)
+    if (
+        time_term is not None
+        and time_term is not driver
+        and (f.until_ns if descending else f.since_ns) is not None
+    ):
+        bounds = _id_bounds(conn, *time_term.params)
+        if bounds is not None:
+            where.append("id >= ? AND id <= ?")
+            params += list(bounds)
     order = "DESC" if descending else "ASC"
     if driver is None or driver.name != "model":
         source = "requests"

@@ -111,3 +111,6 @@ def vacuum(conn: sqlite3.Connection) -> None:
     """Give the space of deleted rows back to the file system (rewrites the file; takes a while)."""
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.execute("VACUUM")
+    # In WAL mode VACUUM writes the new file through the WAL: without this checkpoint the WAL keeps a
+    # full copy of the database and the files grow instead of shrinking.
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from llmlens.store.rows import REQUEST_COLUMNS
@@ -168,15 +168,18 @@ def add(conn: sqlite3.Connection, request_rows: Sequence[Sequence[Any]]) -> None
             conn.execute(upsert, (*values, duration_hist, ttfc_hist, acc.last))
 
 
-def percentile_from_hist(hist: dict[int, int], q: float) -> float | None:
-    """The q-quantile (0..1) of a merged histogram, as the upper bound of its bucket, in ms."""
+def percentile_from_hist(hist: Mapping[int | str, int], q: float) -> float | None:
+    """The q-quantile (0..1) of a merged histogram, as the upper bound of its bucket, in ms.
+
+    Bucket keys may be ints or the strings of the stored JSON (ordered as numbers, not as text).
+    """
     total = sum(hist.values())
     if total == 0:
         return None
     rank = max(1, math.ceil(q * total))
     seen = 0
-    for bucket in sorted(hist):
+    for bucket in sorted(hist, key=int):
         seen += hist[bucket]
         if seen >= rank:
-            return bucket_upper_ms(bucket)
-    return bucket_upper_ms(max(hist))
+            return bucket_upper_ms(int(bucket))
+    return bucket_upper_ms(max(int(b) for b in hist))
