@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from collector import RotelCollector
+from llmlens.settings import KNOWN_PROVIDERS
 
 BIN = Path(sys.executable).parent
 MODEL = "gpt-4o-mini"
@@ -200,12 +201,14 @@ def test_config_prints_the_effective_settings() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    # One row per setting: the name padded to 20 characters, a space, the value.
-    rows = {line[:20].strip(): line[21:] for line in result.stdout.splitlines()}
+    # One row per setting: the name, padded to the longest name, two spaces, the value.
+    rows = dict(line.split(None, 1) if "exporter" not in line and "protocol" not in line
+                else line.rsplit(None, 1) for line in result.stdout.splitlines())  # fmt: skip
+    rows = {k.strip(): v.strip() for k, v in rows.items()}
     assert set(rows) >= {"capture_content", "emit_event", "content_max_length", "providers", "provider_map"}
     assert rows["capture_content"] == "SPAN_ONLY", result.stdout
     assert rows["content_max_length"] == "16384", result.stdout
-    assert rows["providers"] == "openai", result.stdout
+    assert rows["providers"] == ",".join(sorted(KNOWN_PROVIDERS)), result.stdout
     assert rows["traces exporter"] == "console", result.stdout
     assert rows["metrics exporter"] == "none", result.stdout
 

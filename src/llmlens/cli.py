@@ -81,14 +81,23 @@ def _config() -> int:
     except SettingsError as error:
         print(f"llmlens: {error}", file=sys.stderr)
         return 2
+    rows: list[tuple[str, object]] = []
     for field in fields(settings):
         value = getattr(settings, field.name)
         if isinstance(value, frozenset):
             value = ",".join(sorted(value))
-        print(f"{field.name:20} {getattr(value, 'value', value)}")
-    for signal, names in exporters.items():
-        print(f"{signal + ' exporter':20} {','.join(names) or 'none'}")
-    print(f"{'otlp protocol':20} {protocol}")
+        elif field.name == "db_path" and value is None:
+            from llmlens.store.paths import default_db_path
+
+            value = f"{default_db_path()} (default)"
+        elif "secret" in field.name and value:
+            value = "(set, not shown)"  # never print a secret
+        rows.append((field.name, getattr(value, "value", value)))
+    rows += [(f"{signal} exporter", ",".join(names) or "none") for signal, names in exporters.items()]
+    rows.append(("otlp protocol", protocol))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:{width}}  {value}")
     return 0
 
 
