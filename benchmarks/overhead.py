@@ -1,4 +1,4 @@
-"""Per-call overhead of llmlens on the real openai SDK, with the network replaced by canned bytes.
+"""Per-call overhead of llmlens on the real openai and anthropic SDKs, the network replaced by canned bytes.
 
     python benchmarks/overhead.py [--rounds R] [--calls N] [--stream-calls M] [--warmup W]
                                   [--slices S] [--markdown] [--verbose]
@@ -13,20 +13,27 @@ process waking up) hits every mode alike. `gc.collect()` runs between rounds; gc
 * ``llmlens`` - the same providers, plus ``llmlens.Instrumentor().instrument(...)``.
 
 The openai SDK makes no spans of its own, so ``none`` and ``sdk`` differ only by providers that are
-installed but unused; ``sdk`` is the baseline that the llmlens overhead is measured against. Global
+installed but unused; ``sdk`` is the baseline that the llmlens overhead is measured against. The
+anthropic SDK (2.x) traces itself as soon as a global provider is installed; its client here is built
+with ``open_telemetry=False``, so that its ``sdk`` baseline makes no spans either and the Δ is the whole
+cost of llmlens (with the SDK's tracing on, llmlens replaces the SDK's span: one span per call either
+way, which the start-up checks verify). Global
 providers can be set only once per process, so the script swaps the API's globals between ``none`` and
 the SDK providers around each slice, and llmlens gets the providers passed explicitly; around each of
 its slices it is switched on and off with ``instrument()``/``uninstrument()`` (checked at start-up to
 restore pass-through: the original method is back and no span is made).
 
 Workloads: a non-streaming ``chat.completions.create`` and a streamed one (34 content chunks with
-``include_usage``: the stream yields 37 chunks, role + 34 content + finish + usage, then ``[DONE]``).
-Bodies come from ``llmlens.demo.fake_bodies`` and are built once; an ``httpx2.MockTransport`` serves
-them, so what is timed is the SDK (request building, JSON/SSE parsing, pydantic) plus instrumentation.
+``include_usage``: the stream yields 37 chunks, role + 34 content + finish + usage, then ``[DONE]``);
+the same two for anthropic ``messages.create`` (34 ``text_delta`` events: the stream yields 39 events,
+message_start, content_block_start, 34 deltas, content_block_stop, message_delta, message_stop).
+Bodies come from ``llmlens.demo.fake_bodies`` and ``fake_anthropic`` and are built once; an
+``httpx2.MockTransport`` serves them, so what is timed is the SDK (request building, JSON/SSE parsing,
+pydantic) plus instrumentation.
 
 Reported per mode and workload: the median and the min of the per-round mean µs/call; Δ vs ``sdk``
 (median of the paired per-slice differences, R x S pairs); per-chunk overhead =
-(stream Δ - non-stream Δ) / 34;
+(stream Δ - non-stream Δ) / 34, per SDK;
 spans per call; ``import llmlens`` time (``-X importtime``, median of 5 fresh interpreters) and the
 non-stdlib top-level modules it loads. Targets are printed with PASS/FAIL.
 """
@@ -47,6 +54,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anthropic
 import httpx2
 import openai
 from opentelemetry import metrics, trace
@@ -55,16 +63,22 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from llmlens.demo import fake_anthropic
 from llmlens.demo.fake_bodies import Scenario, chat_completion, chat_completion_events
 
 MODES = ("none", "sdk", "llmlens")
-WORKLOADS = ("non-stream", "stream")
+# SDK -> (non-streaming workload, streamed workload)
+SDKS = {"openai": ("non-stream", "stream"), "anthropic": ("anthropic non-stream", "anthropic stream")}
+WORKLOADS = tuple(w for pair in SDKS.values() for w in pair)
+STREAMED = frozenset(pair[1] for pair in SDKS.values())
 CONTENT_CHUNKS = 34
 MODEL = "gpt-4o-mini"
+CLAUDE = "claude-haiku-4-5"
 MESSAGES = [
     {"role": "system", "content": "You are a terse assistant."},
     {"role": "user", "content": "Say hello in one sentence."},
 ]
+CLAUDE_MESSAGES = MESSAGES[1:]
 STREAM_OPTIONS = {"include_usage": True}
 
 # Targets (docs/benchmarks.md): overhead per non-streaming call, per streamed chunk, import time.
@@ -95,6 +109,24 @@ def build_handler() -> tuple[Callable[[Any], Any], int]:
         return httpx2.Response(200, headers=json_headers, content=json_body)
 
     return handler, data_frames
+
+
+def build_anthropic_handler() -> tuple[Callable[[Any], Any], int]:
+    """The same for the anthropic SDK (Messages API bodies); also returns the events a stream yields."""
+    scenario = Scenario(chunks=CONTENT_CHUNKS)
+    request = {"model": CLAUDE, "max_tokens": 256, "messages": CLAUDE_MESSAGES}
+    _status, json_headers, json_body = fake_anthropic.message(request, scenario)
+    frames = fake_anthropic.message_events({**request, "stream": True}, scenario)
+    sse_body = b"".join(frames)
+    sse_headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+    events = sum(1 for frame in frames if not frame.startswith(b"event: ping"))  # the SDK skips pings
+
+    def handler(http_request: Any) -> Any:
+        if b'"stream":true' in http_request.content or b'"stream": true' in http_request.content:
+            return httpx2.Response(200, headers=sse_headers, content=sse_body)
+        return httpx2.Response(200, headers=json_headers, content=json_body)
+
+    return handler, events
 
 
 class DiscardingExporter(SpanExporter):  # type: ignore[misc]
@@ -156,6 +188,8 @@ class Bench:
     meter_provider: MeterProvider
     reader: InMemoryMetricReader
     exporter: DiscardingExporter
+    anthropic_client: Any = None
+    events_per_claude_stream: int = 0
     # mode -> workload -> per-round mean µs/call
     results: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     # mode -> workload -> per-slice mean µs/call; index i of every mode is the same slice cycle
@@ -174,6 +208,27 @@ class Bench:
             model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
         ):
             pass
+
+    def claude_call(self, client: Any = None) -> None:
+        (client or self.anthropic_client).messages.create(
+            model=CLAUDE, max_tokens=256, messages=CLAUDE_MESSAGES
+        )
+
+    def claude_stream(self, client: Any = None) -> int:
+        events = 0
+        for _event in (client or self.anthropic_client).messages.create(
+            model=CLAUDE, max_tokens=256, messages=CLAUDE_MESSAGES, stream=True
+        ):
+            events += 1
+        return events
+
+    def workload(self, name: str) -> Callable[[], Any]:
+        return {
+            "non-stream": self.call,
+            "stream": self.stream,
+            "anthropic non-stream": self.claude_call,
+            "anthropic stream": self.claude_stream,
+        }[name]
 
     # --- switching modes
 
@@ -197,7 +252,7 @@ class Bench:
 
     def block(self, mode: str, workload: str, n: int) -> tuple[int, int]:
         """Run `n` calls in `mode`; returns (elapsed ns, spans exported)."""
-        fn = self.call if workload == "non-stream" else self.stream
+        fn = self.workload(workload)
         self.enter(mode)
         try:
             self.tracer_provider.force_flush()  # outside the timed window: count this block's spans
@@ -240,8 +295,8 @@ class Bench:
             counts[workload] = counts.get(workload, 0) + n
 
     def run(self, progress: bool = True) -> None:
-        sizes = {"non-stream": self.calls, "stream": self.stream_calls}
-        warm = {"non-stream": self.warmup, "stream": self.warmup // 4}
+        sizes = {w: self.stream_calls if w in STREAMED else self.calls for w in WORKLOADS}
+        warm = {w: self.warmup // 4 if w in STREAMED else self.warmup for w in WORKLOADS}
         for workload in WORKLOADS:
             if warm[workload]:
                 self.one_round(0, workload, warm[workload], timed=False)
@@ -302,6 +357,7 @@ def check_setup(bench: Bench) -> list[str]:
             f"uninstrument() did not restore pass-through (restored={restored}, "
             f"spans={bench.exporter.count - before})"
         )
+    notes += check_anthropic(bench)
     settings = Instrumentor().settings
     if settings is not None:
         notes.append(
@@ -309,6 +365,44 @@ def check_setup(bench: Bench) -> list[str]:
             f"events={'on' if settings.event_enabled else 'off'}"
         )
     return notes
+
+
+def check_anthropic(bench: Bench) -> list[str]:
+    """The same checks for the anthropic client, plus: with the SDK's own tracing on (a second client),
+    a call gives one span with llmlens too, not two (llmlens turns the SDK's span off for its calls)."""
+    from anthropic import _base_client
+
+    original = _base_client.SyncAPIClient.__dict__["request"]
+    traced = anthropic.Anthropic(
+        api_key="sk-ant-bench", base_url="http://127.0.0.1:9", max_retries=0,
+        http_client=bench.anthropic_client._client,
+    )  # fmt: skip
+    counts = {}
+    for mode in ("sdk", "llmlens"):
+        bench.enter(mode)
+        patched = _base_client.SyncAPIClient.__dict__["request"] is not original
+        bench.tracer_provider.force_flush()
+        before = bench.exporter.count
+        bench.claude_call()
+        events = bench.claude_stream()
+        bench.tracer_provider.force_flush()
+        quiet = bench.exporter.count - before
+        bench.claude_call(traced)
+        bench.claude_stream(traced)
+        bench.tracer_provider.force_flush()
+        counts[mode] = (patched, quiet, bench.exporter.count - before - quiet, events)
+        bench.leave(mode)
+    bench.instrumented_calls += 4
+    if counts["llmlens"][:3] != (True, 2, 2) or counts["sdk"][:3] != (False, 0, 2):
+        raise SystemExit(
+            f"anthropic: (patched, spans untraced client, spans traced client, events): {counts}"
+        )
+    if counts["llmlens"][3] != bench.events_per_claude_stream:
+        raise SystemExit(f"expected {bench.events_per_claude_stream} events per anthropic stream: {counts}")
+    return [
+        "anthropic: a client with the SDK's own tracing on gets 1 span per call from the SDK alone and "
+        "1 (llmlens') with llmlens, checked at start-up"
+    ]
 
 
 def recorded_durations(reader: InMemoryMetricReader) -> int:
@@ -384,7 +478,10 @@ def wall_import_ms(statement: str, runs: int = IMPORT_RUNS) -> float:
 
 def versions() -> dict[str, str]:
     found: dict[str, str] = {}
-    names = ("llmlens", "openai", "httpx2", "opentelemetry-api", "opentelemetry-sdk", "wrapt", "pydantic")
+    names = (
+        "llmlens", "openai", "anthropic", "httpx2", "opentelemetry-api", "opentelemetry-sdk", "wrapt",
+        "pydantic",
+    )  # fmt: skip
     for dist in names:
         try:
             found[dist] = metadata.version(dist)
@@ -424,11 +521,8 @@ def report(
     base = res["sdk"]
     sl = bench.slice_results
     delta = {w: paired_delta(sl["llmlens"][w], sl["sdk"][w]) for w in WORKLOADS}
-    per_chunk = (delta["stream"] - delta["non-stream"]) / CONTENT_CHUNKS
-    call_ms = delta["non-stream"] / 1000
     import_ms = import_info["median"]
     min_delta = {w: min(res["llmlens"][w]) - min(base[w]) for w in WORKLOADS}
-    min_chunk = (min_delta["stream"] - min_delta["non-stream"]) / CONTENT_CHUNKS
 
     header = [
         f"date: {_dt.date.today().isoformat()}",
@@ -441,6 +535,9 @@ def report(
         f"{bench.warmup // 4} calls",
         f"stream: {CONTENT_CHUNKS} content chunks, {bench.chunks_per_stream} chunks yielded "
         "(role + content + finish + usage)",
+        f"anthropic stream: {CONTENT_CHUNKS} text deltas, {bench.events_per_claude_stream} events yielded "
+        "(message_start, content_block_start, deltas, content_block_stop, message_delta, message_stop); "
+        "client built with open_telemetry=False",
         *notes,
     ]
 
@@ -459,37 +556,46 @@ def report(
                 f"{(max(rounds) - low) / low * 100:.1f}",
             ))  # fmt: skip
 
-    checks = [
-        ("overhead per non-streaming call", f"{call_ms:.3f} ms", f"<= {TARGET_CALL_MS} ms",
-         call_ms <= TARGET_CALL_MS),
-        ("overhead per streamed chunk", f"{per_chunk:.2f} µs", f"<= {TARGET_CHUNK_US:g} µs",
-         per_chunk <= TARGET_CHUNK_US),
-        ("import llmlens", f"{import_ms:.1f} ms", f"< {TARGET_IMPORT_MS:g} ms", import_ms < TARGET_IMPORT_MS),
-    ]  # fmt: skip
-
-    none_ns = paired_delta(sl["none"]["non-stream"], sl["sdk"]["non-stream"])
-    none_s = paired_delta(sl["none"]["stream"], sl["sdk"]["stream"])
     # The same quantities round by round, to show how far the noise reaches.
     round_delta = {w: [x - y for x, y in zip(res["llmlens"][w], base[w], strict=True)] for w in WORKLOADS}
-    round_chunk = [
-        (s - n) / CONTENT_CHUNKS
-        for s, n in zip(round_delta["stream"], round_delta["non-stream"], strict=True)
-    ]
 
     def spread(values: list[float], fmt: str) -> str:
         return f"rounds {format(min(values), fmt)} .. {format(max(values), fmt)}"
 
-    extra = [
-        f"Δ per non-streaming call vs sdk: {delta['non-stream']:.1f} µs = {call_ms:.3f} ms "
-        f"({spread(round_delta['non-stream'], '.1f')} µs)",
-        f"Δ per streamed call vs sdk: {delta['stream']:.1f} µs = {delta['stream'] / 1000:.3f} ms "
-        f"({spread(round_delta['stream'], '.1f')} µs)",
-        f"per-chunk overhead: ({delta['stream']:.1f} - {delta['non-stream']:.1f}) / {CONTENT_CHUNKS} "
-        f"= {per_chunk:.2f} µs ({spread(round_chunk, '.2f')} µs)",
-        f"cross-check from the per-mode minima: non-stream {min_delta['non-stream']:.1f} µs, "
-        f"stream {min_delta['stream']:.1f} µs, per chunk {min_chunk:.2f} µs",
-        f"none vs sdk (providers installed but unused): non-stream {none_ns:+.1f} µs, "
-        f"stream {none_s:+.1f} µs",
+    checks = []
+    extra = []
+    for sdk, (unary, streamed) in SDKS.items():
+        label = "" if sdk == "openai" else f"{sdk}: "
+        per_chunk = (delta[streamed] - delta[unary]) / CONTENT_CHUNKS
+        call_ms = delta[unary] / 1000
+        min_chunk = (min_delta[streamed] - min_delta[unary]) / CONTENT_CHUNKS
+        round_chunk = [
+            (s - n) / CONTENT_CHUNKS for s, n in zip(round_delta[streamed], round_delta[unary], strict=True)
+        ]
+        none_ns = paired_delta(sl["none"][unary], sl["sdk"][unary])
+        none_s = paired_delta(sl["none"][streamed], sl["sdk"][streamed])
+        checks += [
+            (f"{label}overhead per non-streaming call", f"{call_ms:.3f} ms", f"<= {TARGET_CALL_MS} ms",
+             call_ms <= TARGET_CALL_MS),
+            (f"{label}overhead per streamed chunk", f"{per_chunk:.2f} µs", f"<= {TARGET_CHUNK_US:g} µs",
+             per_chunk <= TARGET_CHUNK_US),
+        ]  # fmt: skip
+        extra += [
+            f"{label}Δ per non-streaming call vs sdk: {delta[unary]:.1f} µs = {call_ms:.3f} ms "
+            f"({spread(round_delta[unary], '.1f')} µs)",
+            f"{label}Δ per streamed call vs sdk: {delta[streamed]:.1f} µs = {delta[streamed] / 1000:.3f} ms "
+            f"({spread(round_delta[streamed], '.1f')} µs)",
+            f"{label}per-chunk overhead: ({delta[streamed]:.1f} - {delta[unary]:.1f}) / {CONTENT_CHUNKS} "
+            f"= {per_chunk:.2f} µs ({spread(round_chunk, '.2f')} µs)",
+            f"{label}cross-check from the per-mode minima: non-stream {min_delta[unary]:.1f} µs, "
+            f"stream {min_delta[streamed]:.1f} µs, per chunk {min_chunk:.2f} µs",
+            f"{label}none vs sdk (providers installed but unused): non-stream {none_ns:+.1f} µs, "
+            f"stream {none_s:+.1f} µs",
+        ]
+    checks.append(
+        ("import llmlens", f"{import_ms:.1f} ms", f"< {TARGET_IMPORT_MS:g} ms", import_ms < TARGET_IMPORT_MS)
+    )
+    extra += [
         f"import llmlens: median {import_ms:.1f} ms (-X importtime cumulative; runs: "
         + ", ".join(f"{s:.1f}" for s in import_info["samples"])
         + ")",
@@ -558,6 +664,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--rounds, --calls, --stream-calls and --slices must be >= 1, --warmup >= 0")
 
     handler, chunks = build_handler()
+    claude_handler, claude_events = build_anthropic_handler()
+    anthropic_client = anthropic.Anthropic(
+        api_key="sk-ant-bench",
+        base_url="http://127.0.0.1:9",
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(claude_handler)),
+        open_telemetry=False,  # the baseline makes no spans, as openai's: the Δ is all of llmlens' cost
+    )
     client = openai.OpenAI(
         api_key="sk-bench",
         base_url="http://127.0.0.1:9/v1",
@@ -582,6 +696,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         meter_provider=meter_provider,
         reader=reader,
         exporter=exporter,
+        anthropic_client=anthropic_client,
+        events_per_claude_stream=claude_events,
     )
     notes = check_setup(bench)
     started = time.perf_counter()

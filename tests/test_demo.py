@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llmlens.demo.workload import STEPS
+from llmlens.demo.workload import ANTHROPIC_STEPS, GOOGLE_STEPS, workload_steps
 from test_openai_compat import STREAM_BREAK_ERROR_TYPE
 
 LLMLENS = Path(sys.executable).with_name("llmlens")
+STEPS = workload_steps()  # the Anthropic steps run when the anthropic SDK is installed
+CLAUDE = ANTHROPIC_STEPS[0] in STEPS
+GEMINI = GOOGLE_STEPS[0] in STEPS  # when google-genai is installed
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +38,16 @@ def test_demo_runs_and_prints_one_row_per_call() -> None:
     # openai.APIConnectionError from openai 3, httpx.RemoteProtocolError from openai 2.
     assert sum(f"ERROR {STREAM_BREAK_ERROR_TYPE}" in r for r in rows) == 1
     assert sum("UNSET (closed)" in r for r in rows) == 1
-    assert sum("tool_call" in r for r in rows) == 2
+    assert sum("tool_call" in r for r in rows) == (3 if CLAUDE else 2)
+    if CLAUDE:
+        claude = [r for r in rows if " anthropic " in r]
+        assert len(claude) == len(ANTHROPIC_STEPS)
+        assert sum("cached 300 reasoning 12" in r for r in claude) == 1
+        assert sum("ERROR overloaded_error" in r for r in claude) == 1
+    if GEMINI:
+        gemini = [r for r in rows if " gcp.gemini " in r]
+        assert len(gemini) == len(GOOGLE_STEPS)
+        assert sum("cached 16 reasoning 48" in r for r in gemini) == 1
     assert sum(r.startswith("embeddings") for r in rows) == 1
     assert sum(" responses " in r for r in rows) == 2
     assert sum("cached 24 reasoning 40" in r for r in rows) == 1
@@ -72,5 +84,6 @@ def test_demo_records_into_the_store_and_prints_stats_and_log(tmp_path: Path) ->
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT count(*), sum(is_error), count(cost_usd) FROM requests").fetchone()
     assert rows[0] == len(STEPS)
-    assert rows[1] == 2  # the rate-limited call and the broken stream
+    # the rate-limited call and the broken stream (and Anthropic's error event)
+    assert rows[1] == (3 if CLAUDE else 2)
     assert rows[2] > 0  # the fake server stands in for OpenAI: its calls are priced

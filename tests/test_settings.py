@@ -20,11 +20,22 @@ from llmlens.settings import (
     ENV_PRICING,
     ENV_PROVIDER_MAP,
     ENV_PROVIDERS,
+    ENV_PROXY_API_KEY_NAMES,
+    ENV_PROXY_AUTO,
+    ENV_PROXY_KEY_SECRET,
+    ENV_PROXY_MAX_BODY,
+    ENV_PROXY_PATH_PREFIXES,
+    ENV_PROXY_ROUTES,
+    ENV_PROXY_TRUSTED_PROXIES,
     ENV_STORE,
+    KNOWN_PROVIDERS,
     ContentMode,
     Settings,
     SettingsError,
 )
+
+ALL_PROVIDERS = frozenset(KNOWN_PROVIDERS)
+UNKNOWN_PROVIDER = "nosuchsdk"  # a name no provider module will ever have
 
 ALL_ENV_VARS = (
     ENV_CAPTURE_CONTENT,
@@ -36,6 +47,13 @@ ALL_ENV_VARS = (
     ENV_DB,
     ENV_PRICING,
     ENV_PRICES,
+    ENV_PROXY_AUTO,
+    ENV_PROXY_ROUTES,
+    ENV_PROXY_PATH_PREFIXES,
+    ENV_PROXY_TRUSTED_PROXIES,
+    ENV_PROXY_API_KEY_NAMES,
+    ENV_PROXY_KEY_SECRET,
+    ENV_PROXY_MAX_BODY,
 )
 
 
@@ -50,6 +68,13 @@ def test_the_documented_variable_names() -> None:
         "LLMLENS_DB",
         "LLMLENS_PRICING",
         "LLMLENS_PRICES",
+        "LLMLENS_PROXY_AUTO",
+        "LLMLENS_PROXY_ROUTES",
+        "LLMLENS_PROXY_PATH_PREFIXES",
+        "LLMLENS_PROXY_TRUSTED_PROXIES",
+        "LLMLENS_PROXY_API_KEY_NAMES",
+        "LLMLENS_PROXY_KEY_SECRET",
+        "LLMLENS_PROXY_MAX_BODY",
     )
     # No ENV_* constant is left untested.
     assert {v for k, v in vars(settings_module).items() if k.startswith("ENV_")} == set(ALL_ENV_VARS)
@@ -62,7 +87,7 @@ def test_defaults() -> None:
     assert settings.emit_event is None
     assert settings.event_enabled is False
     assert settings.content_max_length == 16384
-    assert settings.providers == frozenset({"openai"})
+    assert settings.providers == ALL_PROVIDERS
     assert settings.provider_map == {}
 
 
@@ -197,12 +222,21 @@ def test_content_max_length_invalid(raw: str) -> None:
 # ---------------------------------------------------------------------------------------- providers
 
 
-@pytest.mark.parametrize("raw", ["openai", "OpenAI", " openai , ", "all", "ALL", "", " , "])
+@pytest.mark.parametrize("raw", ["openai", "OpenAI", " openai , "])
 def test_providers(raw: str) -> None:
     assert Settings.from_env({ENV_PROVIDERS: raw}).providers == frozenset({"openai"})
 
 
-@pytest.mark.parametrize("raw", ["anthropic", "openai,anthropic", "open ai"])
+@pytest.mark.parametrize("raw", ["all", "ALL", "", " , "])
+def test_providers_all(raw: str) -> None:
+    assert Settings.from_env({ENV_PROVIDERS: raw}).providers == ALL_PROVIDERS
+
+
+def test_providers_several() -> None:
+    assert Settings.from_env({ENV_PROVIDERS: "Cohere, ollama"}).providers == frozenset({"cohere", "ollama"})
+
+
+@pytest.mark.parametrize("raw", [UNKNOWN_PROVIDER, f"openai,{UNKNOWN_PROVIDER}", "open ai"])
 def test_providers_invalid(raw: str) -> None:
     with pytest.raises(SettingsError) as error:
         Settings.from_env({ENV_PROVIDERS: raw})
@@ -268,7 +302,7 @@ def test_capture_content_argument(value: Any, mode: ContentMode) -> None:
 
 @pytest.mark.parametrize(
     ("value", "providers"),
-    [(["openai"], {"openai"}), (("OpenAI",), {"openai"}), ("openai", {"openai"}), ("all", {"openai"})],
+    [(["openai"], {"openai"}), (("OpenAI",), {"openai"}), ("openai", {"openai"}), ("all", ALL_PROVIDERS)],
 )
 def test_providers_argument(value: Any, providers: set[str]) -> None:
     assert Settings().with_overrides(providers=value).providers == frozenset(providers)
@@ -300,7 +334,7 @@ def test_provider_map_argument_hosts_are_case_insensitive() -> None:
         ("capture_content", "maybe", "SPAN_ONLY"),
         ("content_max_length", -1, "integer >= 0"),
         ("content_max_length", "lots", "integer >= 0"),
-        ("providers", ["anthropic"], "openai"),
+        ("providers", [UNKNOWN_PROVIDER], "openai"),
         ("emit_event", "maybe", "true, false"),
         # The keyword takes a dict (docs/configuration.md); anything else must not be taken as-is.
         ("provider_map", "127.0.0.1=openai", "provider"),
@@ -329,10 +363,16 @@ BAD_VALUES = [
     (ENV_CAPTURE_CONTENT, "maybe"),
     (ENV_EMIT_EVENT, "maybe"),
     (ENV_CONTENT_MAX_LENGTH, "-5"),
-    (ENV_PROVIDERS, "anthropic"),
+    (ENV_PROVIDERS, UNKNOWN_PROVIDER),
     (ENV_PROVIDER_MAP, "nonsense"),
     (ENV_PRICING, "maybe"),
     (ENV_PRICES, "/nonexistent/prices.json"),
+    (ENV_PROXY_AUTO, "maybe"),
+    (ENV_PROXY_ROUTES, "/x=nosuchformat"),
+    (ENV_PROXY_PATH_PREFIXES, "api"),
+    (ENV_PROXY_TRUSTED_PROXIES, "10.0.0.300"),
+    (ENV_PROXY_API_KEY_NAMES, "label-without-name"),
+    (ENV_PROXY_MAX_BODY, "-1"),
 ]
 
 
@@ -393,7 +433,7 @@ def test_instrument_reads_valid_environment_values(
         capture_content=ContentMode.SPAN_ONLY,
         emit_event=False,
         content_max_length=5,
-        providers=frozenset({"openai"}),
+        providers=ALL_PROVIDERS,
         provider_map={"127.0.0.1": "openai"},
     )
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi there"}])
@@ -426,3 +466,80 @@ def test_store_switch_bad_value_names_the_variable() -> None:
 def test_db_path_from_environment_and_argument() -> None:
     assert Settings.from_env({ENV_DB: " /tmp/x.db "}).db_path == "/tmp/x.db"
     assert Settings.from_env({ENV_DB: "/tmp/x.db"}, db_path="/tmp/y.db").db_path == "/tmp/y.db"
+
+
+# ------------------------------------------------------------------------------------------- proxies
+
+
+def test_proxy_defaults() -> None:
+    settings = Settings()
+    assert settings.proxy_auto is True
+    assert settings.proxy_routes == {}
+    assert settings.proxy_path_prefixes == ()
+    assert settings.proxy_trusted_proxies == ()
+    assert settings.proxy_api_key_names == {}
+    assert settings.proxy_key_secret is None
+    assert settings.proxy_max_body == 4 * 1024 * 1024
+
+
+def test_proxy_settings_from_the_environment() -> None:
+    settings = Settings.from_env({
+        ENV_PROXY_AUTO: "off",
+        ENV_PROXY_ROUTES: " /codex/responses = openai_responses , /v1/embeddings=OFF,:x=gemini_generate",
+        ENV_PROXY_PATH_PREFIXES: "/api, /codex",
+        ENV_PROXY_TRUSTED_PROXIES: "10.0.0.0/8, 127.0.0.1, ::1",
+        ENV_PROXY_API_KEY_NAMES: "0123456789ab=team-a,ba9876543210 = team-b",
+        ENV_PROXY_KEY_SECRET: " s3cret ",
+        ENV_PROXY_MAX_BODY: "1000",
+    })  # fmt: skip
+    assert settings.proxy_auto is False
+    assert settings.proxy_routes == {
+        "/codex/responses": "openai_responses", "/v1/embeddings": "off", ":x": "gemini_generate",
+    }  # fmt: skip
+    assert settings.proxy_path_prefixes == ("/api", "/codex")
+    assert settings.proxy_trusted_proxies == ("10.0.0.0/8", "127.0.0.1", "::1")
+    assert settings.proxy_api_key_names == {"0123456789ab": "team-a", "ba9876543210": "team-b"}
+    assert settings.proxy_key_secret == "s3cret"
+    assert settings.proxy_max_body == 1000
+    assert "s3cret" not in repr(settings) and "team-a" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("var", "raw", "accepted"),
+    [
+        (ENV_PROXY_AUTO, "maybe", "true, false"),
+        (ENV_PROXY_ROUTES, "/x=nosuchformat", "openai_chat"),
+        (ENV_PROXY_ROUTES, "chat=openai_chat", "path-suffix=format"),
+        (ENV_PROXY_PATH_PREFIXES, "api", "/paths"),
+        (ENV_PROXY_TRUSTED_PROXIES, "10.0.0.300", "CIDRs"),
+        (ENV_PROXY_API_KEY_NAMES, "abc", "label=name"),
+        (ENV_PROXY_MAX_BODY, "lots", "integer >= 0"),
+    ],
+)
+def test_proxy_settings_invalid(var: str, raw: str, accepted: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({var: raw})
+    check_error(error.value, var, accepted)
+
+
+def test_proxy_arguments() -> None:
+    settings = Settings().with_overrides(
+        proxy_auto="false", proxy_routes={"/x/chat": "openai_chat"}, proxy_path_prefixes=["/x"],
+        proxy_trusted_proxies=["10.0.0.1"], proxy_api_key_names={"sk-raw-key": "me"}, proxy_max_body="10",
+    )  # fmt: skip
+    assert settings.proxy_auto is False
+    assert settings.proxy_routes == {"/x/chat": "openai_chat"}
+    assert settings.proxy_path_prefixes == ("/x",)
+    assert settings.proxy_trusted_proxies == ("10.0.0.1",)
+    assert settings.proxy_api_key_names == {"sk-raw-key": "me"}
+    assert settings.proxy_max_body == 10
+    with pytest.raises(SettingsError) as error:
+        Settings().with_overrides(proxy_trusted_proxies=["nope"])
+    check_error(error.value, "proxy_trusted_proxies", "CIDRs")
+
+
+def test_proxy_route_formats_are_the_proxys() -> None:
+    from llmlens.proxy.formats import FORMATS
+    from llmlens.settings import PROXY_ROUTE_FORMATS
+
+    assert set(PROXY_ROUTE_FORMATS) == set(FORMATS)

@@ -3,6 +3,7 @@
     >>> import llmlens
     >>> llmlens.configure()                    # providers + exporters + instrumentation, one call
     >>> llmlens.Instrumentor().instrument()    # or only instrument, with your own providers
+    >>> with llmlens.llm_request(source_format="openai", body=body) as request: ...  # a non-ASGI proxy
 
 `import llmlens` imports nothing heavy: the instrumentor and the SDK set-up load on first use.
 """
@@ -16,8 +17,9 @@ from llmlens._version import __version__
 if TYPE_CHECKING:
     from llmlens.configure import configure
     from llmlens.instrumentor import Instrumentor
+    from llmlens.proxy.context import llm_request, traced_operation
 
-__all__ = ["Instrumentor", "__version__", "configure"]
+__all__ = ["Instrumentor", "__version__", "configure", "llm_request", "traced_operation"]
 
 
 def __getattr__(name: str) -> Any:
@@ -30,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from llmlens.configure import configure
 
         return configure
+    if name in ("llm_request", "traced_operation"):  # proxies that are not ASGI (docs/proxy.md)
+        from llmlens.proxy import context
+
+        return getattr(context, name)
     raise AttributeError(f"module 'llmlens' has no attribute {name!r}")

@@ -24,11 +24,20 @@ from llmlens.settings import KNOWN_PROVIDERS, Settings, SettingsError
 _log = logging.getLogger("llmlens")
 
 # Provider name -> (SDK import name, llmlens module that instruments it).
-_PROVIDER_MODULES = {"openai": ("openai", "llmlens.providers.openai")}
+_PROVIDER_MODULES = {
+    "openai": ("openai", "llmlens.providers.openai"),
+    "anthropic": ("anthropic", "llmlens.providers.anthropic"),
+    "groq": ("groq", "llmlens.providers.groq"),
+    "google": ("google.genai", "llmlens.providers.google_genai"),
+    "cohere": ("cohere", "llmlens.providers.cohere"),
+    "ollama": ("ollama", "llmlens.providers.ollama"),
+    "bedrock": ("botocore", "llmlens.providers.bedrock"),
+}
 
 _OPTION_NAMES = (
     "capture_content", "emit_event", "content_max_length", "providers", "provider_map", "store", "db_path",
-    "pricing", "prices",
+    "pricing", "prices", "proxy_auto", "proxy_routes", "proxy_path_prefixes", "proxy_trusted_proxies",
+    "proxy_api_key_names", "proxy_key_secret", "proxy_max_body",
 )  # fmt: skip
 
 
@@ -75,13 +84,28 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
             if name not in settings.providers:
                 continue
             sdk, module_name = _PROVIDER_MODULES[name]
-            if importlib.util.find_spec(sdk) is None:
+            if not _installed(sdk):
                 continue
             try:
                 module = importlib.import_module(module_name)
                 self._patches.append(module.instrument(self.telemetry, settings))
             except Exception:
                 _log.warning("llmlens: could not instrument %s; its calls stay untraced", sdk, exc_info=True)
+        self._instrument_proxies(settings)
+
+    def _instrument_proxies(self, settings: Settings) -> None:
+        """Starlette/FastAPI apps get the proxy middleware; llm-rosetta's gateway its hooks (docs/proxy.md)."""
+        for package, module_name, wanted in (
+            ("starlette", "llmlens.proxy.autopatch", settings.proxy_auto),
+            ("llm_rosetta", "llmlens.proxy.rosetta", True),
+        ):
+            if not wanted or not _installed(package):
+                continue
+            try:
+                module = importlib.import_module(module_name)
+                self._patches.append(module.patch(self.telemetry, settings))
+            except Exception:
+                _log.warning("llmlens: could not instrument %s proxies", package, exc_info=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from llmlens.store.attach import detach_stores
@@ -93,3 +117,11 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
             except Exception:
                 _log.debug("llmlens: unpatch failed", exc_info=True)
         self._patches = []
+
+
+def _installed(sdk: str) -> bool:
+    """Whether an SDK can be imported; `google.genai` needs its namespace parent, which may be absent."""
+    try:
+        return importlib.util.find_spec(sdk) is not None
+    except (ImportError, ValueError):
+        return False

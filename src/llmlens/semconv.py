@@ -53,6 +53,14 @@ USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
 USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+# Per-modality counts (semantic-conventions-genai after Aug 2026; gen_ai.token.modality values), each a
+# part of the total above it: modality -> attribute name.
+TOKEN_MODALITIES = ("text", "image", "audio")
+USAGE_MODALITY_INPUT_TOKENS = {m: f"gen_ai.usage.{m}.input_tokens" for m in TOKEN_MODALITIES}
+USAGE_MODALITY_OUTPUT_TOKENS = {m: f"gen_ai.usage.{m}.output_tokens" for m in TOKEN_MODALITIES}
+USAGE_MODALITY_CACHE_READ_INPUT_TOKENS = {
+    m: f"gen_ai.usage.{m}.cache_read.input_tokens" for m in TOKEN_MODALITIES
+}
 TOKEN_TYPE = "gen_ai.token.type"
 TOKEN_TYPE_INPUT = "input"
 TOKEN_TYPE_OUTPUT = "output"
@@ -68,6 +76,26 @@ OPENAI_API_TYPE = "openai.api.type"
 OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
 OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
+
+# --- Anthropic (the names the anthropic SDK's own spans use, so dashboards carry over) ---
+ANTHROPIC_REQUEST_SERVICE_TIER = "anthropic.request.service_tier"
+ANTHROPIC_RESPONSE_SERVICE_TIER = "anthropic.response.service_tier"
+ANTHROPIC_THINKING_TYPE = "anthropic.thinking.type"
+ANTHROPIC_THINKING_BUDGET_TOKENS = "anthropic.thinking.budget_tokens"
+ANTHROPIC_STOP_REASON = "anthropic.message.stop_reason"  # raw; finish_reasons holds the mapped value
+ANTHROPIC_CACHE_CREATION_5M = "anthropic.usage.cache_creation.ephemeral_5m_input_tokens"
+ANTHROPIC_CACHE_CREATION_1H = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+ANTHROPIC_COUNT_TOKENS_INPUT_TOKENS = "anthropic.message.count_tokens.input_tokens"
+
+# --- Cohere: the consumed counts (`usage.tokens`), beside the billed ones in gen_ai.usage.* ---
+COHERE_USAGE_CONSUMED_INPUT_TOKENS = "cohere.usage.tokens.input_tokens"
+COHERE_USAGE_CONSUMED_OUTPUT_TOKENS = "cohere.usage.tokens.output_tokens"
+# `usage.cached_tokens`: a part of the consumed input, not of the billed one, so not a cache read here.
+COHERE_USAGE_CACHED_TOKENS = "cohere.usage.cached_tokens"
+
+# --- AWS (the AWS SDK and Bedrock attributes of the semantic conventions registry) ------------
+AWS_REQUEST_ID = "aws.request_id"
+AWS_BEDROCK_GUARDRAIL_ID = "aws.bedrock.guardrail.id"
 
 # --- our own (the `llmlens.` prefix marks what the spec does not define) -----------------
 LLMLENS_STREAM_OUTCOME = "llmlens.stream.outcome"
@@ -105,6 +133,8 @@ OP_CHAT = "chat"
 OP_TEXT_COMPLETION = "text_completion"
 OP_EMBEDDINGS = "embeddings"
 OP_GENERATE_CONTENT = "generate_content"
+# Not an inference (no tokens are consumed or billed): a custom value, as the spec allows.
+OP_COUNT_TOKENS = "count_tokens"
 
 # --- finish reasons (output-message schema) -----------------------------------------------
 FINISH_ERROR = "error"
@@ -121,6 +151,33 @@ METRIC_LLMLENS_COST_UNPRICED = "llmlens.cost.unpriced"  # calls, by llmlens.cost
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+
+# --- proxies (the SERVER span of llmlens.proxy) -------------------------------------------
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_ROUTE = "http.route"
+URL_PATH = "url.path"
+USER_AGENT = "user_agent.original"
+HTTP_REQUEST_BODY_SIZE = "http.request.body.size"
+HTTP_RESPONSE_BODY_SIZE = "http.response.body.size"
+LLMLENS_REQUEST_ID = "llmlens.proxy.request_id"  # x-request-id, honoured or made, and returned
+# What the proxy sent upstream, when it differs from what the client asked for (translating proxies).
+LLMLENS_UPSTREAM_PROVIDER = "llmlens.proxy.upstream.provider"
+LLMLENS_UPSTREAM_MODEL = "llmlens.proxy.upstream.model"
+# How a proxied request ended (llmlens.stream.outcome on the SERVER span).
+OUTCOME_CLIENT_DISCONNECTED = "client_disconnected"  # the client went away before the last byte
+OUTCOME_UPSTREAM_ERROR = "upstream_error"  # an error event inside a stream that had started (HTTP 200)
+OUTCOME_SERVER_EXCEPTION = "server_exception"  # the application raised
+OUTCOME_ERROR_RESPONSE = "error_response"  # a stream request answered with an HTTP error status
+METRIC_SERVER_REQUEST_DURATION = "gen_ai.server.request.duration"
+METRIC_SERVER_TIME_TO_FIRST_TOKEN = "gen_ai.server.time_to_first_token"
+METRIC_SERVER_TIME_PER_OUTPUT_TOKEN = "gen_ai.server.time_per_output_token"
+METRIC_LLMLENS_SERVER_ACTIVE_REQUESTS = "llmlens.server.active_requests"  # UpDownCounter, {request}
+SERVER_TIME_TO_FIRST_TOKEN_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+SERVER_TIME_PER_OUTPUT_TOKEN_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 )  # fmt: skip
 
 # --- events -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from llmlens.pricing import TokenPrices
 
-KNOWN_PROVIDERS = ("openai",)
+KNOWN_PROVIDERS = ("openai", "anthropic", "groq", "google", "cohere", "ollama", "bedrock")
 
 
 class SettingsError(ValueError):
@@ -53,6 +53,19 @@ ENV_STORE = "LLMLENS_STORE"
 ENV_DB = "LLMLENS_DB"
 ENV_PRICING = "LLMLENS_PRICING"
 ENV_PRICES = "LLMLENS_PRICES"
+ENV_PROXY_AUTO = "LLMLENS_PROXY_AUTO"
+ENV_PROXY_ROUTES = "LLMLENS_PROXY_ROUTES"
+ENV_PROXY_PATH_PREFIXES = "LLMLENS_PROXY_PATH_PREFIXES"
+ENV_PROXY_TRUSTED_PROXIES = "LLMLENS_PROXY_TRUSTED_PROXIES"
+ENV_PROXY_API_KEY_NAMES = "LLMLENS_PROXY_API_KEY_NAMES"
+ENV_PROXY_KEY_SECRET = "LLMLENS_PROXY_KEY_SECRET"
+ENV_PROXY_MAX_BODY = "LLMLENS_PROXY_MAX_BODY"
+
+# The wire formats a proxy route can name (llmlens.proxy.formats.FORMATS), and `off`.
+PROXY_ROUTE_FORMATS = (
+    "openai_chat", "openai_completions", "openai_responses", "openai_embeddings", "anthropic_messages",
+    "anthropic_count_tokens", "gemini_generate", "gemini_stream_generate",
+)  # fmt: skip
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -125,6 +138,58 @@ def _parse_prices(var: str, raw: object) -> Mapping[str, TokenPrices]:
     return load_price_table(raw.strip() if isinstance(raw, str) else raw, var)
 
 
+def _parse_proxy_routes(var: str, raw: object) -> Mapping[str, str]:
+    formats = ", ".join(PROXY_ROUTE_FORMATS)
+    accepted = f"a comma-separated list of path-suffix=format; formats: {formats}, off"
+    items = raw.items() if isinstance(raw, Mapping) else (i.partition("=")[::2] for i in str(raw).split(","))
+    result: dict[str, str] = {}
+    for suffix, fmt in items:
+        suffix, fmt = str(suffix).strip(), str(fmt).strip().lower()
+        if not suffix and not fmt:
+            continue
+        if suffix[:1] not in ("/", ":") or (fmt not in PROXY_ROUTE_FORMATS and fmt != "off"):
+            raise SettingsError(f"{var}={raw!r} is not valid; accepted values: {accepted}")
+        result[suffix] = fmt
+    return result
+
+
+def _parse_path_prefixes(var: str, raw: object) -> tuple[str, ...]:
+    values = str(raw).split(",") if isinstance(raw, str) else [str(v) for v in raw]  # type: ignore[attr-defined]
+    prefixes = tuple(v.strip() for v in values if v.strip())
+    if any(not p.startswith("/") for p in prefixes):
+        raise SettingsError(f"{var}={raw!r} is not valid; accepted values: a comma-separated list of /paths")
+    return prefixes
+
+
+def _parse_networks(var: str, raw: object) -> tuple[str, ...]:
+    import ipaddress
+
+    values = str(raw).split(",") if isinstance(raw, str) else [str(v) for v in raw]  # type: ignore[attr-defined]
+    networks = tuple(v.strip() for v in values if v.strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            accepted = "a comma-separated list of IP addresses or CIDRs"
+            raise SettingsError(f"{var}={raw!r} is not valid; accepted values: {accepted}") from None
+    return networks
+
+
+def _parse_names(var: str, raw: object) -> Mapping[str, str]:
+    if isinstance(raw, Mapping):
+        return {str(k).strip(): str(v).strip() for k, v in raw.items()}
+    result: dict[str, str] = {}
+    for item in str(raw).split(","):
+        if not item.strip():
+            continue
+        label, sep, name = item.partition("=")
+        if not sep or not label.strip() or not name.strip():
+            accepted = "a comma-separated list of label=name"
+            raise SettingsError(f"{var}={raw!r} is not valid; accepted values: {accepted}")
+        result[label.strip()] = name.strip()
+    return result
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the instrumentation does, fixed when `instrument()` runs."""
@@ -146,6 +211,21 @@ class Settings:
     pricing: bool = True
     # The user's prices: 'provider/model' (fnmatch pattern) -> USD per million tokens.
     prices: Mapping[str, TokenPrices] = field(default_factory=dict)
+    # --- proxies (llmlens.proxy; docs/proxy.md) ---
+    # Add the proxy middleware to every Starlette/FastAPI app when instrumenting.
+    proxy_auto: bool = True
+    # Extra routes (path suffix -> wire format, or `off` to drop a default one).
+    proxy_routes: Mapping[str, str] = field(default_factory=dict)
+    # Only paths under these prefixes are LLM routes (empty: any path).
+    proxy_path_prefixes: tuple[str, ...] = ()
+    # Peers whose X-Forwarded-For / Forwarded headers are believed (IPs or CIDRs).
+    proxy_trusted_proxies: tuple[str, ...] = ()
+    # API key label (or, in code, the key itself) -> a name recorded instead of the label.
+    proxy_api_key_names: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Secret for the API key labels (HMAC); None: a file next to the store, made once.
+    proxy_key_secret: str | None = field(default=None, repr=False)
+    # Request bodies up to this size are read for their model and parameters (bytes).
+    proxy_max_body: int = 4 * 1024 * 1024
 
     @property
     def event_enabled(self) -> bool:
@@ -166,6 +246,13 @@ class Settings:
             ("db_path", ENV_DB, lambda var, raw: raw.strip()),
             ("pricing", ENV_PRICING, _parse_bool),
             ("prices", ENV_PRICES, _parse_prices),
+            ("proxy_auto", ENV_PROXY_AUTO, _parse_bool),
+            ("proxy_routes", ENV_PROXY_ROUTES, _parse_proxy_routes),
+            ("proxy_path_prefixes", ENV_PROXY_PATH_PREFIXES, _parse_path_prefixes),
+            ("proxy_trusted_proxies", ENV_PROXY_TRUSTED_PROXIES, _parse_networks),
+            ("proxy_api_key_names", ENV_PROXY_API_KEY_NAMES, _parse_names),
+            ("proxy_key_secret", ENV_PROXY_KEY_SECRET, lambda var, raw: raw.strip()),
+            ("proxy_max_body", ENV_PROXY_MAX_BODY, _parse_non_negative_int),
         )
         for name, var, parse in readers:
             raw = env.get(var)
@@ -218,4 +305,25 @@ class Settings:
             values["content_max_length"] = _parse_non_negative_int(
                 "content_max_length", str(values["content_max_length"])
             )
+        _proxy_overrides(values)
         return replace(self, **values)  # type: ignore[arg-type]
+
+
+def _proxy_overrides(values: dict[str, object]) -> None:
+    auto = values.get("proxy_auto")
+    if isinstance(auto, str):
+        values["proxy_auto"] = _parse_bool("proxy_auto", auto)
+    elif auto is not None and not isinstance(auto, bool):
+        raise SettingsError(f"proxy_auto={auto!r} is not valid; accepted values: true, false")
+    for name, parse in (
+        ("proxy_routes", _parse_proxy_routes),
+        ("proxy_path_prefixes", _parse_path_prefixes),
+        ("proxy_trusted_proxies", _parse_networks),
+        ("proxy_api_key_names", _parse_names),
+    ):
+        if values.get(name) is not None:
+            values[name] = parse(name, values[name])
+    if values.get("proxy_key_secret") is not None:
+        values["proxy_key_secret"] = str(values["proxy_key_secret"])
+    if "proxy_max_body" in values:
+        values["proxy_max_body"] = _parse_non_negative_int("proxy_max_body", str(values["proxy_max_body"]))

@@ -37,12 +37,29 @@ _SCOPE = "llmlens"
 
 def error_type(error: BaseException) -> str:
     """Low-cardinality error id: the fully qualified exception type, as `exception.type` has it."""
+    # An `event: error` inside a stream the server opened with 200 (Anthropic) surfaces as the SDK's
+    # generic status error; the provider's own error type (`overloaded_error`) says what happened.
+    api_type, status = getattr(error, "type", None), getattr(error, "status_code", None)
+    if isinstance(api_type, str) and api_type and isinstance(status, int) and 200 <= status < 300:
+        return api_type
+    # AWS SDK errors (botocore ClientError, EventStreamError) carry the service's own error code
+    # (`ThrottlingException`, `modelStreamErrorException`): the spec prefers it to a class name.
+    aws_code = _aws_error(error).get("Code")
+    if isinstance(aws_code, str) and aws_code:
+        return aws_code
     cls = type(error)
     module = cls.__module__
     if module == "builtins":
         return cls.__qualname__
-    # openai._exceptions.RateLimitError -> openai.RateLimitError: the public name users know.
-    return f"{module.split('.', 1)[0]}.{cls.__qualname__}"
+    # The public name users know: the module path up to its first private part, so
+    # openai._exceptions.RateLimitError -> openai.RateLimitError, while a namespace package keeps its
+    # public modules: google.genai.errors.ClientError.
+    public = []
+    for part in module.split("."):
+        if part.startswith("_"):
+            break
+        public.append(part)
+    return f"{'.'.join(public) or module}.{cls.__qualname__}"
 
 
 class Telemetry:
@@ -66,6 +83,7 @@ class Telemetry:
         meter = metrics.get_meter(
             _SCOPE, __version__, meter_provider=meter_provider, schema_url=semconv.SCHEMA_URL
         )
+        self.meter = meter  # the proxy's server-side instruments live next to these (server_telemetry.py)
         # Only duration goes through the public API, so its exemplars link each latency bucket to a
         # trace; the others use FastHistogram: no exemplars, a fraction of the cost (core/histograms.py).
         self.duration = meter.create_histogram(
@@ -116,7 +134,8 @@ class Telemetry:
         self.start(inv)
         return inv
 
-    def start(self, inv: Invocation) -> None:
+    def start(self, inv: Invocation, kind: SpanKind = _CLIENT, context: Any = None) -> None:
+        """Start the span: CLIENT for an SDK call, SERVER (with the caller's context) for a proxy."""
         attributes = inv.request_attributes
         attributes[semconv.OPERATION_NAME] = inv.operation
         attributes[semconv.PROVIDER_NAME] = inv.provider
@@ -130,14 +149,21 @@ class Telemetry:
             attributes[semconv.REQUEST_STREAM] = True
         if self.content_on_span:
             _add_request_content(inv, attributes)
-        if proxy_request() is not None:
+        proxy = proxy_request() if kind is _CLIENT else None
+        if proxy is not None:
             # The upstream leg of a proxied request: the proxy's SERVER span is the record of it.
             inv.upstream = True
             attributes[semconv.LLMLENS_UPSTREAM] = True
+            add_upstream = getattr(proxy, "add_upstream", None)
+            if add_upstream is not None:  # so the SERVER span can name the upstream provider and model
+                add_upstream(inv)
         name = f"{inv.operation} {inv.request_model}" if inv.request_model else inv.operation
-        inv.start_ns = _time_ns()
-        inv.start_perf = _perf_ns()
-        inv.span = self.tracer.start_span(name, kind=_CLIENT, attributes=attributes, start_time=inv.start_ns)
+        if not inv.start_ns:  # (a proxy request has its own: when it arrived)
+            inv.start_ns = _time_ns()
+            inv.start_perf = _perf_ns()
+        inv.span = self.tracer.start_span(
+            name, context=context, kind=kind, attributes=attributes, start_time=inv.start_ns
+        )
 
     def activate(self, inv: Invocation) -> None:
         """Make the span current so HTTP client spans made during the call become its children, and
@@ -341,9 +367,23 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def _aws_error(error: BaseException) -> dict[str, Any]:
+    """`error.response["Error"]` of a botocore ClientError (a plain dict there), else {}."""
+    response = getattr(error, "response", None)
+    found = response.get("Error") if isinstance(response, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
 def _status_code(error: BaseException) -> int | None:
     code = getattr(error, "status_code", None)
-    return code if isinstance(code, int) else None
+    if not isinstance(code, int):  # google.genai.errors.APIError: the HTTP response it came with
+        code = getattr(getattr(error, "response", None), "status_code", None)
+    if not isinstance(code, int):  # botocore ClientError: a dict (no status for an error inside a stream)
+        response = getattr(error, "response", None)
+        metadata = response.get("ResponseMetadata") if isinstance(response, dict) else None
+        code = metadata.get("HTTPStatusCode") if isinstance(metadata, dict) else None
+    # Only a real HTTP status: ollama.ResponseError raised for an error line inside a stream has -1.
+    return code if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599 else None
 
 
 def _describe(error: BaseException) -> str:

@@ -83,10 +83,12 @@ _counters_lock = threading.Lock()
 
 
 _INT_FIELDS = frozenset(
-    {"chunks", "cached", "cache_write", "reasoning", "status", "delay_ms", "chunk_delay_ms", "abort_after"}
-)
+    {"chunks", "cached", "cache_write", "reasoning", "status", "delay_ms", "chunk_delay_ms", "abort_after",
+     "thinking"}
+)  # fmt: skip
 _FLAG_FIELDS = frozenset({"tool", "refusal", "no_usage", "none_fields", "empty_stream"})
-_STR_FIELDS = frozenset({"finish"})
+# stream_error: the Anthropic Messages API's error event type (llmlens.demo.fake_anthropic).
+_STR_FIELDS = frozenset({"finish", "stream_error"})
 # Fields that take one of a fixed set of words. incomplete: the Responses API's incomplete_details.reason.
 _CHOICE_FIELDS: dict[str, frozenset[str]] = {"incomplete": frozenset({"max_output_tokens", "content_filter"})}
 _TRUE = frozenset({"", "1", "true", "yes", "on"})
@@ -112,6 +114,10 @@ class Scenario:
     finish: str | None = None
     empty_stream: bool = False
     incomplete: str | None = None
+    # Anthropic Messages only (llmlens.demo.fake_anthropic): a thinking block of N words, and an
+    # `event: error` of this type in the middle of a stream.
+    thinking: int = 0
+    stream_error: str | None = None
 
     @classmethod
     def parse(cls, header_value: str | None) -> Scenario:

@@ -10,6 +10,15 @@ not), ``POST /v1/completions`` (legacy text completions: stream or not, ``n``, a
 ``max_tokens`` cuts the answer short with ``finish_reason: "length"``) and ``POST /v1/embeddings`` (float
 or base64). Anything else gets a 404 OpenAI error body.
 
+It also speaks the Anthropic Messages API: ``POST /v1/messages`` (stream or not) and
+``POST /v1/messages/count_tokens``, with Anthropic bodies, SSE events and error bodies from
+:mod:`llmlens.demo.fake_anthropic` (point the ``anthropic`` SDK at the server root,
+``http://127.0.0.1:PORT``; its docstring lists the scenario keywords that apply there). Groq's
+OpenAI-compatible paths (``/openai/v1/chat/completions``, ...) are served like ``/v1/...``, so the ``groq``
+SDK works with the same root as its ``base_url``. Gemini API and Vertex AI paths
+(``/v1beta/models/{model}:generateContent``, ``:streamGenerateContent?alt=sse``, ``:embedContent``,
+``:batchEmbedContents``) are answered by :mod:`llmlens.demo.fake_gemini` (point ``google-genai`` at the root).
+
 Usage::
 
     with FakeProvider() as provider:
@@ -72,6 +81,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from llmlens.demo import fake_anthropic, fake_gemini
 from llmlens.demo.fake_bodies import SCENARIO_HEADER, FakeReply, Scenario, error_reply, route
 
 __all__ = ["SCENARIO_HEADER", "FakeProvider", "RecordedRequest", "main"]
@@ -200,13 +210,26 @@ def _decode_json(body: bytes) -> Any:
 
 
 def _reply_for(method: str, path: str, header: str | None, payload: Any) -> tuple[FakeReply, Scenario]:
+    gemini = fake_gemini.reply_for(method, path, header, payload)  # /v1beta/models/{model}:generateContent...
+    if gemini is not None:
+        return gemini
     model = payload.get("model") if isinstance(payload, dict) else None
+    anthropic = fake_anthropic.handles(path)
+    if path.startswith(_GROQ_PREFIX):  # Groq's OpenAI-compatible API: same bodies, longer path
+        path = path[len("/openai") :]
     try:
         scenario = Scenario.for_request(header, model)
     except ValueError as exc:
         message = f"invalid {SCENARIO_HEADER} header: {exc}"
+        if anthropic:
+            return FakeReply.from_triple(fake_anthropic.error_reply(400, message)), Scenario()
         return FakeReply.from_triple(error_reply(400, message, param=SCENARIO_HEADER)), Scenario()
+    if anthropic:
+        return fake_anthropic.route(method, path, payload, scenario), scenario
     return route(method, path, payload, scenario), scenario
+
+
+_GROQ_PREFIX = "/openai/v1/"
 
 
 class _FakeHTTPServer(ThreadingHTTPServer):

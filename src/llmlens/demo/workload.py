@@ -1,6 +1,7 @@
-"""`llmlens demo`: a fake provider on loopback, a mixed workload through the real openai SDK, a table.
+"""`llmlens demo`: a fake provider on loopback, a mixed workload through the real SDKs, a table.
 
-No key and no network: the fake OpenAI-compatible server runs on 127.0.0.1 in this process. Spans
+No key and no network: the fake OpenAI-compatible server runs on 127.0.0.1 in this process, and a
+second one answers the Anthropic Messages API calls (made when the anthropic SDK is installed). Spans
 are collected in memory here; metrics go to an in-memory reader so the demo can show them too.
 """
 
@@ -28,10 +29,11 @@ HELLO = [{"role": "user", "content": "Say hello in a few words."}]
 
 @dataclass
 class Step:
-    """One call of the workload: a label and the code that makes it."""
+    """One call of the workload: a label and the code that makes it with the SDK's (sync, async) clients."""
 
     label: str
     run: Callable[[Any, Any], Any]
+    sdk: str = "openai"
 
 
 def _scenario(value: str) -> dict[str, Any]:
@@ -158,6 +160,117 @@ STEPS: list[Step] = [
 ]
 
 
+CLAUDE = "claude-haiku-4-5"
+CLAUDE_WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def _anthropic_helper_stream(client: Any) -> None:
+    with client.messages.stream(
+        model=CLAUDE, max_tokens=256, messages=HELLO, **_scenario("chunks=12,chunk_delay_ms=5")
+    ) as stream:
+        for _ in stream.text_stream:
+            pass
+        stream.get_final_message()
+
+
+def _anthropic_error_event(client: Any) -> None:
+    import anthropic
+
+    stream = client.messages.create(
+        model=CLAUDE,
+        max_tokens=256,
+        messages=HELLO,
+        stream=True,
+        **_scenario("stream_error=overloaded_error"),
+    )
+    try:
+        _stream_all(stream)
+    except anthropic.APIStatusError:
+        pass  # an `event: error` mid-stream: the demo shows how it is recorded
+
+
+ANTHROPIC_STEPS: list[Step] = [
+    Step(
+        "anthropic messages, cache + thinking",
+        lambda c, a: c.messages.create(
+            model=CLAUDE,
+            max_tokens=1024,
+            messages=HELLO,
+            **_scenario("cached=300,cache_write=40,thinking=12"),
+        ),
+        "anthropic",
+    ),
+    Step("anthropic messages.stream()", lambda c, a: _anthropic_helper_stream(c), "anthropic"),
+    Step(
+        "anthropic tool use",
+        lambda c, a: c.messages.create(
+            model=CLAUDE,
+            max_tokens=256,
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            tools=[CLAUDE_WEATHER_TOOL],
+            tool_choice={"type": "any"},
+        ),
+        "anthropic",
+    ),
+    Step("anthropic, overloaded mid-stream", lambda c, a: _anthropic_error_event(c), "anthropic"),
+]
+
+
+GEMINI = "gemini-2.5-flash"
+
+
+def _gemini_config(scenario: str) -> Any:
+    from google.genai import types
+
+    return types.GenerateContentConfig(http_options=types.HttpOptions(headers={"x-fake-scenario": scenario}))
+
+
+GOOGLE_STEPS: list[Step] = [
+    Step(
+        "gemini generate_content, cache + thinking",
+        lambda c, a: c.models.generate_content(
+            model=GEMINI,
+            contents="Say hello in a few words.",
+            config=_gemini_config("cached=16,reasoning=48"),
+        ),
+        "google",
+    ),
+    Step(
+        "gemini generate_content_stream",
+        lambda c, a: _stream_all(
+            c.models.generate_content_stream(
+                model=GEMINI,
+                contents="Say hello in a few words.",
+                config=_gemini_config("chunks=10,chunk_delay_ms=5"),
+            )
+        ),
+        "google",
+    ),
+]
+
+
+def _sdk_installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # google.genai without the google namespace
+        return False
+
+
+def workload_steps() -> list[Step]:
+    """The OpenAI steps, and the Anthropic and Gemini ones when their SDKs are installed."""
+    return (
+        STEPS
+        + (ANTHROPIC_STEPS if _sdk_installed("anthropic") else [])
+        + (GOOGLE_STEPS if _sdk_installed("google.genai") else [])
+    )
+
+
 def _responses_stream(client: Any) -> None:
     with client.responses.stream(model="gpt-4.1-mini", input="Say hello.") as stream:
         for _ in stream:
@@ -194,36 +307,60 @@ def run_demo(out: TextIO = sys.stdout, capture_content: bool = False, db_path: s
 
     db_path = db_path or default_db_path()
     started = datetime.now().astimezone()
-    instrumentor.instrument(
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        capture_content="SPAN_ONLY" if capture_content else None,
-        # The fake server stands in for OpenAI: name it so, and the calls are priced as OpenAI's.
-        provider_map={"127.0.0.1": "openai"},
-        store=True,
-        db_path=db_path,
-    )
-    pricing.ready(timeout=10)
-    try:
-        with FakeProvider() as server:
+    steps = workload_steps()
+    # Two fake servers: the OpenAI-compatible one is named `openai` below (by its port), the other one
+    # answers the anthropic SDK, whose calls are `anthropic` anyway.
+    with FakeProvider() as server, FakeProvider() as claude_server:
+        instrumentor.instrument(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            capture_content="SPAN_ONLY" if capture_content else None,
+            # The fake server stands in for OpenAI: name it so, and the calls are priced as OpenAI's.
+            provider_map={f"127.0.0.1:{server.port}": "openai"},
+            store=True,
+            db_path=db_path,
+        )
+        pricing.ready(timeout=10)
+        try:
             print(f"fake OpenAI-compatible provider on {server.base_url}", file=out)
             client = openai.OpenAI(api_key="sk-demo-not-a-real-key", base_url=server.base_url, max_retries=0)
             async_client = openai.AsyncOpenAI(
                 api_key="sk-demo-not-a-real-key", base_url=server.base_url, max_retries=0
             )
-            for number, step in enumerate(STEPS, 1):
-                print(f"  [{number:2}/{len(STEPS)}] {step.label}", file=out)
-                step.run(client, async_client)
-    finally:
-        instrumentor.uninstrument()
+            clients: dict[str, tuple[Any, Any]] = {"openai": (client, async_client)}
+            if any(step.sdk == "anthropic" for step in steps):
+                import anthropic
+
+                root = f"http://{claude_server.host}:{claude_server.port}"
+                print(f"fake Anthropic Messages API provider on {root}", file=out)
+                clients["anthropic"] = (
+                    anthropic.Anthropic(api_key="sk-ant-demo-not-a-real-key", base_url=root, max_retries=0),
+                    None,
+                )
+            if any(step.sdk == "google" for step in steps):
+                from google import genai
+
+                # The second server: not named `openai`, so the calls are `gcp.gemini` (and priced so).
+                root = f"http://{claude_server.host}:{claude_server.port}"
+                print(f"fake Gemini API provider on {root}", file=out)
+                google_options = genai.types.HttpOptions(base_url=root)
+                clients["google"] = (
+                    genai.Client(api_key="demo-not-a-real-key", http_options=google_options),
+                    None,
+                )
+            for number, step in enumerate(steps, 1):
+                print(f"  [{number:2}/{len(steps)}] {step.label}", file=out)
+                step.run(*clients[step.sdk])
+        finally:
+            instrumentor.uninstrument()
     finished = spans.get_finished_spans()
     print(file=out)
     print(spans_table(finished), file=out)
     print(file=out)
     print(metrics_table(reader.get_metrics_data()), file=out)
-    print(f"\n{len(finished)} spans recorded for {len(STEPS)} calls.", file=out)
+    print(f"\n{len(finished)} spans recorded for {len(steps)} calls.", file=out)
     code = _print_store(out, db_path, started)
-    return code if len(finished) == len(STEPS) else 1
+    return code if len(finished) == len(steps) else 1
 
 
 def _print_store(out: TextIO, db_path: str, started: datetime) -> int:

@@ -10,7 +10,11 @@ What `request()` returns decides how the invocation ends:
 - `LegacyAPIResponse` (`with_raw_response`): parse it now (the SDK caches the parse) or, for a stream,
   wrap whatever `parse()` returns;
 - `APIResponse` (`with_streaming_response`): the body is unread; end when `parse()` has read it, or
-  when the HTTP response is closed.
+  when the HTTP response is closed. SDKs without `LegacyAPIResponse` (anthropic, groq) return an
+  `APIResponse` from `with_raw_response` too, with the body already read: that one is parsed now.
+
+`merge_extra_body`: read the request parameters from the body with the call's `extra_body` merged in,
+as the SDK sends it (anthropic 2.x takes `temperature`, `top_p` and `top_k` only that way).
 """
 
 from __future__ import annotations
@@ -61,18 +65,24 @@ class StainlessPatch:
         routes: Mapping[str, Route],
         endpoint: Endpoint,
         route_for_unknown: Callable[[str], Route | None] | None = None,
+        merge_extra_body: bool = False,
     ) -> None:
         self.package = package
         self.telemetry = telemetry
         self.routes = routes
         self.endpoint = endpoint
         self.route_for_unknown = route_for_unknown
+        self.merge_extra_body = merge_extra_body
         self.active = False
         base = importlib.import_module(f"{package}._base_client")
         self._base = base
         self._sync_stream = importlib.import_module(f"{package}._streaming").Stream
         self._async_stream = importlib.import_module(f"{package}._streaming").AsyncStream
-        self._legacy_response = importlib.import_module(f"{package}._legacy_response").LegacyAPIResponse
+        try:
+            legacy: Any = importlib.import_module(f"{package}._legacy_response").LegacyAPIResponse
+        except ImportError:  # newer Stainless SDKs: `with_raw_response` returns an APIResponse
+            legacy = _Never
+        self._legacy_response = legacy
         response_module = importlib.import_module(f"{package}._response")
         self._api_response = response_module.APIResponse
         self._async_api_response = response_module.AsyncAPIResponse
@@ -121,6 +131,14 @@ class StainlessPatch:
             inv.fail(error)
             raise
         self.telemetry.deactivate(inv)
+        if isinstance(result, self._async_api_response) and _body_read(result):
+            try:  # the SDK caches the parse, so the user's own `await parse()` costs nothing more
+                parsed = await result.parse()
+            except Exception:
+                _log.debug("llmlens: could not parse the raw response", exc_info=True)
+                inv.finish()
+                return result
+            return self._result(inv, route, parsed, is_async=True, raw=result)
         return self._result(inv, route, result, is_async=True)
 
     def _begin(self, client: Any, args: tuple, kwargs: dict) -> tuple[Invocation, Route] | None:
@@ -140,6 +158,10 @@ class StainlessPatch:
             body = options.json_data
             if not isinstance(body, Mapping):
                 body = {}
+            if self.merge_extra_body:
+                extra = getattr(options, "extra_json", None)
+                if isinstance(extra, Mapping) and extra:
+                    body = {**body, **extra}
             stream = bool(kwargs.get("stream", False))
             provider, host, port = self.endpoint(client)
             model = body.get("model")
@@ -155,21 +177,27 @@ class StainlessPatch:
             _log.debug("llmlens: could not start an invocation; the call goes on untraced", exc_info=True)
             return None
 
-    def _result(self, inv: Invocation, route: Route, result: Any, is_async: bool) -> Any:
-        """Attach the end of the invocation to whatever the SDK returned. Never raises."""
+    def _result(self, inv: Invocation, route: Route, result: Any, is_async: bool, raw: Any = None) -> Any:
+        """Attach the end of the invocation to whatever the SDK returned. Never raises.
+
+        `raw`: the APIResponse that `result` was parsed from, which is what the caller gets back.
+        """
+        returned = result if raw is None else raw
         try:
             if isinstance(result, (self._sync_stream, self._async_stream)):
                 return self._proxy(inv, route, result, is_async)
             if isinstance(result, self._legacy_response):
                 return self._raw_response(inv, route, result, is_async)
-            if isinstance(result, (self._api_response, self._async_api_response)):
+            if isinstance(result, self._api_response) and _body_read(result):
+                result = result.parse()  # cached by the SDK: the user's parse() is free
+            elif isinstance(result, (self._api_response, self._async_api_response)):
                 return self._streaming_response(inv, route, result, is_async)
             route.response(inv, result)
             inv.finish()
         except Exception:
             _log.debug("llmlens: could not read the response", exc_info=True)
             inv.finish()
-        return result
+        return returned
 
     def _proxy(
         self, inv: Invocation, route: Route, stream: Any, is_async: bool, state: StreamState | None = None
@@ -260,3 +288,15 @@ class StainlessPatch:
 
 def _ignore_chunk(chunk: Any) -> None:
     return None
+
+
+class _Never:
+    """Stands in for an SDK class that does not exist: nothing is an instance of it."""
+
+
+def _body_read(response: Any) -> bool:
+    """An APIResponse of a non-streamed call whose body the SDK has already read (`with_raw_response`)."""
+    if getattr(response, "_is_sse_stream", True):
+        return False
+    http_response = getattr(response, "http_response", None)
+    return bool(getattr(http_response, "is_closed", False))

@@ -39,6 +39,14 @@ _OLLAMA_PORT = 11434
 
 def provider_for(host: str | None, port: int | None, overrides: Mapping[str, str] | None = None) -> str:
     """`gen_ai.provider.name` for a server, e.g. `provider_for("api.groq.com", 443) == "groq"`."""
+    return known_provider(host, port, overrides) or UNKNOWN_OPENAI_COMPATIBLE
+
+
+def known_provider(
+    host: str | None, port: int | None, overrides: Mapping[str, str] | None = None
+) -> str | None:
+    """The provider of a server we recognise (or the user named), else None: SDKs that speak one
+    provider's API (anthropic) fall back to that provider rather than to `openai_compatible`."""
     host = (host or "").lower()
     if overrides:
         named = overrides.get(f"{host}:{port}") or overrides.get(host)
@@ -49,7 +57,7 @@ def provider_for(host: str | None, port: int | None, overrides: Mapping[str, str
             return provider
     if port == _OLLAMA_PORT:
         return "ollama"
-    return UNKNOWN_OPENAI_COMPATIBLE
+    return None
 
 
 def default_port(scheme: str) -> int:

@@ -1,0 +1,309 @@
+"""LLM wire formats as a proxy sees them: request bodies, JSON responses and stream events, as plain
+Invocation fields.
+
+The extraction is the SDK providers' own (providers/openai.py, anthropic.py, google_genai.py), so a
+proxied request and an SDK call of the same API get the same attributes. Those read SDK objects by
+attribute, so the JSON here is decoded into `JSONObject`s: dicts whose keys also read as attributes
+(None when absent) and, for Gemini, whose camelCase keys are snake_case as google-genai names them.
+
+Each format also recognises errors: an error body (HTTP status >= 400) and an error event inside a
+stream that had started fine (OpenAI `{"error": ...}`, Anthropic `event: error`, Responses
+`response.failed` / `error`, Gemini `{"error": ...}`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from llmlens import semconv
+from llmlens.core.invocation import Invocation
+from llmlens.proxy.sse import DONE
+from llmlens.settings import Settings
+
+# llmlens.proxy.source_format / target_format values
+OPENAI = "openai"
+OPENAI_RESPONSES = "openai_responses"
+ANTHROPIC = "anthropic"
+GEMINI = "gemini"
+
+_TOKEN_FIELDS = (
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens",
+)  # fmt: skip
+
+
+class JSONObject(dict):  # type: ignore[type-arg]
+    """A decoded JSON object whose keys read as attributes too (None when absent), like SDK models."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:1] == "_":
+            raise AttributeError(name)
+        return self.get(name)
+
+
+def loads(data: bytes | str) -> Any:
+    return json.loads(data, object_hook=JSONObject)
+
+
+_SNAKE: dict[str, str] = {}
+
+
+def _snake(key: str) -> str:
+    name = _SNAKE.get(key)
+    if name is None:
+        name = "".join("_" + c.lower() if c.isupper() else c for c in key)
+        if len(_SNAKE) < 4096:
+            _SNAKE[key] = name
+    return name
+
+
+def _snake_object(pairs: list[tuple[str, Any]]) -> JSONObject:
+    return JSONObject((_snake(k), v) for k, v in pairs)
+
+
+def loads_snake(data: bytes | str) -> Any:
+    """Gemini JSON with the google-genai SDK's field names (`usageMetadata` -> `usage_metadata`)."""
+    return json.loads(data, object_pairs_hook=_snake_object)
+
+
+def error_of(body: Any) -> tuple[str, str | None] | None:
+    """(error.type, message) of an error body or event of any of the formats, or None."""
+    if not isinstance(body, Mapping):
+        return None
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        code = error.get("code")  # OpenAI's is the precise one (`rate_limit_exceeded`); Google's a number
+        kind = (code if isinstance(code, str) and code else None) or error.get("type") or error.get("status")
+        kind = kind or code
+        message = error.get("message")
+        return (str(kind) if kind else "upstream_error", message if isinstance(message, str) else None)
+    if isinstance(error, str) and error:
+        return ("upstream_error", error)
+    return None
+
+
+class KeepNonZero:
+    """Proxies' usage reports are irregular (zeros first and real counts later, cumulative counts, a
+    count only in some events): keep the last non-zero value of each count."""
+
+    __slots__ = ("best", "inv")
+
+    def __init__(self, inv: Invocation) -> None:
+        self.inv = inv
+        self.best: dict[str, int] = {}
+
+    def update(self) -> None:
+        inv, best = self.inv, self.best
+        for field in _TOKEN_FIELDS:
+            value = getattr(inv, field)
+            if value:
+                best[field] = value
+            elif field in best:
+                setattr(inv, field, best[field])
+
+
+class StreamReader:
+    """One response stream: decoded events go to the provider's stream accumulator."""
+
+    __slots__ = ("failure", "inv", "loads", "message", "on_end", "on_event", "usage")
+
+    def __init__(
+        self,
+        inv: Invocation,
+        on_event: Callable[[Any], None],
+        on_end: Callable[[], None] | None,
+        decode: Callable[[bytes], Any] = loads,
+    ) -> None:
+        self.inv = inv
+        self.on_event = on_event
+        self.on_end = on_end
+        self.loads = decode
+        self.usage = KeepNonZero(inv)
+        self.failure: str | None = None  # error.type of an error event in the stream
+        self.message: str | None = None
+
+    def event(self, name: bytes, data: bytes) -> None:
+        """One SSE event (or one element of a JSON-array stream). May raise on garbage: callers catch."""
+        if data == DONE:
+            return
+        self.item(self.loads(data), name)
+
+    def item(self, obj: Any, name: bytes = b"") -> None:
+        """One decoded event (or one element of a JSON-array stream)."""
+        if not isinstance(obj, dict):
+            return
+        error = self._error(name, obj)
+        if error is not None:
+            self.failure, self.message = error
+            if obj.get("type") != "response.failed":
+                return
+        self.on_event(obj)
+        self.usage.update()
+
+    def _error(self, name: bytes, obj: Mapping[str, Any]) -> tuple[str, str | None] | None:
+        kind = obj.get("type")
+        if kind == "response.failed":  # Responses API: the failed response carries the error
+            response = obj.get("response")
+            error = response.get("error") if isinstance(response, Mapping) else None
+            code = error.get("code") if isinstance(error, Mapping) else None
+            message = error.get("message") if isinstance(error, Mapping) else None
+            return (str(code) if code else "response.failed", message if isinstance(message, str) else None)
+        if kind == "error" and "error" not in obj:  # Responses API `error` event: code and message inline
+            code, message = obj.get("code"), obj.get("message")
+            return (str(code) if code else "upstream_error", message if isinstance(message, str) else None)
+        found = error_of(obj)
+        if found is None and name == b"error":
+            return ("upstream_error", None)
+        return found
+
+    def end(self) -> None:
+        if self.on_end is not None:
+            self.on_end()
+        self.usage.update()
+
+
+# --- the formats ------------------------------------------------------------------------------------
+
+
+class WireFormat:
+    """What a proxy needs of an API: its names, and readers for its requests, responses and streams."""
+
+    name: str = OPENAI  # llmlens.proxy.source_format
+    provider: str = "openai"  # gen_ai.provider.name until the upstream is known
+    operation: str = semconv.OP_CHAT
+    decode: Callable[[bytes], Any] = staticmethod(loads)
+
+    def __init__(self, route: Any) -> None:
+        self.route = route  # the provider module's route object (request/response/stream)
+        self.operation = route.operation
+
+    def request(self, inv: Invocation, body: Mapping[str, Any], path: str) -> tuple[str | None, bool]:
+        """Fill request attributes (and content) from the body; return (model, stream)."""
+        model = body.get("model")
+        self.route.request(inv, body)
+        return (model if isinstance(model, str) else None), body.get("stream") is True
+
+    def response(self, inv: Invocation, body: Any) -> None:
+        self.route.response(inv, body)
+
+    def stream_reader(self, inv: Invocation) -> StreamReader:
+        on_event, on_end = self.route.stream(inv)
+        return StreamReader(inv, on_event, on_end, self.decode)
+
+    def provider_for(self, path: str) -> str:
+        return self.provider
+
+
+class OpenAIFormat(WireFormat):
+    pass
+
+
+class OpenAIResponsesFormat(WireFormat):
+    name = OPENAI_RESPONSES
+
+
+class AnthropicFormat(WireFormat):
+    name = ANTHROPIC
+    provider = "anthropic"
+
+
+class GeminiFormat(WireFormat):
+    """`POST .../models/{model}:generateContent` and `:streamGenerateContent` (Gemini API or Vertex AI)."""
+
+    name = GEMINI
+    provider = "gcp.gemini"
+    operation = semconv.OP_GENERATE_CONTENT
+    decode = staticmethod(loads_snake)
+
+    def __init__(self, settings: Settings, stream: bool) -> None:
+        self.limit = settings.content_max_length
+        self.stream = stream
+
+    def request(self, inv: Invocation, body: Mapping[str, Any], path: str) -> tuple[str | None, bool]:
+        from llmlens.providers import google_genai
+
+        config = body.get("generation_config")
+        config = config if isinstance(config, Mapping) else None
+        google_genai.request_attributes(inv.request_attributes, config)
+        if inv.capture_content:
+            self._content(inv, body)
+        return _gemini_model(path), self.stream
+
+    def _content(self, inv: Invocation, body: Mapping[str, Any]) -> None:
+        from llmlens.providers import google_genai
+
+        messages = []
+        contents = body.get("contents")
+        for content in contents if isinstance(contents, list) else ():
+            if isinstance(content, Mapping):
+                parts = google_genai._parts(content.get("parts"), self.limit)
+                messages.append({"role": google_genai._role(content, parts), "parts": parts})
+        inv.input_messages = messages
+        system = body.get("system_instruction")
+        if isinstance(system, Mapping):
+            parts = google_genai._parts(system.get("parts"), self.limit)
+            inv.system_instructions = [p for p in parts if p["type"] == "text"]
+        tools = body.get("tools")
+        if isinstance(tools, list) and tools:
+            inv.tool_definitions = [d for t in tools for d in google_genai._tool_definitions(t)]
+
+    def response(self, inv: Invocation, body: Any) -> None:
+        from llmlens.providers import google_genai
+
+        google_genai.apply_response(inv, body, self.limit)
+
+    def stream_reader(self, inv: Invocation) -> StreamReader:
+        from llmlens.providers import google_genai
+
+        reader = google_genai.StreamReader(inv, self.limit)
+        return StreamReader(inv, reader.on_chunk, reader.on_end, self.decode)
+
+    def provider_for(self, path: str) -> str:
+        return "gcp.vertex_ai" if "/projects/" in path else "gcp.gemini"
+
+
+def _gemini_model(path: str) -> str | None:
+    """`/v1beta/models/gemini-2.0-flash:generateContent` -> `gemini-2.0-flash`."""
+    start = path.rfind("/models/")
+    if start < 0:
+        return None
+    name = path[start + 8 :]
+    colon = name.rfind(":")
+    return (name[:colon] if colon >= 0 else name) or None
+
+
+# Route table values: format name -> factory.
+def _openai(route: str) -> Callable[[Settings], WireFormat]:
+    def make(settings: Settings) -> WireFormat:
+        from llmlens.providers import openai
+
+        table = openai.routes(settings)
+        cls = OpenAIResponsesFormat if route == "/responses" else OpenAIFormat
+        return cls(table[route])
+
+    return make
+
+
+def _anthropic(count_tokens: bool) -> Callable[[Settings], WireFormat]:
+    def make(settings: Settings) -> WireFormat:
+        from llmlens.providers import anthropic
+
+        route = anthropic.CountTokensRoute() if count_tokens else anthropic.MessagesRoute(settings)
+        return AnthropicFormat(route)
+
+    return make
+
+
+FORMATS: dict[str, Callable[[Settings], WireFormat]] = {
+    "openai_chat": _openai("/chat/completions"),
+    "openai_completions": _openai("/completions"),
+    "openai_responses": _openai("/responses"),
+    "openai_embeddings": _openai("/embeddings"),
+    "anthropic_messages": _anthropic(False),
+    "anthropic_count_tokens": _anthropic(True),
+    "gemini_generate": lambda settings: GeminiFormat(settings, stream=False),
+    "gemini_stream_generate": lambda settings: GeminiFormat(settings, stream=True),
+}

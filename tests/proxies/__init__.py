@@ -1,0 +1,1 @@
+"""Test proxy applications (FastAPI and Starlette) and a uvicorn runner on 127.0.0.1."""
