@@ -212,7 +212,8 @@ def test_stats(store: tuple[str, list[Spec]]) -> None:
 
 def test_health(tmp_path: Path) -> None:
     path = str(tmp_path / "health.db")
-    t0 = NOW - 200 * NS
+    # Relative to now, not to the module's import time: the window is the last 300 s of the clock.
+    t0 = time.time_ns() - 200 * NS
     failing = [spec(t0 + i * 10 * NS, status="error", provider="anthropic", error_type="RateLimitError",
                     error_message="slow down", response_model=None) for i in range(6)]  # fmt: skip
     record(path, [*failing, *(spec(t0 + i * 10 * NS) for i in range(10))])
