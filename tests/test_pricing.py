@@ -667,33 +667,3 @@ def test_pricing_off(otel: Any, instrument: Any, client: Any, monkeypatch: Any, 
 # ------------------------------------------------------------------------------------------ overhead
 
 
-def test_per_call_overhead_after_warm_up(otel: Any, instrument: Any, client: Any) -> None:
-    """The per-call pricing path: memo lookup, arithmetic, 4 span attributes, the cost counter.
-
-    Prints the numbers (pytest -s); the bound is loose so a busy CI machine does not fail it.
-    """
-    instrumentor = instrument(provider_map={"127.0.0.1": "openai"})
-    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # warm up the memo
-    telemetry = instrumentor.telemetry
-    inv = telemetry.start_invocation("chat", "openai", "gpt-4o-mini", "api.openai.com", 443)
-    inv.response_model = "gpt-4o-mini-2024-07-18"
-    inv.input_tokens, inv.output_tokens, inv.cache_read_tokens = 1200, 300, 1024
-    metric_attributes = {
-        semconv.OPERATION_NAME: "chat", semconv.PROVIDER_NAME: "openai", semconv.REQUEST_MODEL: "gpt-4o-mini",
-        semconv.RESPONSE_MODEL: "gpt-4o-mini-2024-07-18", semconv.SERVER_ADDRESS: "api.openai.com",
-        semconv.SERVER_PORT: 443,
-    }  # fmt: skip
-
-    def per_call(fn: Any, n: int = 20000) -> float:
-        best = float("inf")
-        for _ in range(5):
-            started = time.perf_counter_ns()
-            for _ in range(n):
-                fn()
-            best = min(best, (time.perf_counter_ns() - started) / n / 1000)
-        return best
-
-    price = per_call(lambda: telemetry.prices.price_call(inv, {}, False))
-    count = per_call(lambda: telemetry.costs.add(0.001, metric_attributes))
-    print(f"\npricing per call: price_call {price:.2f} µs, cost counter {count:.2f} µs")
-    assert price + count < 20

@@ -563,7 +563,8 @@ def test_bounded_queue_drops_and_counts_without_blocking(db: Path) -> None:
             timings.append(time.perf_counter_ns() - started)
         assert processor.stats.dropped_queue_full == 900  # 100 fit in the queue
         assert len(processor._queue) == 100
-    assert statistics_median(timings) < 20_000  # ns; enqueue or drop, never wait for the writer
+    # Enqueue or drop, never wait for the writer (which is blocked on the lock for seconds here).
+    assert statistics_median(timings) < 50_000_000
     assert processor.force_flush()
     assert count(db) == 1 + 1 + 100
     assert processor.stats.written_requests == 102 and processor.stats.dropped_store_unavailable == 0

@@ -94,7 +94,7 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._instrument_proxies(settings)
 
     def _instrument_proxies(self, settings: Settings) -> None:
-        """Starlette/FastAPI apps get the proxy middleware; llm-rosetta's gateway its hooks (docs/proxy.md)."""
+        """Starlette/FastAPI apps get the proxy middleware; llm-rosetta its hooks (docs/proxy.md)."""
         for package, module_name, wanted in (
             ("starlette", "llmlens.proxy.autopatch", settings.proxy_auto),
             ("llm_rosetta", "llmlens.proxy.rosetta", True),
