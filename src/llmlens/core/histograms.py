@@ -6,8 +6,7 @@ stream one value per chunk, which alone would be twice our per-chunk budget. Wit
 MeterProvider, `FastHistogram` records the first value of an attribute set through the public API
 (which creates the aggregations) and remembers those aggregations; later values are added to them under
 their own lock, as the SDK's `aggregate` does. The exported points are identical (tests compare them)
-except that values added this way carry no exemplars: llmlens keeps the public API, and so exemplars,
-for `gen_ai.client.operation.duration`.
+except that values added this way carry no exemplars (the first value of each attribute set does).
 
 Anything unexpected (another metrics SDK, a newer private layout, delta readers that swap
 aggregations at collection, exponential histograms, a reader added later) falls back to the public API.

@@ -84,13 +84,15 @@ class Telemetry:
             _SCOPE, __version__, meter_provider=meter_provider, schema_url=semconv.SCHEMA_URL
         )
         self.meter = meter  # the proxy's server-side instruments live next to these (server_telemetry.py)
-        # Only duration goes through the public API, so its exemplars link each latency bucket to a
-        # trace; the others use FastHistogram: no exemplars, a fraction of the cost (core/histograms.py).
-        self.duration = meter.create_histogram(
+        # All four histograms go through FastHistogram (core/histograms.py): the exported points are
+        # identical, at a fraction of the SDK's per-record cost, but only the first value of each
+        # attribute set carries an exemplar. Spans are linked from the local store instead.
+        self.duration = _fast_histogram(
+            meter,
             semconv.METRIC_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+            "s",
+            "GenAI operation duration",
+            semconv.DURATION_BUCKETS,
         )
         self.token_usage = _fast_histogram(
             meter, semconv.METRIC_TOKEN_USAGE, "{token}", "Number of input and output tokens used",
