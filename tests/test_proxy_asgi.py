@@ -733,3 +733,78 @@ def test_active_requests_counts_a_stream_until_its_last_byte(wrap: Any, otel: An
     assert points(otel, "llmlens.server.active_requests")[0].attributes == {
         "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.stream": True,
     }  # fmt: skip
+
+
+def test_the_app_can_name_its_upstream(wrap: Any, otel: Any) -> None:
+    from llmlens.core.context import proxy_request
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        request = proxy_request()  # the request the middleware is recording
+        request.set_upstream(provider="anthropic", model="claude-haiku-4-5", format="anthropic")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    run(drive(wrap(app), CHAT, {"model": "gpt-4o-mini", "messages": HI}))
+    attrs = server_span(otel).attributes
+    assert attrs["llmlens.proxy.upstream.provider"] == "anthropic" == attrs["gen_ai.provider.name"]
+    assert attrs["llmlens.proxy.upstream.model"] == "claude-haiku-4-5"
+    assert attrs["llmlens.proxy.target_format"] == "anthropic"
+    assert attrs["gen_ai.request.model"] == "gpt-4o-mini"
+
+
+@pytest.mark.parametrize("capture", [False, True])  # (without capture most chunks skip decoding)
+def test_streams_with_choices_and_tool_calls(otel: Any, capture: bool) -> None:
+    mode = ContentMode.SPAN_ONLY if capture else ContentMode.NO_CONTENT
+    settings = Settings(store=False, pricing=False, capture_content=mode)
+    tel = Telemetry(settings, otel.tracer_provider, otel.meter_provider)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    body = {"model": "m", "messages": HI, "stream": True, "n": 2, "tools": tools,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    run(drive(LLMProxyMiddleware(Canned(scenario="tool"), telemetry=tel, settings=settings), CHAT, body))
+    attrs = server_span(otel).attributes
+    assert attrs["gen_ai.response.finish_reasons"] == ("tool_call", "tool_call")
+    assert attrs["llmlens.response.tool_call_count"] == 2
+    assert attrs["gen_ai.usage.output_tokens"] > 0
+    plain = run(
+        drive(Canned(scenario="chunks=5"), CHAT, {"model": "m", "messages": HI, "stream": True, "n": 2})
+    )
+    otel.spans_exporter.clear()
+    app = Canned(chunks=[plain.body], content_type="text/event-stream")
+    run(
+        drive(LLMProxyMiddleware(app, telemetry=tel, settings=settings), CHAT, {"model": "m", "stream": True})
+    )
+    attrs = server_span(otel).attributes
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop", "stop")
+
+
+def test_an_httpx_upstream_call_is_a_child(wrap: Any, otel: Any, fake: Any) -> None:
+    """A proxy that calls upstream with raw httpx (contrib httpx instrumentation on): its CLIENT span is a
+    child of ours, and the upstream sees our trace in its traceparent."""
+    import httpx
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        async with httpx.AsyncClient() as client:
+            upstream = await client.post(fake.base_url + "/chat/completions", content=body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": upstream.content})
+
+    HTTPXClientInstrumentor().instrument(tracer_provider=otel.tracer_provider)
+    try:
+        run(drive(wrap(app), CHAT, {"model": "gpt-4o-mini", "messages": HI}))
+    finally:
+        HTTPXClientInstrumentor().uninstrument()
+    server = server_span(otel)
+    (client,) = [s for s in otel.spans() if s.kind == SpanKind.CLIENT]
+    assert client.parent.span_id == server.context.span_id
+    assert server.attributes["gen_ai.usage.output_tokens"] > 0
+    traceparent = fake.requests[-1].headers.get("traceparent", "")
+    assert f"{server.context.trace_id:032x}" in traceparent

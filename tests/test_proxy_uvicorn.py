@@ -33,6 +33,15 @@ def root(fake: FakeProvider) -> str:
     return fake.base_url.rsplit("/v1", 1)[0]
 
 
+# The two proxies: OpenAI passthrough (openai SDK upstream) and OpenAI -> Anthropic (anthropic SDK).
+# Log lines each writes per request with scenario chunks=4: passthrough: the request, 6 chunks (role,
+# 4 words, finish), done; translating: the request, message_start, 4 deltas, message_delta.
+PROXIES = {
+    "passthrough": (lambda fake, sent=None: openai_proxy.create_app(fake.base_url, sent), 8),
+    "translating": (lambda fake, sent=None: translating_proxy.create_app(root(fake), sent), 7),
+}
+
+
 def server_spans(otel: Any) -> list[Any]:
     return [s for s in otel.spans() if s.kind == SpanKind.SERVER]
 
@@ -123,8 +132,9 @@ def test_one_request_one_record(instrumented: Any, otel: Any, fake: FakeProvider
     assert ("client",) in legs
 
 
+@pytest.mark.parametrize("kind", list(PROXIES))
 def test_responses_are_byte_identical_with_and_without_llmlens(
-    instrument: Any, otel: Any, fake: FakeProvider
+    instrument: Any, otel: Any, fake: FakeProvider, kind: str
 ) -> None:
     bodies = {
         "json": {"model": "gpt-4o-mini", "messages": HI},
@@ -140,26 +150,26 @@ def test_responses_are_byte_identical_with_and_without_llmlens(
     def exchange(label: str) -> dict[str, tuple[int, dict[str, str], bytes, bytes]]:
         sent: dict[str, list[bytes]] = {}
         results = {}
-        with UvicornServer(openai_proxy.create_app(fake.base_url, sent)) as proxy, httpx.Client() as client:
-            for kind, body in bodies.items():
-                test_id = f"{label}-{kind}"
+        with UvicornServer(PROXIES[kind][0](fake, sent)) as proxy, httpx.Client() as client:
+            for name, body in bodies.items():
+                test_id = f"{label}-{name}"
                 headers = {"x-test-id": test_id, "x-request-id": "fixed"}
                 url = proxy.url + "/v1/chat/completions"
                 with client.stream("POST", url, json=body, headers=headers) as response:
                     raw = b"".join(response.iter_raw())
                 headers = {k: v for k, v in response.headers.items() if k not in ("date",)}
-                results[kind] = (response.status_code, headers, raw, b"".join(sent[test_id]))
+                results[name] = (response.status_code, headers, raw, b"".join(sent[test_id]))
         return results
 
     plain = exchange("plain")
     instrument()
     observed = exchange("observed")
     assert len(server_spans(otel)) == 3
-    for kind in bodies:
-        status, headers, raw, sent = observed[kind]
-        assert raw == sent, kind  # exactly what the application sent
-        assert plain[kind][2] == plain[kind][3]
-        plain_status, plain_headers, _, _ = plain[kind]
+    for name in bodies:
+        status, headers, raw, sent = observed[name]
+        assert raw == sent, name  # exactly what the application sent
+        assert plain[name][2] == plain[name][3]
+        plain_status, plain_headers, _, _ = plain[name]
         assert status == plain_status
         # The same headers: the inbound x-request-id is echoed only where the app did not set one.
         assert {k: v for k, v in headers.items() if k != "x-request-id"} == {
@@ -168,8 +178,9 @@ def test_responses_are_byte_identical_with_and_without_llmlens(
         assert headers["x-request-id"] == "fixed"
 
 
-def test_client_disconnects_mid_stream(instrumented: Any, otel: Any, fake: FakeProvider) -> None:
-    with UvicornServer(openai_proxy.create_app(fake.base_url)) as proxy, httpx.Client() as client:
+@pytest.mark.parametrize("kind", list(PROXIES))
+def test_client_disconnects_mid_stream(instrumented: Any, otel: Any, fake: FakeProvider, kind: str) -> None:
+    with UvicornServer(PROXIES[kind][0](fake)) as proxy, httpx.Client() as client:
         body = {"model": "gpt-4o-mini", "messages": HI, "stream": True}
         headers = {"x-fake-scenario": "chunks=200,chunk_delay_ms=10"}
         with client.stream(
@@ -210,11 +221,13 @@ def test_traceparent_continues_through_the_proxy(instrumented: Any, otel: Any, f
     assert [s.kind for s in one_trace(otel, server)].count(SpanKind.CLIENT) == 1
 
 
+@pytest.mark.parametrize("kind", list(PROXIES))
 def test_100_concurrent_streams_log_lines_carry_their_own_ids(
-    instrumented: Any, otel: Any, fake: FakeProvider, lines: Lines
+    instrumented: Any, otel: Any, fake: FakeProvider, lines: Lines, kind: str
 ) -> None:
     count = 100
-    with UvicornServer(openai_proxy.create_app(fake.base_url)) as proxy:
+    make, per_request = PROXIES[kind]
+    with UvicornServer(make(fake)) as proxy:
 
         async def one(client: openai.AsyncOpenAI, number: int) -> tuple[str, str]:
             request_id = f"req-{number:03d}"
@@ -242,8 +255,7 @@ def test_100_concurrent_streams_log_lines_carry_their_own_ids(
     }
     assert len(traces) == count and len(set(traces.values())) == count
     records = [r for r in lines.records if r.getMessage().startswith("request req-")]
-    # per request: the request line, 6 chunk lines (role, 4 words, finish), the done line
-    assert len(records) == count * 8
+    assert len(records) == count * per_request
     for record in records:
         request_id = record.getMessage().split()[1].rstrip(":")
         assert record.request_id == request_id

@@ -60,7 +60,14 @@ def create_app(upstream_root: str, sent: dict[str, list[bytes]] | None = None) -
         log.info("request %s: %s -> %s", test_id, model, params["model"])
         envelope = {"id": "", "created": int(time.time()), "model": model}
         if not body.get("stream"):
-            message = await client.messages.create(**params)
+            try:
+                message = await client.messages.create(**params)
+            except anthropic.APIStatusError as error:
+                error_body = error.body if isinstance(error.body, dict) else {}
+                kind = (error_body.get("error") or {}).get("type") or "api_error"
+                content = json.dumps({"error": {"type": kind, "message": str(error)}}).encode()
+                chunks.append(content)
+                return Response(content, status_code=error.status_code, media_type="application/json")
             usage = message.usage
             content = json.dumps({
                 **envelope, "id": message.id, "object": "chat.completion",

@@ -223,8 +223,9 @@ class ProxyExchange:
     """One observed request: the wrapped receive and send, and the end of its invocation."""
 
     __slots__ = (
-        "body_size", "buffer", "buffered", "completed", "config", "disconnected", "fmt", "inv", "mode",
-        "parser", "reader", "receive", "replay", "request_id", "response_size", "scope", "send", "server",
+        "body_size", "buffer", "buffered", "completed", "config", "disconnected", "feed", "fmt", "inv",
+        "mode", "on_event", "parser", "reader", "receive", "replay", "request_id", "response_size", "scope",
+        "send", "server",
     )  # fmt: skip
 
     def __init__(
@@ -244,6 +245,8 @@ class ProxyExchange:
         self.mode = 0
         self.parser: SSEParser | None = None
         self.reader: StreamReader | None = None
+        self.feed: Any = None  # the parser's and the reader's bound methods, for the per-chunk path
+        self.on_event: Any = None
         self.buffer: list[bytes] | None = None
         self.buffered = 0
         self.body_size = 0
@@ -321,7 +324,7 @@ class ProxyExchange:
         model, stream = None, False
         if body and body.lstrip()[:1] == b"{":
             try:
-                parsed = fmt.decode(body)
+                parsed = fmt.decode_request(body)
                 if isinstance(parsed, dict):
                     model, stream = fmt.request(inv, parsed, path)
             except Exception:  # malformed or surprising: the request is recorded without its details
@@ -364,7 +367,7 @@ class ProxyExchange:
             message = replay.popleft()
             if isinstance(message, BaseException):
                 raise message
-            return message
+            return message  # type: ignore[no-any-return]
         message = await self.receive()
         if message.get("type") == "http.disconnect":
             self.disconnected = True
@@ -393,7 +396,17 @@ class ProxyExchange:
                 raise
             if body:
                 try:
-                    self._observe(inv, body)
+                    feed = self.feed
+                    if feed is not None:  # SSE, the hot path: parse, then one call per event
+                        self.response_size += len(body)
+                        on_event = self.on_event
+                        for name, data in feed(body):
+                            try:
+                                on_event(name, data)
+                            except Exception:  # one bad event does not stop the others
+                                _log.debug("llmlens: unreadable stream event", exc_info=True)
+                    else:
+                        self._observe(inv, body)
                 except Exception:
                     _log.debug("llmlens: could not read a response chunk", exc_info=True)
             if not message.get("more_body", False):
@@ -433,6 +446,7 @@ class ProxyExchange:
                 self.parser = SSEParser()
                 inv.stream = True
                 self.reader = self.fmt.stream_reader(inv)
+                self.feed, self.on_event = self.parser.feed, self.reader.event
             elif not content_type or b"json" in content_type:
                 self.mode = _JSON
                 self.buffer = []
@@ -470,7 +484,7 @@ class ProxyExchange:
         reader, parser = self.reader, self.parser
         if reader is None:
             return
-        self.reader = None
+        self.reader = self.feed = None
         try:
             if parser is not None and not self.disconnected:
                 for name, data in parser.flush():

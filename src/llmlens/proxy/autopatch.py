@@ -94,7 +94,8 @@ def _patch_class(cls: type) -> None:
         handler = _handler[0] if _handler else None
         fmt = handler.match(scope) if handler is not None else None
         if fmt is None:
-            return await original(self, scope, receive, send)
+            await original(self, scope, receive, send)
+            return
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await original(self, scope, receive, send)
@@ -105,11 +106,11 @@ def _patch_class(cls: type) -> None:
     __call__.__wrapped__ = original  # type: ignore[attr-defined]
     __call__.__qualname__ = getattr(original, "__qualname__", "__call__")
     __call__.__doc__ = original.__doc__
-    cls.__call__ = __call__  # type: ignore[method-assign, operator]
+    cls.__call__ = __call__  # type: ignore[method-assign]
 
 
 def _unpatch_class(cls: type) -> None:
     current = cls.__dict__.get("__call__")
     original = getattr(current, _MARK, None)
     if original is not None:
-        cls.__call__ = original  # type: ignore[method-assign, operator]
+        cls.__call__ = original  # type: ignore[method-assign]

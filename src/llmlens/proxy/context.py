@@ -61,13 +61,6 @@ _SOURCE_FORMATS = {
     "gemini_generate": "gemini_generate",
     "gemini_stream_generate": "gemini_stream_generate",
 }
-_USAGE_FIELDS = {
-    "input_tokens": "input_tokens",
-    "output_tokens": "output_tokens",
-    "cache_read_tokens": "cache_read_tokens",
-    "cache_creation_tokens": "cache_creation_tokens",
-    "reasoning_tokens": "reasoning_tokens",
-}
 _configs: dict[int, Any] = {}
 
 
@@ -385,8 +378,8 @@ class LLMRequest:
             _log.debug("llmlens: unreadable stream end", exc_info=True)
         inv = self.inv
         if inv is not None:
-            for name, value in self._usage.items():
-                setattr(inv, _USAGE_FIELDS[name], value)
+            for field, count in self._usage.items():
+                setattr(inv, field, count)
 
     def finish(self, outcome: str | None = None) -> None:
         """End the request (normally automatic: at the end of the `with` block or of the stream)."""

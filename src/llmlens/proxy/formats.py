@@ -14,6 +14,8 @@ stream that had started fine (OpenAI `{"error": ...}`, Anthropic `event: error`,
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +30,7 @@ OPENAI_RESPONSES = "openai_responses"
 ANTHROPIC = "anthropic"
 GEMINI = "gemini"
 
+_perf_ns = time.perf_counter_ns
 _TOKEN_FIELDS = (
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens",
 )  # fmt: skip
@@ -37,11 +40,8 @@ class JSONObject(dict):  # type: ignore[type-arg]
     """A decoded JSON object whose keys read as attributes too (None when absent), like SDK models."""
 
     __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        if name[:1] == "_":
-            raise AttributeError(name)
-        return self.get(name)
+    # dict.get itself (no Python frame per attribute): the extraction reads a few per event.
+    __getattr__ = dict.get
 
 
 def loads(data: bytes | str) -> Any:
@@ -108,19 +108,22 @@ class KeepNonZero:
 class StreamReader:
     """One response stream: decoded events go to the provider's stream accumulator."""
 
-    __slots__ = ("failure", "inv", "loads", "message", "on_end", "on_event", "usage")
+    __slots__ = ("failure", "fast", "inv", "loads", "message", "on_end", "on_event", "usage")
 
     def __init__(
         self,
         inv: Invocation,
         on_event: Callable[[Any], None],
         on_end: Callable[[], None] | None,
-        decode: Callable[[bytes], Any] = loads,
+        decode: Callable[[bytes | str], Any] = loads,
+        fast: Callable[[bytes, bytes], bool] | None = None,
     ) -> None:
         self.inv = inv
         self.on_event = on_event
         self.on_end = on_end
         self.loads = decode
+        # (name, data) -> True when the event was handled without decoding it (a plain content delta)
+        self.fast = fast
         self.usage = KeepNonZero(inv)
         self.failure: str | None = None  # error.type of an error event in the stream
         self.message: str | None = None
@@ -129,19 +132,24 @@ class StreamReader:
         """One SSE event (or one element of a JSON-array stream). May raise on garbage: callers catch."""
         if data == DONE:
             return
-        self.item(self.loads(data), name)
+        fast = self.fast
+        if fast is not None and fast(name, data):
+            return
+        self.item(self.loads(data), name, data)
 
-    def item(self, obj: Any, name: bytes = b"") -> None:
-        """One decoded event (or one element of a JSON-array stream)."""
+    def item(self, obj: Any, name: bytes = b"", raw: bytes | None = None) -> None:
+        """One decoded event (or one element of a JSON-array stream); `raw`: its bytes, if known."""
         if not isinstance(obj, dict):
             return
-        error = self._error(name, obj)
-        if error is not None:
-            self.failure, self.message = error
-            if obj.get("type") != "response.failed":
-                return
+        if raw is None or name == b"error" or b'"error"' in raw or b"response.failed" in raw:
+            error = self._error(name, obj)
+            if error is not None:
+                self.failure, self.message = error
+                if obj.get("type") != "response.failed":
+                    return
         self.on_event(obj)
-        self.usage.update()
+        if raw is None or b"sage" in raw:  # "usage", "usageMetadata": the only events with counts
+            self.usage.update()
 
     def _error(self, name: bytes, obj: Mapping[str, Any]) -> tuple[str, str | None] | None:
         kind = obj.get("type")
@@ -174,7 +182,9 @@ class WireFormat:
     name: str = OPENAI  # llmlens.proxy.source_format
     provider: str = "openai"  # gen_ai.provider.name until the upstream is known
     operation: str = semconv.OP_CHAT
-    decode: Callable[[bytes], Any] = staticmethod(loads)
+    decode: Callable[[bytes | str], Any] = staticmethod(loads)
+    # Request bodies are read as plain dicts (Mapping.get), which decode faster.
+    decode_request: Callable[[bytes | str], Any] = staticmethod(json.loads)
 
     def __init__(self, route: Any) -> None:
         self.route = route  # the provider module's route object (request/response/stream)
@@ -191,23 +201,79 @@ class WireFormat:
 
     def stream_reader(self, inv: Invocation) -> StreamReader:
         on_event, on_end = self.route.stream(inv)
-        return StreamReader(inv, on_event, on_end, self.decode)
+        fast = None if inv.capture_content else self.fast_path(inv)
+        return StreamReader(inv, on_event, on_end, self.decode, fast)
+
+    def fast_path(self, inv: Invocation) -> Callable[[bytes, bytes], bool] | None:
+        """Without content capture, most events only say "a chunk went out": recognise them from their
+        bytes and skip decoding (what the provider's accumulator would do with them: note the time)."""
+        return None
 
     def provider_for(self, path: str) -> str:
         return self.provider
 
 
 class OpenAIFormat(WireFormat):
-    pass
+    def fast_path(self, inv: Invocation) -> Callable[[bytes, bytes], bool] | None:
+        if getattr(self.route, "api_type", None) != "chat_completions":
+            return None
+        times = inv.chunk_times
+
+        search = _CHAT_NOT_PLAIN.search
+
+        def content_delta(name: bytes, data: bytes) -> bool:
+            # A chunk with one choice still going (no finish reason), no tool call, refusal, usage or
+            # error, after the first chunk (which names the response): only its time matters.
+            if times and data.count(b'"finish_reason":null') == 1 and search(data) is None:
+                times.append(_perf_ns())
+                return True
+            return False
+
+        return content_delta
+
+
+# In a chat chunk: something the accumulator must see (the second `finish_reason` of another choice,
+# a tool call, a refusal, usage, an error). JSON escapes quotes inside strings, so content cannot match.
+_CHAT_NOT_PLAIN = re.compile(rb'"(?:tool_calls|refusal|error)"|"usage":\{|"finish_reason":(?!null)')
+
+_RESPONSES_DELTAS = frozenset(
+    name.encode() for name in (
+        "response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta",
+        "response.reasoning_summary_text.delta", "response.reasoning_text.delta", "response.audio.delta",
+        "response.audio.transcript.delta", "response.custom_tool_call_input.delta",
+    )
+)  # fmt: skip
 
 
 class OpenAIResponsesFormat(WireFormat):
     name = OPENAI_RESPONSES
 
+    def fast_path(self, inv: Invocation) -> Callable[[bytes, bytes], bool] | None:
+        times = inv.chunk_times
+
+        def output_delta(name: bytes, data: bytes) -> bool:
+            if name in _RESPONSES_DELTAS and b'"error"' not in data:
+                times.append(_perf_ns())
+                return True
+            return False
+
+        return output_delta
+
 
 class AnthropicFormat(WireFormat):
     name = ANTHROPIC
     provider = "anthropic"
+
+    def fast_path(self, inv: Invocation) -> Callable[[bytes, bytes], bool] | None:
+        times = inv.chunk_times
+
+        def content_delta(name: bytes, data: bytes) -> bool:
+            if name == b"content_block_delta" and b'"error"' not in data:
+                times.append(_perf_ns())
+                return True
+            return False
+
+        return content_delta
 
 
 class GeminiFormat(WireFormat):
@@ -217,6 +283,7 @@ class GeminiFormat(WireFormat):
     provider = "gcp.gemini"
     operation = semconv.OP_GENERATE_CONTENT
     decode = staticmethod(loads_snake)
+    decode_request = staticmethod(loads_snake)
 
     def __init__(self, settings: Settings, stream: bool) -> None:
         self.limit = settings.content_max_length

@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import logging
 import os
+import random
 from collections.abc import Iterable, Mapping
 from hashlib import sha256
 from pathlib import Path
@@ -27,12 +28,14 @@ _log = logging.getLogger("llmlens")
 SECRET_FILE = "proxy-key-secret"
 _MAX_REQUEST_ID = 128
 _LABEL_CACHE = 1024
+_random_bits = random.getrandbits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def new_request_id() -> str:
-    return os.urandom(16).hex()
+    # Not a secret, only unique: the PRNG OpenTelemetry's own ids come from (os.urandom is a syscall).
+    return f"{_random_bits(128):032x}"
 
 
 def request_id(inbound: str | None) -> str:

@@ -64,7 +64,7 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events that `chunk` completes, in order."""
-        if self._clean and type(chunk) is bytes and chunk[-2:] == b"\n\n" and b"\r" not in chunk:
+        if self._clean and type(chunk) is bytes and chunk.endswith(b"\n\n") and b"\r" not in chunk:
             # Nothing pending and the chunk is whole events (how proxies send them): one findall.
             found = _SIMPLE_EVENTS.findall(chunk)
             if len(found) == chunk.count(b"\n\n"):
