@@ -1,0 +1,261 @@
+"""What the proxy instrumentation costs: middleware time per proxied request, and SSE parsing throughput.
+
+    python benchmarks/proxy.py [--rounds R] [--requests N] [--markdown]
+
+Part 1, middleware cost. One FastAPI proxy app, built twice: as it is (`plain`), and behind
+`LLMProxyMiddleware` on SDK providers (`llmlens`: TracerProvider with a BatchSpanProcessor feeding an
+exporter that drops spans, MeterProvider with an InMemoryMetricReader; no local store). Its routes answer
+like a proxy whose upstream replied at once (the fake provider's bodies, built once), so what is timed is
+the ASGI app plus whatever the middleware adds. Requests go straight into the ASGI app (no socket, no
+HTTP parsing: those cost the same either way and would only add noise). The two apps run interleaved:
+each of R rounds runs N requests per app per workload, in slices that alternate the order, and the
+per-request cost is the median over rounds of the mean; Δ is the median of the paired per-round
+differences. Workloads: a chat completion (JSON), a streamed chat completion (34 content chunks and the
+usage chunk, one ASGI message per SSE event), a streamed Anthropic message (34 text deltas), and a
+non-LLM route (`GET /health`, which the middleware only looks at).
+
+Part 2, SSE parsing throughput of `llmlens.proxy.sse.SSEParser` alone: MB/s over a 4 MB stream of real
+event shapes, fed in network-sized pieces (64 KiB, 4 KiB) and one event per chunk (how an ASGI proxy
+sends them), best of 5.
+
+Targets: middleware Δ <= 0.3 ms per proxied request; SSE parsing >= 200 MB/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import Response, StreamingResponse
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from llmlens.core.telemetry import Telemetry
+from llmlens.demo import fake_anthropic, fake_bodies
+from llmlens.demo.fake_bodies import Scenario
+from llmlens.proxy.asgi import LLMProxyMiddleware
+from llmlens.proxy.sse import SSEParser
+from llmlens.settings import Settings
+
+TARGET_MIDDLEWARE_MS = 0.3
+TARGET_SSE_MBPS = 200.0
+HI = [{"role": "user", "content": "Hi"}]
+CHAT = {"model": "gpt-4o-mini", "messages": HI}
+CHAT_STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+MESSAGES_STREAM = {"model": "claude-haiku-4-5", "max_tokens": 256, "messages": HI, "stream": True}
+
+
+class Discard(SpanExporter):
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def upstream_replies() -> dict[str, Any]:
+    scenario = Scenario.parse("chunks=34")
+    return {
+        "chat": fake_bodies.route("POST", "/v1/chat/completions", CHAT, scenario).body,
+        "chat_stream": fake_bodies.route("POST", "/v1/chat/completions", CHAT_STREAM, scenario).events,
+        "messages_stream": fake_anthropic.route("POST", "/v1/messages", MESSAGES_STREAM, scenario).events,
+    }
+
+
+def proxy_app(replies: dict[str, Any]) -> FastAPI:
+    """A proxy whose upstream answered instantly: it reads the request and relays the reply."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: dict[str, Any]) -> Response:
+        if body.get("stream"):
+            return StreamingResponse(_relay(replies["chat_stream"]), media_type="text/event-stream")
+        return Response(replies["chat"], media_type="application/json")
+
+    @app.post("/v1/messages")
+    async def messages(body: dict[str, Any]) -> Response:
+        return StreamingResponse(_relay(replies["messages_stream"]), media_type="text/event-stream")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _relay(events: list[bytes]) -> Any:
+    for event in events:
+        yield event
+
+
+def _scope(method: str, path: str, length: int) -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+        "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(length).encode()),
+                    (b"authorization", b"Bearer sk-bench")],
+    }  # fmt: skip
+
+
+WORKLOADS: dict[str, tuple[str, str, bytes]] = {
+    "chat (JSON)": ("POST", "/v1/chat/completions", json.dumps(CHAT).encode()),
+    "chat stream (37 events)": ("POST", "/v1/chat/completions", json.dumps(CHAT_STREAM).encode()),
+    "anthropic stream (39 events)": ("POST", "/v1/messages", json.dumps(MESSAGES_STREAM).encode()),
+    "GET /health (not LLM)": ("GET", "/health", b""),
+}
+
+
+async def _request(app: Any, method: str, path: str, body: bytes) -> int:
+    sent = 0
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal sent
+        sent += 1
+
+    await app(_scope(method, path, len(body)), receive, send)
+    return sent
+
+
+def middleware_cost(rounds: int, requests: int) -> dict[str, dict[str, Any]]:
+    replies = upstream_replies()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    settings = Settings(store=False, proxy_key_secret="bench")
+    telemetry = Telemetry(settings, tracer_provider, meter_provider)
+    apps = {
+        "plain": proxy_app(replies),
+        "llmlens": LLMProxyMiddleware(proxy_app(replies), telemetry=telemetry, settings=settings),
+    }
+    loop = asyncio.new_event_loop()
+    results: dict[str, dict[str, Any]] = {}
+    for name, (method, path, body) in WORKLOADS.items():
+        for app in apps.values():  # warm-up (and a check that both answer the same)
+            for _ in range(50):
+                loop.run_until_complete(_request(app, method, path, body))
+        per_round: dict[str, list[float]] = {mode: [] for mode in apps}
+        for round_number in range(rounds):
+            gc.collect()
+            totals = {mode: 0.0 for mode in apps}
+            order = list(apps) if round_number % 2 == 0 else list(reversed(apps))
+            slices = 10
+            for piece in range(slices):
+                for mode in order if piece % 2 == 0 else reversed(order):
+                    app = apps[mode]
+                    start = time.perf_counter()
+                    for _ in range(requests // slices):
+                        loop.run_until_complete(_request(app, method, path, body))
+                    totals[mode] += time.perf_counter() - start
+            for mode in apps:
+                per_round[mode].append(totals[mode] / (requests // slices * slices) * 1e3)
+        deltas = [b - a for a, b in zip(per_round["plain"], per_round["llmlens"], strict=True)]
+        results[name] = {
+            "plain": statistics.median(per_round["plain"]),
+            "llmlens": statistics.median(per_round["llmlens"]),
+            "delta": statistics.median(deltas),
+            "llm": method == "POST",
+        }
+    loop.close()
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+    return results
+
+
+def sse_throughput() -> dict[str, float]:
+    scenario = Scenario.parse("chunks=200")
+    openai_events = fake_bodies.route("POST", "/v1/chat/completions", CHAT_STREAM, scenario).events or []
+    anthropic_events = fake_anthropic.route("POST", "/v1/messages", MESSAGES_STREAM, scenario).events or []
+    shapes = {}
+    for label, events in (("OpenAI chat", openai_events), ("Anthropic messages", anthropic_events)):
+        stream = b"".join(events)
+        stream = stream * (4_000_000 // len(stream) + 1)
+        event_size = len(b"".join(events)) // len(events)
+        pieces = {
+            "64 KiB pieces": [stream[i : i + 65536] for i in range(0, len(stream), 65536)],
+            "4 KiB pieces": [stream[i : i + 4096] for i in range(0, len(stream), 4096)],
+            f"one event per chunk (~{event_size} B)": list(events) * (len(stream) // len(b"".join(events))),
+        }
+        for how, chunks in pieces.items():
+            size = sum(map(len, chunks))
+            best = float("inf")
+            for _ in range(5):
+                parser = SSEParser()
+                feed = parser.feed
+                start = time.perf_counter()
+                for chunk in chunks:
+                    feed(chunk)
+                best = min(best, time.perf_counter() - start)
+            shapes[f"{label}, {how}"] = size / best / 1e6
+    return shapes
+
+
+def report(cost: dict[str, dict[str, Any]], sse: dict[str, float], markdown: bool) -> bool:
+    ok = True
+    lines = []
+    if markdown:
+        lines += ["| workload | plain app (ms/request) | with the middleware | Δ (ms) | target |",
+                  "|---|---:|---:|---:|---|"]  # fmt: skip
+    else:
+        lines.append(f"{'workload':32} {'plain ms':>9} {'llmlens ms':>11} {'delta ms':>9}  target")
+    for name, row in cost.items():
+        passed = row["delta"] <= TARGET_MIDDLEWARE_MS
+        ok &= passed
+        verdict = f"<= {TARGET_MIDDLEWARE_MS} ms {'PASS' if passed else 'FAIL'}"
+        if markdown:
+            lines.append(
+                f"| {name} | {row['plain']:.3f} | {row['llmlens']:.3f} | {row['delta']:+.3f} | {verdict} |"
+            )
+        else:
+            lines.append(
+                f"{name:32} {row['plain']:9.3f} {row['llmlens']:11.3f} {row['delta']:+9.3f}  {verdict}"
+            )
+    lines.append("")
+    if markdown:
+        lines += ["| SSE stream | MB/s | target |", "|---|---:|---|"]
+    else:
+        lines.append(f"{'SSE parsing':60} {'MB/s':>7}  target")
+    for name, rate in sse.items():
+        passed = rate >= TARGET_SSE_MBPS
+        verdict = f">= {TARGET_SSE_MBPS:.0f} MB/s {'PASS' if passed else 'below'}"
+        lines.append(
+            f"| {name} | {rate:.0f} | {verdict} |" if markdown else f"{name:60} {rate:7.0f}  {verdict}"
+        )
+    print("\n".join(lines))
+    return ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    runs = f"{args.rounds} rounds x {args.requests} requests per app and workload"
+    print(f"python {sys.version.split()[0]}, {runs}\n")
+    cost = middleware_cost(args.rounds, args.requests)
+    sse = sse_throughput()
+    return 0 if report(cost, sse, args.markdown) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
