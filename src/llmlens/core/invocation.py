@@ -140,7 +140,3 @@ class Invocation:
             return
         self.error = error
         self.telemetry.end(self, outcome or (semconv.OUTCOME_ERROR if self.stream else None), error, None)
-
-    def last_activity_perf(self) -> int:
-        """When we last heard from the call: the exit time for an abandoned stream."""
-        return self.chunk_times[-1] if self.chunk_times else self.start_perf
