@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -98,6 +99,61 @@ def test_bulk_record_equals_one_by_one(setup: str) -> None:
     assert actual == expected
     if setup != "view dropping the metric":
         assert any(expected[-1]), "the comparison must see data points"
+
+
+def _stamps(seed: int) -> list[int]:
+    """perf_counter_ns-like stamps whose gaps include exact boundaries, a ns either side, 0 and 100 s."""
+    rng = random.Random(seed)
+    edges = [int(b * 1e9) + d for b in semconv.DURATION_BUCKETS for d in (-1, 0, 1)]
+    gaps = [rng.randrange(0, 200_000_000) for _ in range(40)] + edges + [0, 100_000_000_000]
+    rng.shuffle(gaps)
+    stamps = [rng.randrange(10**12)]
+    for gap in gaps:
+        stamps.append(stamps[-1] + gap)
+    return stamps
+
+
+STAMPS = [_stamps(seed) for seed in range(3)] + [[5], [], [10, 7, 30]]  # one stamp, none, not monotonic
+
+
+@pytest.mark.parametrize("setup", ["cumulative", "delta", "view with attribute filter", "exponential view"])
+def test_record_intervals_equals_one_record_per_gap(setup: str) -> None:
+    def run(intervals: bool) -> list[Any]:
+        temporality = {SdkHistogram: AggregationTemporality.DELTA} if setup == "delta" else None
+        reader = InMemoryMetricReader(temporality)
+        views = {
+            "view with attribute filter": [
+                View(instrument_name="h", attribute_keys={"gen_ai.operation.name"})
+            ],
+            "exponential view": [
+                View(instrument_name="h", aggregation=ExponentialBucketHistogramAggregation())
+            ],
+        }.get(setup, [])
+        provider = MeterProvider(metric_readers=[reader], views=views)
+        histogram = provider.get_meter("t").create_histogram(
+            "h", unit="s", explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS)
+        )
+        fast = FastHistogram(histogram)
+        results = []
+        for stamps in STAMPS:
+            if intervals:
+                fast.record_intervals(stamps, ATTRS, None)
+            else:
+                for a, b in pairwise(stamps):
+                    histogram.record((b - a) / 1e9, ATTRS)
+            results.append(_points(reader))
+        provider.shutdown()
+        return results
+
+    expected = run(intervals=False)
+    assert run(intervals=True) == expected
+    assert expected[-1], "the comparison must see data points"
+
+
+def test_nanosecond_limits_match_float_comparison() -> None:
+    limits = histograms._ns_limits(semconv.DURATION_BUCKETS)
+    for bound, limit in zip(semconv.DURATION_BUCKETS, limits, strict=True):
+        assert limit / 1e9 <= bound < (limit + 1) / 1e9
 
 
 def test_falls_back_to_public_api_when_sdk_layout_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -665,5 +665,3 @@ def test_pricing_off(otel: Any, instrument: Any, client: Any, monkeypatch: Any, 
 
 
 # ------------------------------------------------------------------------------------------ overhead
-
-

@@ -704,3 +704,26 @@ async def test_async_stream_is_still_an_openai_async_stream(
         async for _ in stream:
             pass
     assert otel.span().attributes["llmlens.stream.outcome"] == "completed"
+
+
+def test_consumed_stream_is_freed_without_the_cycle_collector(
+    otel: Any, instrumented: Any, client: openai.OpenAI
+) -> None:
+    """The close hook on the HTTP response must not tie the response to itself: a cycle would leave
+    every stream's response, span and buffers to the cyclic garbage collector (found by the overhead
+    benchmark). Only a consumed stream can show it: a stream closed unread or dropped after a `break`
+    is in a cycle of openai's own (the Stream and its generator, made in `Stream.__init__`)."""
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        stream = client.chat.completions.create(**chat_kwargs())
+        response = weakref.ref(stream.response)
+        for _chunk in stream:
+            pass
+        del stream, _chunk
+        assert response() is None, "the HTTP response outlived its stream: a reference cycle"
+    finally:
+        gc.enable()
+    assert len(otel.spans()) == 1

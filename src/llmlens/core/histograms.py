@@ -18,6 +18,8 @@ import logging
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import pairwise
+from operator import sub
 from typing import Any
 
 from opentelemetry.context import Context
@@ -29,7 +31,8 @@ _UNKNOWN = object()
 
 
 class FastHistogram:
-    """Wraps a histogram; `record` and `record_many` behave as the public `record` one value at a time.
+    """Wraps a histogram; `record`, `record_many` and `record_intervals` behave as the public `record`
+    called once per value.
 
     Example:
         >>> tokens = FastHistogram(meter.create_histogram("gen_ai.client.token.usage"))
@@ -72,6 +75,32 @@ class FastHistogram:
                 return
         for aggregation in aggregations:
             _add_values(aggregation, values)
+
+    def record_intervals(
+        self, stamps_ns: Sequence[int], attributes: dict[str, Any], context: Context | None
+    ) -> None:
+        """Record the gaps between consecutive `perf_counter_ns` stamps, in seconds.
+
+        The same points as `record_many([(b - a) / 1e9 for a, b in pairwise(stamps_ns)])`, but the gaps
+        stay integers: they are made by a C loop and sorted as ints, and each bucket is counted by one
+        bisection against the boundary converted once to nanoseconds, so a 500-chunk stream costs
+        about what a 5-chunk one does.
+        """
+        if len(stamps_ns) < 2:
+            return
+        aggregations = self._aggregations(attributes)
+        if aggregations is None:
+            self.record_many([(b - a) / 1e9 for a, b in pairwise(stamps_ns)], attributes, context)
+            return
+        gaps = list(map(sub, stamps_ns[1:], stamps_ns))
+        gaps.sort()
+        if gaps[0] < 0:  # not monotonic (never from perf_counter_ns): the general path drops negatives
+            for aggregation in aggregations:
+                _add_values(aggregation, [gap / 1e9 for gap in gaps])
+            return
+        total = (stamps_ns[-1] - stamps_ns[0]) / 1e9
+        for aggregation in aggregations:
+            _add_sorted_ns(aggregation, gaps, total)
 
     def _aggregations(self, attributes: dict[str, Any]) -> list[Any] | None:
         consumer = self._consumer
@@ -125,6 +154,51 @@ def _explicit_bucket_aggregations(histogram: Any, attributes: dict[str, Any]) ->
                 return None  # overflow, exponential histograms, ...: let the SDK do it
             found.append(aggregation)
     return found
+
+
+def _ns_limits(boundaries: Sequence[float]) -> tuple[int, ...]:
+    """For each boundary b, the largest integer n with n / 1e9 <= b: a gap of g ns falls in bucket i
+    exactly when the public API, given g / 1e9, would put it there (the division is monotonic)."""
+    limits = []
+    for bound in boundaries:
+        n = math.floor(bound * 1e9)
+        while (n + 1) / 1e9 <= bound:
+            n += 1
+        while n / 1e9 > bound:
+            n -= 1
+        limits.append(n)
+    return tuple(limits)
+
+
+# id(boundaries) -> (boundaries, limits); holding the tuple keeps its id from being reused.
+_LIMITS: dict[int, tuple[Sequence[float], tuple[int, ...]]] = {}
+
+
+def _add_sorted_ns(aggregation: Any, gaps: list[int], total: float) -> None:
+    """Add sorted, non-negative nanosecond gaps (seconds once exported) to an explicit-bucket aggregation."""
+    boundaries = aggregation._boundaries
+    cached = _LIMITS.get(id(boundaries))
+    if cached is None or cached[0] is not boundaries:
+        cached = _LIMITS[id(boundaries)] = (boundaries, _ns_limits(boundaries))
+    limits = cached[1]
+    size = len(gaps)
+    with aggregation._lock:
+        if aggregation._value is None:
+            aggregation._value = aggregation._get_empty_bucket_counts()
+        counts = aggregation._value
+        below = 0
+        for index, limit in enumerate(limits):
+            upto = bisect_right(gaps, limit)
+            counts[index] += upto - below
+            below = upto
+            if below == size:
+                break
+        else:
+            counts[len(limits)] += size - below
+        aggregation._sum += total
+        if aggregation._record_min_max:
+            aggregation._min = min(aggregation._min, gaps[0] / 1e9)
+            aggregation._max = max(aggregation._max, gaps[-1] / 1e9)
 
 
 def _add_values(aggregation: Any, values: Sequence[float]) -> None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
+from types import MethodType
 from typing import Any
 
 import wrapt
@@ -89,11 +91,12 @@ def hook_response_close(response: Any, state: StreamState, is_async: bool) -> No
     original = getattr(response, name, None)
     if original is None:
         return
+    method = weak_method(original)
     if is_async:
 
         async def aclose() -> None:
             try:
-                await original()
+                await method()()
             finally:
                 if not state.reading:
                     state.end(semconv.OUTCOME_CLOSED)
@@ -103,7 +106,7 @@ def hook_response_close(response: Any, state: StreamState, is_async: bool) -> No
 
         def close() -> None:
             try:
-                original()
+                method()()
             finally:
                 if not state.reading:
                     state.end(semconv.OUTCOME_CLOSED)
@@ -115,12 +118,32 @@ def hook_response_close(response: Any, state: StreamState, is_async: bool) -> No
         _log.debug("llmlens: cannot hook response close", exc_info=True)
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    """Wraps a sync SDK stream (e.g. `openai.Stream`)."""
+def weak_method(method: Any) -> Callable[[], Any]:
+    """A getter for `method` that does not keep its object alive.
 
-    def __init__(self, wrapped: Any, state: StreamState, hook_close: bool = True) -> None:
+    A hook stored on the object it wraps (`response.close = hook`) that held the bound method would
+    make a cycle (response -> hook -> bound method -> response): every stream's HTTP response, span
+    and buffers would then wait for the cyclic garbage collector. The hook can only be called through
+    a live object, so the weak reference holds.
+    """
+    if isinstance(method, MethodType):
+        return weakref.WeakMethod(method)
+    return lambda: method
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Wraps a sync SDK stream (e.g. `openai.Stream`).
+
+    `source`: the iterator the stream's own `__iter__` merely re-yields from (a Stainless `Stream`'s
+    `_iterator`), which the proxy then reads directly, so the proxy adds no generator layer per chunk.
+    """
+
+    def __init__(
+        self, wrapped: Any, state: StreamState, hook_close: bool = True, source: Iterator[Any] | None = None
+    ) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        self._self_source = source
         if hook_close:
             hook_response_close(getattr(wrapped, "response", None), state, is_async=False)
 
@@ -129,7 +152,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         # instead of two Python-level __next__ calls (ours and the SDK's).
         state = self._self_state
         on_chunk = state.on_chunk
-        iterator = iter(self.__wrapped__)
+        iterator = self._self_source or iter(self.__wrapped__)
         while True:
             state.reading = True
             try:
@@ -195,18 +218,25 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    """Wraps an async SDK stream (e.g. `openai.AsyncStream`)."""
+    """Wraps an async SDK stream (e.g. `openai.AsyncStream`); `source` as for SyncStreamProxy."""
 
-    def __init__(self, wrapped: Any, state: StreamState, hook_close: bool = True) -> None:
+    def __init__(
+        self,
+        wrapped: Any,
+        state: StreamState,
+        hook_close: bool = True,
+        source: AsyncIterator[Any] | None = None,
+    ) -> None:
         super().__init__(wrapped)
         self._self_state = state
+        self._self_source = source
         if hook_close:
             hook_response_close(getattr(wrapped, "response", None), state, is_async=True)
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         state = self._self_state
         on_chunk = state.on_chunk
-        iterator = self.__wrapped__.__aiter__()
+        iterator = self._self_source or self.__wrapped__.__aiter__()
         while True:
             state.reading = True
             try:

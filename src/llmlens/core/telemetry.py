@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -307,9 +306,7 @@ class Telemetry:
         times = inv.chunk_times
         if inv.stream and times and err_type is None:
             self.time_to_first_chunk.record((times[0] - inv.start_perf) / 1e9, attrs, ctx)
-            if len(times) > 1:
-                gaps = [(b - a) / 1e9 for a, b in pairwise(times)]
-                self.time_per_output_chunk.record_many(gaps, attrs, ctx)
+            self.time_per_output_chunk.record_intervals(times, attrs, ctx)
         if priced is not None and self.costs is not None:  # USD, or why the call has no cost
             self.costs.add(priced, attrs)
 

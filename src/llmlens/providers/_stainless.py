@@ -19,6 +19,7 @@ as the SDK sends it (anthropic 2.x takes `temperature`, `top_p` and `top_k` only
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import weakref
@@ -29,7 +30,13 @@ from wrapt import wrap_function_wrapper
 
 from llmlens.core.context import skip_instrumentation
 from llmlens.core.invocation import Invocation
-from llmlens.core.streams import AsyncStreamProxy, StreamState, SyncStreamProxy, hook_response_close
+from llmlens.core.streams import (
+    AsyncStreamProxy,
+    StreamState,
+    SyncStreamProxy,
+    hook_response_close,
+    weak_method,
+)
 from llmlens.core.telemetry import Telemetry
 
 _log = logging.getLogger("llmlens")
@@ -206,8 +213,21 @@ class StainlessPatch:
         if state is None:
             on_chunk, on_end = route.stream(inv)
             state = StreamState(inv, on_chunk, on_end)
-        proxy_cls = AsyncStreamProxy if is_async else SyncStreamProxy
-        return proxy_cls(stream, state, hook_close=hook)
+        if is_async:
+            return AsyncStreamProxy(stream, state, hook, self._inner_iterator(stream, "__aiter__"))
+        return SyncStreamProxy(stream, state, hook, self._inner_iterator(stream, "__iter__"))
+
+    def _inner_iterator(self, stream: Any, method: str) -> Any:
+        """The generator that the SDK stream's `__iter__`/`__aiter__` merely re-yields from, else None.
+
+        Only when that method is the base class's own (a subclass may do more) and its code does
+        nothing but loop over `self._iterator` (anthropic's also notifies its own tracing observer).
+        """
+        base = self._async_stream if method == "__aiter__" else self._sync_stream
+        base_method = getattr(base, method, None)
+        if getattr(type(stream), method, None) is not base_method or not _only_reyields(base_method):
+            return None
+        return getattr(stream, "_iterator", None)
 
     def _raw_response(self, inv: Invocation, route: Route, raw: Any, is_async: bool) -> Any:
         if not getattr(raw, "_stream", False):
@@ -245,7 +265,7 @@ class StainlessPatch:
         hook_response_close(http_response, state, is_async)
         weakref.finalize(response, state.abandon)
         proxies: dict[int, Any] = {}
-        original = response.parse
+        original = weak_method(response.parse)  # no response -> parse -> response cycle
 
         def on_parsed(parsed: Any) -> Any:
             try:
@@ -268,7 +288,7 @@ class StainlessPatch:
             async def parse(*args: Any, **kwargs: Any) -> Any:
                 state.reading = True  # parse() closes the response after reading: not a user close
                 try:
-                    parsed = await original(*args, **kwargs)
+                    parsed = await original()(*args, **kwargs)
                 finally:
                     state.reading = False
                 return on_parsed(parsed)
@@ -278,12 +298,19 @@ class StainlessPatch:
             def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
                 state.reading = True
                 try:
-                    parsed = original(*args, **kwargs)
+                    parsed = original()(*args, **kwargs)
                 finally:
                     state.reading = False
                 return on_parsed(parsed)
 
         response.parse = parse
+
+
+@functools.cache
+def _only_reyields(method: Any) -> bool:
+    """`for item in self._iterator: yield item` (or its async form), judged by the names it uses."""
+    code = getattr(method, "__code__", None)
+    return code is not None and code.co_names == ("_iterator",)
 
 
 def _ignore_chunk(chunk: Any) -> None:
