@@ -1840,39 +1840,3 @@ def test_an_sdk_call_for_a_proxied_request_is_its_upstream_leg(
     assert otel.span().attributes["llmlens.upstream"] is True
     # Measured once, by the proxy's server side: no client metrics for the upstream leg.
     assert "gen_ai.client.operation.duration" not in otel.metrics()
-
-
-class _Slotted:
-    """An object without `__dict__`, as a chunk from an SDK that did not use pydantic would be."""
-
-    __slots__ = ("arguments", "choices", "content", "delta", "finish_reason", "function", "id", "index",
-                 "model", "name", "refusal", "tool_calls", "usage")  # fmt: skip
-
-    def __init__(self, **fields: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, fields.get(name))
-
-
-def test_chat_accumulator_reads_chunks_without_dict() -> None:
-    from llmlens.core.invocation import Invocation
-
-    class _Telemetry:
-        capture_content = True
-
-    inv = Invocation(_Telemetry(), "chat", "openai", "m", stream=True)  # type: ignore[arg-type]
-    accumulator = ChatStreamAccumulator(inv, 1000)
-    call = _Slotted(index=0, id="call_1", function=_Slotted(name="lookup", arguments='{"q":'))
-    chunks = [
-        _Slotted(id="c1", model="m-1", choices=[_Slotted(index=0, delta=_Slotted(content="Hel"))]),
-        _Slotted(choices=[_Slotted(index=0, delta=_Slotted(content="lo", tool_calls=[call]))]),
-        _Slotted(choices=[_Slotted(index=0, finish_reason="tool_calls", delta=_Slotted())]),
-    ]
-    for chunk in chunks:
-        accumulator.on_chunk(chunk)
-    accumulator.on_end()
-    assert len(inv.chunk_times) == 3
-    assert inv.finish_reasons == ["tool_call"]  # the semconv name for openai's "tool_calls"
-    assert inv.tool_call_count == 1
-    assert inv.response_id == "c1"
-    assert inv.output_messages is not None
-    assert inv.output_messages[0]["parts"][0] == {"type": "text", "content": "Hello"}
