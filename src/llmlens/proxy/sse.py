@@ -13,7 +13,8 @@ What it accepts beyond the letter of the spec (all seen from real proxies):
 - a last event without its blank line (`flush()` at the end of the stream returns it);
 - a UTF-8 byte order mark at the start, `:` comment lines (heartbeats), `id:`/`retry:` (ignored).
 
-Speed: the complete events of a chunk are cut out by one `findall` of a pattern anchored at event
+Speed: a chunk that is exactly one event (how ASGI proxies send them) is one `fullmatch`; the
+complete events of any other chunk are cut out by one `findall` of a pattern anchored at event
 starts, accepted only when it matched every event of the chunk (one match per blank line); anything
 else (comments, multi-line data, irregular separators) goes through a line-by-line path.
 
@@ -39,6 +40,8 @@ _JSON_STARTS = frozenset(b"{[")
 _JSON_ENDS = frozenset(b"}]")
 # One event that is only `data:` or `event:` + `data:`, starting where an event starts.
 _SIMPLE_EVENTS = re.compile(rb"(?:\A|(?<=\n\n))(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
+# A whole chunk that is one such event, with no `\r` anywhere (possessive: nothing to backtrack into).
+_ONE_EVENT = re.compile(rb"(?:event: ?([^\n\r]*+)\n)?data: ?([^\n\r]*+)\n\n").fullmatch
 
 
 class SSEParser:
@@ -64,11 +67,15 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events that `chunk` completes, in order."""
-        if self._clean and type(chunk) is bytes and chunk.endswith(b"\n\n") and b"\r" not in chunk:
-            # Nothing pending and the chunk is whole events (how proxies send them): one findall.
-            found = _SIMPLE_EVENTS.findall(chunk)
-            if len(found) == chunk.count(b"\n\n"):
-                return found
+        if self._clean and type(chunk) is bytes:
+            # Nothing pending, and the chunk is one event or whole events (how proxies send them).
+            one = _ONE_EVENT(chunk)
+            if one is not None:
+                return [one.groups(b"")]
+            if chunk.endswith(b"\n\n") and b"\r" not in chunk:
+                found = _SIMPLE_EVENTS.findall(chunk)
+                if len(found) == chunk.count(b"\n\n"):
+                    return found
         events = self._feed(chunk)
         self._clean = not (self._buffer or self._cr or self._data or self._event or self.broken)
         return events
