@@ -36,7 +36,7 @@ ChunkHandler = Callable[[Any], None]
 class StreamState:
     """What the proxy and the HTTP-response close hook share about one stream."""
 
-    __slots__ = ("handed_perf", "inv", "on_chunk", "on_end", "reading")
+    __slots__ = ("handed_perf", "inv", "on_chunk", "on_end", "reading", "source")
 
     def __init__(self, inv: Invocation, on_chunk: ChunkHandler, on_end: Callable[[], None] | None) -> None:
         self.inv = inv
@@ -45,7 +45,22 @@ class StreamState:
         # True while the SDK is producing a chunk for us: a response close seen then is the SDK's
         # own end-of-stream cleanup, and the outcome comes from what __next__ returns or raises.
         self.reading = False
+        # The SDK's own generator, when the proxy reads it directly: while it runs, the SDK is
+        # producing a chunk, which tells the same as `reading` without a flag write per chunk.
+        self.source: Iterator[Any] | None = None
         self.handed_perf = _perf_ns()
+
+    def sdk_busy(self) -> bool:
+        """Is the SDK inside a read, or done reading (so a response close now is its own cleanup)?
+
+        A finished generator counts: when the SDK's generator returns, its frame is cleared and the
+        HTTP client's own generators, finalised then, close the response once more, before the
+        proxy sees StopIteration.
+        """
+        if self.reading:
+            return True
+        source = self.source
+        return source is not None and (source.gi_running or source.gi_frame is None)  # type: ignore[attr-defined]
 
     def end(self, outcome: str, end_perf: int | None = None) -> None:
         inv = self.inv
@@ -98,7 +113,7 @@ def hook_response_close(response: Any, state: StreamState, is_async: bool) -> No
             try:
                 await method()()
             finally:
-                if not state.reading:
+                if not state.sdk_busy():
                     state.end(semconv.OUTCOME_CLOSED)
 
         hook: Any = aclose
@@ -108,7 +123,7 @@ def hook_response_close(response: Any, state: StreamState, is_async: bool) -> No
             try:
                 method()()
             finally:
-                if not state.reading:
+                if not state.sdk_busy():
                     state.end(semconv.OUTCOME_CLOSED)
 
         hook = close
@@ -144,6 +159,8 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         super().__init__(wrapped)
         self._self_state = state
         self._self_source = source
+        if source is not None and hasattr(source, "gi_running"):
+            state.source = source
         if hook_close:
             hook_response_close(getattr(wrapped, "response", None), state, is_async=False)
 
@@ -152,6 +169,24 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         # instead of two Python-level __next__ calls (ours and the SDK's).
         state = self._self_state
         on_chunk = state.on_chunk
+        if state.source is not None:
+            # Reading the SDK's generator, whose gi_running replaces the `reading` flag: a plain
+            # `for` with nothing else per chunk than the handler. (A `break` arrives as
+            # GeneratorExit at the yield: the stream stays open, as without llmlens.)
+            try:
+                for chunk in state.source:
+                    try:
+                        on_chunk(chunk)
+                    except Exception:
+                        _log.debug("llmlens: chunk handler failed", exc_info=True)
+                    yield chunk
+            except GeneratorExit:
+                raise
+            except BaseException as error:
+                state.fail(error)
+                raise
+            state.end(semconv.OUTCOME_COMPLETED)
+            return
         iterator = self._self_source or iter(self.__wrapped__)
         while True:
             state.reading = True
