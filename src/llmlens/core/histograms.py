@@ -181,24 +181,28 @@ def _add_sorted_ns(aggregation: Any, gaps: list[int], total: float) -> None:
     if cached is None or cached[0] is not boundaries:
         cached = _LIMITS[id(boundaries)] = (boundaries, _ns_limits(boundaries))
     limits = cached[1]
-    size = len(gaps)
     with aggregation._lock:
         if aggregation._value is None:
             aggregation._value = aggregation._get_empty_bucket_counts()
-        counts = aggregation._value
-        below = 0
-        for index, limit in enumerate(limits):
-            upto = bisect_right(gaps, limit)
-            counts[index] += upto - below
-            below = upto
-            if below == size:
-                break
-        else:
-            counts[len(limits)] += size - below
+        _count_sorted(aggregation._value, gaps, limits)
         aggregation._sum += total
         if aggregation._record_min_max:
             aggregation._min = min(aggregation._min, gaps[0] / 1e9)
             aggregation._max = max(aggregation._max, gaps[-1] / 1e9)
+
+
+def _count_sorted(counts: list[int], ordered: Sequence[Any], bounds: Sequence[Any]) -> None:
+    """Add sorted values to bucket counts, where bucket i holds (bounds[i-1], bounds[i]]: one bisection
+    per bound (usually a few, as gaps sit in the first buckets) instead of one per value."""
+    size = len(ordered)
+    below = 0
+    for index, bound in enumerate(bounds):
+        upto = bisect_right(ordered, bound)
+        counts[index] += upto - below
+        below = upto
+        if below == size:
+            return
+    counts[len(bounds)] += size - below
 
 
 def _add_values(aggregation: Any, values: Sequence[float]) -> None:
@@ -217,19 +221,7 @@ def _add_values(aggregation: Any, values: Sequence[float]) -> None:
         if len(values) == 1:
             counts[bisect_left(boundaries, values[0])] += 1
         else:
-            # Bucket i holds (boundary[i-1], boundary[i]]: count by bisecting the sorted values once per
-            # boundary (usually a few, as gaps sit in the first buckets) instead of once per value.
-            ordered = sorted(values)
-            size = len(ordered)
-            below = 0
-            for index, bound in enumerate(boundaries):
-                upto = bisect_right(ordered, bound)
-                counts[index] += upto - below
-                below = upto
-                if below == size:
-                    break
-            else:
-                counts[len(boundaries)] += size - below
+            _count_sorted(counts, sorted(values), boundaries)
         aggregation._sum += total
         if aggregation._record_min_max:
             aggregation._min = min(aggregation._min, low)
