@@ -662,6 +662,3 @@ def test_pricing_off(otel: Any, instrument: Any, client: Any, monkeypatch: Any, 
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert not COST_KEYS & set(otel.span().attributes)
     assert cost_points(otel) == ([], [])
-
-
-# ------------------------------------------------------------------------------------------ overhead

@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
-from types import MethodType
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from types import GeneratorType, MethodType
 from typing import Any
 
 import wrapt
@@ -47,7 +47,7 @@ class StreamState:
         self.reading = False
         # The SDK's own generator, when the proxy reads it directly: while it runs, the SDK is
         # producing a chunk, which tells the same as `reading` without a flag write per chunk.
-        self.source: Iterator[Any] | None = None
+        self.source: Generator[Any, None, None] | None = None
         self.handed_perf = _perf_ns()
 
     def sdk_busy(self) -> bool:
@@ -60,7 +60,7 @@ class StreamState:
         if self.reading:
             return True
         source = self.source
-        return source is not None and (source.gi_running or source.gi_frame is None)  # type: ignore[attr-defined]
+        return source is not None and (source.gi_running or source.gi_frame is None)
 
     def end(self, outcome: str, end_perf: int | None = None) -> None:
         inv = self.inv
@@ -149,8 +149,9 @@ def weak_method(method: Any) -> Callable[[], Any]:
 class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """Wraps a sync SDK stream (e.g. `openai.Stream`).
 
-    `source`: the iterator the stream's own `__iter__` merely re-yields from (a Stainless `Stream`'s
+    `source`: the generator the stream's own `__iter__` merely re-yields from (a Stainless `Stream`'s
     `_iterator`), which the proxy then reads directly, so the proxy adds no generator layer per chunk.
+    It goes to `state.source`, where the response close hook looks too.
     """
 
     def __init__(
@@ -158,8 +159,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     ) -> None:
         super().__init__(wrapped)
         self._self_state = state
-        self._self_source = source
-        if source is not None and hasattr(source, "gi_running"):
+        if isinstance(source, GeneratorType):
             state.source = source
         if hook_close:
             hook_response_close(getattr(wrapped, "response", None), state, is_async=False)
@@ -187,7 +187,7 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
                 raise
             state.end(semconv.OUTCOME_COMPLETED)
             return
-        iterator = self._self_source or iter(self.__wrapped__)
+        iterator = iter(self.__wrapped__)
         while True:
             state.reading = True
             try:
@@ -253,7 +253,11 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    """Wraps an async SDK stream (e.g. `openai.AsyncStream`); `source` as for SyncStreamProxy."""
+    """Wraps an async SDK stream (e.g. `openai.AsyncStream`).
+
+    `source`: the async generator its `__aiter__` merely re-yields from, read directly. Reads are still
+    marked by the `reading` flag: an async generator is not "running" while it awaits the network.
+    """
 
     def __init__(
         self,
