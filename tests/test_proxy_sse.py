@@ -80,6 +80,17 @@ def test_mixed_line_endings() -> None:
     every_split(stream)
 
 
+def test_one_event_chunks_with_carriage_returns_after_a_clean_start() -> None:
+    # After a first whole event the parser takes its one-event fast path, which must leave any chunk
+    # with a `\r` (a line end of its own) to the general path.
+    parser = SSEParser()
+    assert parser.feed(b"data: 1\n\n") == [(b"", b"1")]
+    assert parser.feed(b"event: a\r\ndata: 2\r\n\r\n") == [(b"a", b"2")]
+    assert parser.feed(b"data: a\rdata: b\n\n") == [(b"", b"a\nb")]
+    assert parser.feed(b"event: c\rdata: 3\n\n") == [(b"c", b"3")]
+    assert parser.feed(b"data: 4\n\n") == [(b"", b"4")]
+
+
 def test_several_events_in_one_chunk_and_one_event_in_many_chunks() -> None:
     parser = SSEParser()
     assert parser.feed(b"data: 1\n\ndata: 2\n\ndata: 3") == [(b"", b"1"), (b"", b"2")]

@@ -36,12 +36,15 @@ DONE = b"[DONE]"
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
+_CR = 13  # b"\r" as a byte value
 _JSON_STARTS = frozenset(b"{[")
 _JSON_ENDS = frozenset(b"}]")
 # One event that is only `data:` or `event:` + `data:`, starting where an event starts.
 _SIMPLE_EVENTS = re.compile(rb"(?:\A|(?<=\n\n))(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
-# A whole chunk that is one such event, with no `\r` anywhere (possessive: nothing to backtrack into).
-_ONE_EVENT = re.compile(rb"(?:event: ?([^\n\r]*+)\n)?data: ?([^\n\r]*+)\n\n").fullmatch
+# A whole chunk that is one such event (possessive: nothing to backtrack into). Only for chunks with no
+# `\r` (a line end too), checked first: `.` lets sre scan a line at a time, where the equivalent
+# `[^\n\r]` tests a class per byte, 2.5x slower on a 120-byte Anthropic event.
+_ONE_EVENT = re.compile(rb"(?:event: ?(.*+)\n)?data: ?(.*+)\n\n").fullmatch
 
 
 class SSEParser:
@@ -67,12 +70,13 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events that `chunk` completes, in order."""
-        if self._clean and type(chunk) is bytes:
+        # (`13 in chunk` is a memchr; `b"\r" in chunk` goes through the substring search, 7x slower.)
+        if self._clean and type(chunk) is bytes and _CR not in chunk:
             # Nothing pending, and the chunk is one event or whole events (how proxies send them).
             one = _ONE_EVENT(chunk)
             if one is not None:
                 return [one.groups(b"")]
-            if chunk.endswith(b"\n\n") and b"\r" not in chunk:
+            if chunk.endswith(b"\n\n"):
                 found = _SIMPLE_EVENTS.findall(chunk)
                 if len(found) == chunk.count(b"\n\n"):
                     return found
@@ -97,8 +101,8 @@ class SSEParser:
         if self._cr:
             self._cr = False
             chunk = b"\r" + chunk
-        if b"\r" in chunk:
-            if chunk[-1] == 13:  # b"\r": maybe half of a \r\n, decided when the next chunk comes
+        if _CR in chunk:
+            if chunk[-1] == _CR:  # b"\r": maybe half of a \r\n, decided when the next chunk comes
                 self._cr = True
                 chunk = chunk[:-1]
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
