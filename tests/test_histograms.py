@@ -1,4 +1,5 @@
-"""record_many must export exactly what one `record` per value exports, under every reader set-up."""
+"""record_many, record_intervals and the keyed forms must export exactly what one public `record` per
+value exports, under every reader set-up."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from llmlens.core import histograms
 from llmlens.core.histograms import FastHistogram
 
 ATTRS = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "m"}
+KEY = tuple(ATTRS.items())
 
 
 def _points(reader: InMemoryMetricReader) -> list[tuple[Any, ...]]:
@@ -33,7 +35,8 @@ def _points(reader: InMemoryMetricReader) -> list[tuple[Any, ...]]:
     return sorted(result, key=repr)
 
 
-def _run(values: list[list[float]], bulk: bool, **provider_options: Any) -> list[Any]:
+def _run(values: list[list[float]], bulk: bool | str, **provider_options: Any) -> list[Any]:
+    """bulk: False (the public API), True (record_many and record, alternating), "keyed" (record_keyed)."""
     readers = provider_options.pop("readers")
     provider = MeterProvider(metric_readers=readers, **provider_options)
     histogram = provider.get_meter("t").create_histogram(
@@ -42,7 +45,10 @@ def _run(values: list[list[float]], bulk: bool, **provider_options: Any) -> list
     fast = FastHistogram(histogram)
     results = []
     for i, batch in enumerate(values):
-        if bulk and i % 2:
+        if bulk == "keyed":
+            for value in batch:
+                fast.record_keyed(value, KEY, ATTRS)
+        elif bulk and i % 2:
             fast.record_many(batch, ATTRS, None)
         elif bulk:
             for value in batch:
@@ -56,7 +62,9 @@ def _run(values: list[list[float]], bulk: bool, **provider_options: Any) -> list
 
 
 VALUES = [
-    [random.Random(seed).uniform(0, 0.2) for _ in range(40)] + [0.0, 5.0, 90.0, -1.0, float("nan")]
+    [random.Random(seed).uniform(0, 0.2) for _ in range(40)]
+    + [0.0, 5.0, 90.0, -1.0, float("nan"), float("inf")]
+    + list(semconv.DURATION_BUCKETS[::3])  # exact boundaries: a bucket's upper bound is inclusive
     for seed in range(4)
 ]
 
@@ -95,8 +103,8 @@ def test_bulk_record_equals_one_by_one(setup: str) -> None:
         return {"readers": [InMemoryMetricReader()], "views": views}
 
     expected = _run(VALUES, bulk=False, **options())
-    actual = _run(VALUES, bulk=True, **options())
-    assert actual == expected
+    assert _run(VALUES, bulk=True, **options()) == expected
+    assert _run(VALUES, bulk="keyed", **options()) == expected
     if setup != "view dropping the metric":
         assert any(expected[-1]), "the comparison must see data points"
 
@@ -118,7 +126,7 @@ STAMPS = [_stamps(seed) for seed in range(3)] + [[5], [], [10, 7, 30]]  # one st
 
 @pytest.mark.parametrize("setup", ["cumulative", "delta", "view with attribute filter", "exponential view"])
 def test_record_intervals_equals_one_record_per_gap(setup: str) -> None:
-    def run(intervals: bool) -> list[Any]:
+    def run(intervals: bool | str) -> list[Any]:
         temporality = {SdkHistogram: AggregationTemporality.DELTA} if setup == "delta" else None
         reader = InMemoryMetricReader(temporality)
         views = {
@@ -136,7 +144,9 @@ def test_record_intervals_equals_one_record_per_gap(setup: str) -> None:
         fast = FastHistogram(histogram)
         results = []
         for stamps in STAMPS:
-            if intervals:
+            if intervals == "keyed":
+                fast.record_intervals_keyed(stamps, KEY, ATTRS)
+            elif intervals:
                 fast.record_intervals(stamps, ATTRS, None)
             else:
                 for a, b in pairwise(stamps):
@@ -147,6 +157,7 @@ def test_record_intervals_equals_one_record_per_gap(setup: str) -> None:
 
     expected = run(intervals=False)
     assert run(intervals=True) == expected
+    assert run(intervals="keyed") == expected
     assert expected[-1], "the comparison must see data points"
 
 
@@ -165,6 +176,22 @@ def test_falls_back_to_public_api_when_sdk_layout_is_unknown(monkeypatch: pytest
     assert _run(VALUES[:1], bulk=True, readers=[InMemoryMetricReader()]) == expected
 
 
+def test_keyed_forms_give_the_first_value_an_exemplar_of_the_span() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    fast = FastHistogram(provider.get_meter("t").create_histogram("h", unit="s"))
+    span = TracerProvider().get_tracer("t").start_span("call")
+    fast.record_keyed(0.25, KEY, ATTRS, span)  # the first of its attribute set: the public API
+    fast.record_keyed(0.5, KEY, ATTRS, span)  # then the fast path
+    data = reader.get_metrics_data()
+    [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    assert point.count == 2
+    assert [e.trace_id for e in point.exemplars] == [span.get_span_context().trace_id]
+    provider.shutdown()
+
+
 def test_api_only_histogram_is_a_no_op() -> None:
     from opentelemetry.metrics import NoOpMeterProvider
 
@@ -172,6 +199,8 @@ def test_api_only_histogram_is_a_no_op() -> None:
     fast = FastHistogram(histogram)
     fast.record_many([0.1, 0.2, 0.3], ATTRS, None)  # must not raise
     fast.record(0.4, ATTRS)
+    fast.record_keyed(0.5, KEY, ATTRS)
+    fast.record_intervals_keyed([1, 2, 3], KEY, ATTRS)
 
 
 def test_reader_added_later_sees_new_values() -> None:

@@ -704,15 +704,21 @@ class CostMeter:
             found = cls._by_meter[meter] = cls(meter)
         return found
 
-    def add(self, result: float | str, attributes: dict[str, Any]) -> None:
-        """Add a priced call's amount, or count an unpriced call under its reason."""
+    def add(
+        self, result: float | str, attributes: dict[str, Any], key: tuple[Any, ...] | None = None
+    ) -> None:
+        """Add a priced call's amount, or count an unpriced call under its reason.
+
+        `key`: `tuple(attributes.items())`, when the caller keeps it with the attributes.
+        """
         if type(result) is str:
             totals: dict[tuple[tuple[str, Any], ...], Any] = self._unpriced
-            key = (*attributes.items(), (semconv.LLMLENS_COST_UNPRICED_REASON, result))
+            key = (*(key or attributes.items()), (semconv.LLMLENS_COST_UNPRICED_REASON, result))
             result = 1
         else:
             totals = self._cost
-            key = tuple(attributes.items())
+            if key is None:
+                key = tuple(attributes.items())
         with self._lock:
             total = totals.get(key)
             if total is not None:

@@ -22,12 +22,14 @@ from itertools import pairwise
 from operator import sub
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram
 
 _log = logging.getLogger(__name__)
 _MAX_CACHED_ATTRIBUTE_SETS = 1000
 _UNKNOWN = object()
+_INF = math.inf
 
 
 class FastHistogram:
@@ -92,15 +94,37 @@ class FastHistogram:
         if aggregations is None:
             self.record_many([(b - a) / 1e9 for a, b in pairwise(stamps_ns)], attributes, context)
             return
-        gaps = list(map(sub, stamps_ns[1:], stamps_ns))
-        gaps.sort()
-        if gaps[0] < 0:  # not monotonic (never from perf_counter_ns): the general path drops negatives
-            for aggregation in aggregations:
-                _add_values(aggregation, [gap / 1e9 for gap in gaps])
-            return
-        total = (stamps_ns[-1] - stamps_ns[0]) / 1e9
-        for aggregation in aggregations:
-            _add_sorted_ns(aggregation, gaps, total)
+        _add_intervals(aggregations, stamps_ns)
+
+    # --- the keyed forms: for a caller that keeps `key = tuple(attributes.items())` next to each
+    # attribute set it reuses (Telemetry), so a value costs one dict lookup and a bucket update. The
+    # span stands in for the context the public API takes: that context is built only on the slow
+    # path (the first value of an attribute set), which is the only one that reads it.
+
+    def record_keyed(
+        self, value: float, key: tuple[Any, ...], attributes: dict[str, Any], span: Any = None
+    ) -> None:
+        """`record(value, attributes, <span's context>)`, with `key == tuple(attributes.items())`."""
+        consumer = self._consumer
+        if consumer is not None and consumer._reader_storages is self._storages and 0 <= value < _INF:
+            aggregations = self._cache.get(key)
+            if aggregations is not None:
+                for aggregation in aggregations:
+                    _add_one(aggregation, value)
+                return
+        self.record(value, attributes, _context(span))
+
+    def record_intervals_keyed(
+        self, stamps_ns: Sequence[int], key: tuple[Any, ...], attributes: dict[str, Any], span: Any = None
+    ) -> None:
+        """`record_intervals(stamps_ns, attributes, <span's context>)`, with `key` as in `record_keyed`."""
+        consumer = self._consumer
+        if consumer is not None and consumer._reader_storages is self._storages and len(stamps_ns) > 1:
+            aggregations = self._cache.get(key)
+            if aggregations is not None:
+                _add_intervals(aggregations, stamps_ns)
+                return
+        self.record_intervals(stamps_ns, attributes, _context(span))
 
     def _aggregations(self, attributes: dict[str, Any]) -> list[Any] | None:
         consumer = self._consumer
@@ -131,6 +155,23 @@ class FastHistogram:
         if len(self._cache) < _MAX_CACHED_ATTRIBUTE_SETS:
             self._cache[key] = found
         return found
+
+
+def _context(span: Any) -> Context | None:
+    return None if span is None else trace.set_span_in_context(span)
+
+
+def _add_intervals(aggregations: list[Any], stamps_ns: Sequence[int]) -> None:
+    """The gaps between consecutive stamps (at least two), in seconds, into the aggregations."""
+    gaps = list(map(sub, stamps_ns[1:], stamps_ns))
+    gaps.sort()
+    if gaps[0] < 0:  # not monotonic (never from perf_counter_ns): the general path drops negatives
+        for aggregation in aggregations:
+            _add_values(aggregation, [gap / 1e9 for gap in gaps])
+        return
+    total = (stamps_ns[-1] - stamps_ns[0]) / 1e9
+    for aggregation in aggregations:
+        _add_sorted_ns(aggregation, gaps, total)
 
 
 def _explicit_bucket_aggregations(histogram: Any, attributes: dict[str, Any]) -> list[Any] | None:
@@ -203,6 +244,21 @@ def _count_sorted(counts: list[int], ordered: Sequence[Any], bounds: Sequence[An
         if below == size:
             return
     counts[len(bounds)] += size - below
+
+
+def _add_one(aggregation: Any, value: float) -> None:
+    """Add one finite, non-negative value, as the SDK's `aggregate` does."""
+    with aggregation._lock:
+        counts = aggregation._value
+        if counts is None:
+            counts = aggregation._value = aggregation._get_empty_bucket_counts()
+        counts[bisect_left(aggregation._boundaries, value)] += 1
+        aggregation._sum += value
+        if aggregation._record_min_max:
+            if value < aggregation._min:
+                aggregation._min = value
+            if value > aggregation._max:
+                aggregation._max = value
 
 
 def _add_values(aggregation: Any, values: Sequence[float]) -> None:

@@ -105,6 +105,8 @@ class Telemetry:
             meter, semconv.METRIC_TIME_PER_OUTPUT_CHUNK, "s",
             "Time between consecutive chunks of a streamed response", semconv.DURATION_BUCKETS,
         )  # fmt: skip
+        # (operation, provider, models, server, error type) -> the metric attribute sets of such calls
+        self._metric_attributes: dict[tuple[Any, ...], MetricAttributes] = {}
         # Cost (llmlens.pricing): PriceBook starts loading the price data in a background thread.
         self.prices = pricing.PriceBook(settings.prices) if settings.pricing else None
         self.costs = pricing.CostMeter.for_meter(meter) if settings.pricing else None
@@ -217,11 +219,10 @@ class Telemetry:
                 span.set_status(Status(StatusCode.OK))
             # closed/abandoned/cancelled streams stay UNSET: the call did not fail, it was cut short.
         span.end(end_time=end_ns)
-        span_context = trace.set_span_in_context(span)
         if not inv.upstream:  # a proxied request is measured once, on the server side
-            self._record_metrics(inv, err_type, end_perf, span_context, priced)
+            self._record_metrics(inv, err_type, end_perf, span, priced)
         if self.event_logger is not None:
-            self._emit_event(inv, {**inv.request_attributes, **attributes}, span_context)
+            self._emit_event(inv, {**inv.request_attributes, **attributes}, trace.set_span_in_context(span))
 
     # --- pieces ---------------------------------------------------------------------------------
 
@@ -274,41 +275,37 @@ class Telemetry:
         inv: Invocation,
         err_type: str | None,
         end_perf: int,
-        ctx: Any,
+        span: Any,
         priced: float | str | None = None,
     ) -> None:
-        attrs: dict[str, Any] = {
-            semconv.OPERATION_NAME: inv.operation,
-            semconv.PROVIDER_NAME: inv.provider,
-        }
-        if inv.request_model:
-            attrs[semconv.REQUEST_MODEL] = inv.request_model
-        if inv.response_model:
-            attrs[semconv.RESPONSE_MODEL] = inv.response_model
-        if inv.server_address:
-            attrs[semconv.SERVER_ADDRESS] = inv.server_address
-            if inv.server_port:
-                attrs[semconv.SERVER_PORT] = inv.server_port
-        if err_type is not None:
-            duration_attrs = dict(attrs)
-            duration_attrs[semconv.ERROR_TYPE] = err_type
-        else:
-            duration_attrs = attrs
-        self.duration.record((end_perf - inv.start_perf) / 1e9, duration_attrs, ctx)
+        # The attribute sets (and their keys) of calls like this one were built once: a value costs a
+        # dict lookup and a bucket update (FastHistogram's keyed forms), and the span's context, which
+        # only a first value of an attribute set needs (exemplars), is built only then.
+        sets = self._attribute_sets(inv, err_type)
+        self.duration.record_keyed((end_perf - inv.start_perf) / 1e9, sets.duration_key, sets.duration, span)
         if inv.input_tokens is not None:
-            token_attrs = dict(attrs)
-            token_attrs[semconv.TOKEN_TYPE] = semconv.TOKEN_TYPE_INPUT
-            self.token_usage.record(inv.input_tokens, token_attrs, ctx)
+            self.token_usage.record_keyed(inv.input_tokens, sets.input_key, sets.input, span)
         if inv.output_tokens is not None:
-            token_attrs = dict(attrs)
-            token_attrs[semconv.TOKEN_TYPE] = semconv.TOKEN_TYPE_OUTPUT
-            self.token_usage.record(inv.output_tokens, token_attrs, ctx)
+            self.token_usage.record_keyed(inv.output_tokens, sets.output_key, sets.output, span)
         times = inv.chunk_times
         if inv.stream and times and err_type is None:
-            self.time_to_first_chunk.record((times[0] - inv.start_perf) / 1e9, attrs, ctx)
-            self.time_per_output_chunk.record_intervals(times, attrs, ctx)
+            first = (times[0] - inv.start_perf) / 1e9
+            self.time_to_first_chunk.record_keyed(first, sets.key, sets.base, span)
+            self.time_per_output_chunk.record_intervals_keyed(times, sets.key, sets.base, span)
         if priced is not None and self.costs is not None:  # USD, or why the call has no cost
-            self.costs.add(priced, attrs)
+            self.costs.add(priced, sets.base, sets.key)
+
+    def _attribute_sets(self, inv: Invocation, err_type: str | None) -> MetricAttributes:
+        identity = (
+            inv.operation, inv.provider, inv.request_model, inv.response_model, inv.server_address,
+            inv.server_port, err_type,
+        )  # fmt: skip
+        found = self._metric_attributes.get(identity)
+        if found is None:
+            found = MetricAttributes(inv, err_type)
+            if len(self._metric_attributes) < _MAX_ATTRIBUTE_SETS:  # past that, built per call
+                self._metric_attributes[identity] = found
+        return found
 
     def _emit_event(self, inv: Invocation, span_attributes: dict[str, Any], ctx: Any) -> None:
         attributes = {k: v for k, v in span_attributes.items() if k not in _STRINGIFIED_CONTENT}
@@ -332,6 +329,36 @@ class Telemetry:
             context=ctx,
             timestamp=_time_ns(),
         )
+
+
+_MAX_ATTRIBUTE_SETS = 1000
+
+
+class MetricAttributes:
+    """The attribute sets one kind of call records its metrics with, each with its key for FastHistogram:
+    `base` (duration of a call without error, time to first chunk, time per chunk, cost), `duration`
+    (base + error.type, when there was one), and the two token-usage sets. Never mutated once built."""
+
+    __slots__ = ("base", "duration", "duration_key", "input", "input_key", "key", "output", "output_key")
+
+    def __init__(self, inv: Invocation, err_type: str | None) -> None:
+        base: dict[str, Any] = {semconv.OPERATION_NAME: inv.operation, semconv.PROVIDER_NAME: inv.provider}
+        if inv.request_model:
+            base[semconv.REQUEST_MODEL] = inv.request_model
+        if inv.response_model:
+            base[semconv.RESPONSE_MODEL] = inv.response_model
+        if inv.server_address:
+            base[semconv.SERVER_ADDRESS] = inv.server_address
+            if inv.server_port:
+                base[semconv.SERVER_PORT] = inv.server_port
+        self.base = base
+        self.key = tuple(base.items())
+        self.duration = base if err_type is None else {**base, semconv.ERROR_TYPE: err_type}
+        self.duration_key = tuple(self.duration.items())
+        self.input = {**base, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
+        self.input_key = tuple(self.input.items())
+        self.output = {**base, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
+        self.output_key = tuple(self.output.items())
 
 
 _INV_FIELD = {
