@@ -111,7 +111,7 @@ def hook_response_close(response: Any, state: StreamState, is_async: bool) -> No
 
         async def aclose() -> None:
             try:
-                await method()()
+                await method()
             finally:
                 if not state.sdk_busy():
                     state.end(semconv.OUTCOME_CLOSED)
@@ -121,7 +121,7 @@ def hook_response_close(response: Any, state: StreamState, is_async: bool) -> No
 
         def close() -> None:
             try:
-                method()()
+                method()
             finally:
                 if not state.sdk_busy():
                     state.end(semconv.OUTCOME_CLOSED)
@@ -133,17 +133,26 @@ def hook_response_close(response: Any, state: StreamState, is_async: bool) -> No
         _log.debug("llmlens: cannot hook response close", exc_info=True)
 
 
-def weak_method(method: Any) -> Callable[[], Any]:
-    """A getter for `method` that does not keep its object alive.
+def weak_method(method: Any) -> Callable[..., Any]:
+    """`method`, callable as itself, without keeping its object alive.
 
     A hook stored on the object it wraps (`response.close = hook`) that held the bound method would
     make a cycle (response -> hook -> bound method -> response): every stream's HTTP response, span
     and buffers would then wait for the cyclic garbage collector. The hook can only be called through
-    a live object, so the weak reference holds.
+    a live object, so the weak reference holds. (One C weak reference and a closure: cheaper than
+    `weakref.WeakMethod`, whose constructor is Python code, once per stream.)
     """
-    if isinstance(method, MethodType):
-        return weakref.WeakMethod(method)
-    return lambda: method
+    if not isinstance(method, MethodType):
+        return method  # type: ignore[no-any-return]
+    func, target = method.__func__, weakref.ref(method.__self__)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        owner = target()
+        if owner is None:  # unreachable through the hook (see above); a stray reference gets None
+            return None
+        return func(owner, *args, **kwargs)
+
+    return call
 
 
 class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]

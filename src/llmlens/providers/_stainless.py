@@ -19,7 +19,6 @@ as the SDK sends it (anthropic 2.x takes `temperature`, `top_p` and `top_k` only
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
 import weakref
@@ -93,6 +92,8 @@ class StainlessPatch:
         response_module = importlib.import_module(f"{package}._response")
         self._api_response = response_module.APIResponse
         self._async_api_response = response_module.AsyncAPIResponse
+        # a stream class's __iter__/__aiter__ -> does it only re-yield `self._iterator`?
+        self._reyields: dict[Any, bool] = {}
 
     # --- patching -------------------------------------------------------------------------------
 
@@ -223,11 +224,13 @@ class StainlessPatch:
         Only when that method is the base class's own (a subclass may do more) and its code does
         nothing but loop over `self._iterator` (anthropic's also notifies its own tracing observer).
         """
-        base = self._async_stream if method == "__aiter__" else self._sync_stream
-        base_method = getattr(base, method, None)
-        if getattr(type(stream), method, None) is not base_method or not _only_reyields(base_method):
-            return None
-        return getattr(stream, "_iterator", None)
+        found = getattr(type(stream), method, None)
+        reyields = self._reyields.get(found)  # keyed by the method itself: a patched class is re-judged
+        if reyields is None:
+            base = self._async_stream if method == "__aiter__" else self._sync_stream
+            reyields = found is getattr(base, method, None) and _only_reyields(found)
+            self._reyields[found] = reyields
+        return getattr(stream, "_iterator", None) if reyields else None
 
     def _raw_response(self, inv: Invocation, route: Route, raw: Any, is_async: bool) -> Any:
         if not getattr(raw, "_stream", False):
@@ -288,7 +291,7 @@ class StainlessPatch:
             async def parse(*args: Any, **kwargs: Any) -> Any:
                 state.reading = True  # parse() closes the response after reading: not a user close
                 try:
-                    parsed = await original()(*args, **kwargs)
+                    parsed = await original(*args, **kwargs)
                 finally:
                     state.reading = False
                 return on_parsed(parsed)
@@ -298,7 +301,7 @@ class StainlessPatch:
             def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
                 state.reading = True
                 try:
-                    parsed = original()(*args, **kwargs)
+                    parsed = original(*args, **kwargs)
                 finally:
                     state.reading = False
                 return on_parsed(parsed)
@@ -306,7 +309,6 @@ class StainlessPatch:
         response.parse = parse
 
 
-@functools.cache
 def _only_reyields(method: Any) -> bool:
     """`for item in self._iterator: yield item` (or its async form), judged by the names it uses."""
     code = getattr(method, "__code__", None)
