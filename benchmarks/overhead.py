@@ -1,7 +1,7 @@
 """Per-call overhead of llmlens on the real openai and anthropic SDKs, the network replaced by canned bytes.
 
     python benchmarks/overhead.py [--rounds R] [--calls N] [--stream-calls M] [--warmup W]
-                                  [--slices S] [--markdown] [--verbose]
+                                  [--slices S] [--design blocks|mixed] [--markdown] [--verbose]
 
 One process runs three modes, interleaved: each of R rounds runs N calls per mode, cut into S slices
 that cycle through the modes with the order rotated every slice, so drift of the machine (or another
@@ -24,16 +24,24 @@ its slices it is switched on and off with ``instrument()``/``uninstrument()`` (c
 restore pass-through: the original method is back and no span is made).
 
 Workloads: a non-streaming ``chat.completions.create`` and a streamed one (34 content chunks with
-``include_usage``: the stream yields 37 chunks, role + 34 content + finish + usage, then ``[DONE]``);
-the same two for anthropic ``messages.create`` (34 ``text_delta`` events: the stream yields 39 events,
-message_start, content_block_start, 34 deltas, content_block_stop, message_delta, message_stop).
+``include_usage``: the stream yields 37 chunks, role + 34 content + finish + usage, then ``[DONE]``),
+and a long stream of 136 content chunks (asked for by a request header that llmlens does not read);
+the same three for anthropic ``messages.create`` (34 ``text_delta`` events: the stream yields 39
+events, message_start, content_block_start, 34 deltas, content_block_stop, message_delta,
+message_stop; the long one 136 deltas). Each workload runs in blocks of its own (``--design
+blocks``, the default) or the three in turn (``--design mixed``, see ``Bench.plan``).
 Bodies come from ``llmlens.demo.fake_bodies`` and ``fake_anthropic`` and are built once; an
 ``httpx2.MockTransport`` serves them, so what is timed is the SDK (request building, JSON/SSE parsing,
 pydantic) plus instrumentation.
 
 Reported per mode and workload: the median and the min of the per-round mean µs/call; Δ vs ``sdk``
-(median of the paired per-slice differences, R x S pairs); per-chunk overhead =
-(stream Δ - non-stream Δ) / 34, per SDK;
+(median of the paired per-slice differences, R x S pairs); per-chunk overhead = the cost of one more
+chunk, (long-stream Δ - stream Δ) / 102, per SDK, with the fixed part of a streamed call, stream Δ -
+34 x per-chunk; and, for comparison with the earlier sessions and the peers' study, the estimate
+(stream Δ - non-stream Δ) / 34, which assumes a stream's fixed part costs what a whole non-streaming
+call does. In blocks it does not: back-to-back non-streaming calls find llmlens' per-call code in
+the caches, a stream's start and end (3 ms of SDK parsing apart) do not, and the estimate charges
+that difference to the chunks;
 spans per call; ``import llmlens`` time (``-X importtime``, median of 5 fresh interpreters) and the
 non-stdlib top-level modules it loads. Targets are printed with PASS/FAIL.
 """
@@ -67,11 +75,18 @@ from llmlens.demo import fake_anthropic
 from llmlens.demo.fake_bodies import Scenario, chat_completion, chat_completion_events
 
 MODES = ("none", "sdk", "llmlens")
-# SDK -> (non-streaming workload, streamed workload)
-SDKS = {"openai": ("non-stream", "stream"), "anthropic": ("anthropic non-stream", "anthropic stream")}
-WORKLOADS = tuple(w for pair in SDKS.values() for w in pair)
-STREAMED = frozenset(pair[1] for pair in SDKS.values())
+# SDK -> (non-streaming workload, streamed workload, long streamed workload)
+SDKS = {
+    "openai": ("non-stream", "stream", "long stream"),
+    "anthropic": ("anthropic non-stream", "anthropic stream", "anthropic long stream"),
+}
+WORKLOADS = tuple(w for group in SDKS.values() for w in group)
+STREAMED = frozenset(w for group in SDKS.values() for w in group[1:])
+LONG = frozenset(group[2] for group in SDKS.values())
 CONTENT_CHUNKS = 34
+LONG_CHUNKS = 4 * CONTENT_CHUNKS
+# The long stream is asked for with this header, which llmlens does not read: same request otherwise.
+LONG_HEADERS = {"x-bench-stream": "long"}
 MODEL = "gpt-4o-mini"
 CLAUDE = "claude-haiku-4-5"
 MESSAGES = [
@@ -96,8 +111,10 @@ def build_handler() -> tuple[Callable[[Any], Any], int]:
     scenario = Scenario(chunks=CONTENT_CHUNKS)
     request = {"model": MODEL, "messages": MESSAGES}
     _status, json_headers, json_body = chat_completion(request, scenario)
-    frames = chat_completion_events({**request, "stream": True, "stream_options": STREAM_OPTIONS}, scenario)
+    streamed = {**request, "stream": True, "stream_options": STREAM_OPTIONS}
+    frames = chat_completion_events(streamed, scenario)
     sse_body = b"".join(frames)
+    long_body = b"".join(chat_completion_events(streamed, Scenario(chunks=LONG_CHUNKS)))
     sse_headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
     json_headers = dict(json_headers)
     data_frames = sum(1 for frame in frames if frame.startswith(b"data: {"))
@@ -105,7 +122,8 @@ def build_handler() -> tuple[Callable[[Any], Any], int]:
     def handler(http_request: Any) -> Any:
         # The SDK serialises compactly; a substring test keeps the handler's cost tiny and equal for all.
         if b'"stream":true' in http_request.content:
-            return httpx2.Response(200, headers=sse_headers, content=sse_body)
+            body = long_body if "x-bench-stream" in http_request.headers else sse_body
+            return httpx2.Response(200, headers=sse_headers, content=body)
         return httpx2.Response(200, headers=json_headers, content=json_body)
 
     return handler, data_frames
@@ -118,25 +136,37 @@ def build_anthropic_handler() -> tuple[Callable[[Any], Any], int]:
     _status, json_headers, json_body = fake_anthropic.message(request, scenario)
     frames = fake_anthropic.message_events({**request, "stream": True}, scenario)
     sse_body = b"".join(frames)
+    long_body = b"".join(
+        fake_anthropic.message_events({**request, "stream": True}, Scenario(chunks=LONG_CHUNKS))
+    )
     sse_headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
     events = sum(1 for frame in frames if not frame.startswith(b"event: ping"))  # the SDK skips pings
 
     def handler(http_request: Any) -> Any:
         if b'"stream":true' in http_request.content or b'"stream": true' in http_request.content:
-            return httpx2.Response(200, headers=sse_headers, content=sse_body)
+            body = long_body if "x-bench-stream" in http_request.headers else sse_body
+            return httpx2.Response(200, headers=sse_headers, content=body)
         return httpx2.Response(200, headers=json_headers, content=json_body)
 
     return handler, events
 
 
 class DiscardingExporter(SpanExporter):  # type: ignore[misc]
-    """Counts spans and drops them: the export itself costs (next to) nothing."""
+    """Counts spans (all, and those of streamed calls) and drops them: the export costs next to nothing."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.streamed = 0
+        self.long = 0  # streamed, with more chunks than the short stream has
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         self.count += len(spans)
+        for span in spans:
+            attributes = span.attributes or {}
+            if attributes.get("gen_ai.request.stream"):
+                self.streamed += 1
+                if attributes.get("llmlens.stream.chunk_count", 0) > 2 * CONTENT_CHUNKS:
+                    self.long += 1
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -179,6 +209,7 @@ class Bench:
     rounds: int
     calls: int
     stream_calls: int
+    design: str  # "mixed" (each SDK's two workloads alternate, call by call) or "blocks"
     warmup: int
     slices: int
     client: Any
@@ -203,29 +234,39 @@ class Bench:
     def call(self) -> None:
         self.client.chat.completions.create(model=MODEL, messages=MESSAGES)
 
-    def stream(self) -> None:
+    def stream(self, headers: dict[str, str] | None = None) -> int:
+        chunks = 0
         for _chunk in self.client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
+            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS, extra_headers=headers
         ):
-            pass
+            chunks += 1
+        return chunks
+
+    def long_stream(self) -> int:
+        return self.stream(LONG_HEADERS)
 
     def claude_call(self, client: Any = None) -> None:
         (client or self.anthropic_client).messages.create(
             model=CLAUDE, max_tokens=256, messages=CLAUDE_MESSAGES
         )
 
-    def claude_stream(self, client: Any = None) -> int:
+    def claude_stream(self, client: Any = None, headers: dict[str, str] | None = None) -> int:
         events = 0
         for _event in (client or self.anthropic_client).messages.create(
-            model=CLAUDE, max_tokens=256, messages=CLAUDE_MESSAGES, stream=True
+            model=CLAUDE, max_tokens=256, messages=CLAUDE_MESSAGES, stream=True, extra_headers=headers
         ):
             events += 1
         return events
+
+    def claude_long_stream(self) -> int:
+        return self.claude_stream(headers=LONG_HEADERS)
 
     def workload(self, name: str) -> Callable[[], Any]:
         return {
             "non-stream": self.call,
             "stream": self.stream,
+            "long stream": self.long_stream,
+            "anthropic long stream": self.claude_long_stream,
             "anthropic non-stream": self.claude_call,
             "anthropic stream": self.claude_stream,
         }[name]
@@ -250,59 +291,90 @@ class Bench:
 
     # --- timing
 
-    def block(self, mode: str, workload: str, n: int) -> tuple[int, int]:
-        """Run `n` calls in `mode`; returns (elapsed ns, spans exported)."""
-        fn = self.workload(workload)
+    def block(self, mode: str, workloads: tuple[str, ...], n: int) -> tuple[dict[str, int], dict[str, int]]:
+        """Run `n` cycles of `workloads` (one call each, in turn) in `mode`; returns the elapsed ns and
+        the spans exported, per workload. Each call is timed on its own (a timer read costs ~0.1 µs,
+        the same in every mode)."""
+        fns = [(workload, self.workload(workload)) for workload in workloads]
+        elapsed = dict.fromkeys(workloads, 0)
+        clock = time.perf_counter_ns
         self.enter(mode)
         try:
             self.tracer_provider.force_flush()  # outside the timed window: count this block's spans
-            before = self.exporter.count
-            start = time.perf_counter_ns()
+            exporter = self.exporter
+            before, streamed_before, long_before = exporter.count, exporter.streamed, exporter.long
             for _ in range(n):
-                fn()
-            elapsed = time.perf_counter_ns() - start
+                for workload, fn in fns:
+                    start = clock()
+                    fn()
+                    elapsed[workload] += clock() - start
             self.tracer_provider.force_flush()
-            exported = self.exporter.count - before
+            long = exporter.long - long_before
+            streamed = exporter.streamed - streamed_before - long
+            unary = exporter.count - before - streamed - long
         finally:
             self.leave(mode)
         if mode == "llmlens":
-            self.instrumented_calls += n
+            self.instrumented_calls += n * len(workloads)
+        exported = {w: long if w in LONG else streamed if w in STREAMED else unary for w in workloads}
         return elapsed, exported
 
-    def one_round(self, r: int, workload: str, n: int, timed: bool) -> None:
-        """`n` calls per mode, cut into slices that cycle through the modes (rotated per slice)."""
+    def one_round(self, r: int, workloads: tuple[str, ...], n: int, timed: bool) -> None:
+        """`n` cycles per mode, cut into slices that cycle through the modes (rotated per slice)."""
         slices = max(1, min(self.slices, n))
         sizes = [n // slices + (1 if i < n % slices else 0) for i in range(slices)]
-        elapsed = dict.fromkeys(MODES, 0)
-        exported = dict.fromkeys(MODES, 0)
-        per_slice: dict[str, list[float]] = {mode: [] for mode in MODES}
+        elapsed = {mode: dict.fromkeys(workloads, 0) for mode in MODES}
+        exported = {mode: dict.fromkeys(workloads, 0) for mode in MODES}
+        per_slice: dict[str, dict[str, list[float]]] = {mode: {w: [] for w in workloads} for mode in MODES}
         gc.collect()
         for i, size in enumerate(sizes):
             shift = (r + i) % len(MODES)
             for mode in MODES[shift:] + MODES[:shift]:
-                ns, spans = self.block(mode, workload, size)
-                elapsed[mode] += ns
-                exported[mode] += spans
-                per_slice[mode].append(ns / size / 1000)
+                ns, spans = self.block(mode, workloads, size)
+                for w in workloads:
+                    elapsed[mode][w] += ns[w]
+                    exported[mode][w] += spans[w]
+                    per_slice[mode][w].append(ns[w] / size / 1000)
         if not timed:
             return
         for mode in MODES:
-            self.slice_results.setdefault(mode, {}).setdefault(workload, []).extend(per_slice[mode])
-            self.results.setdefault(mode, {}).setdefault(workload, []).append(elapsed[mode] / n / 1000)
-            spans = self.spans.setdefault(mode, {})
-            spans[workload] = spans.get(workload, 0) + exported[mode]
-            counts = self.timed_calls.setdefault(mode, {})
-            counts[workload] = counts.get(workload, 0) + n
+            for w in workloads:
+                self.slice_results.setdefault(mode, {}).setdefault(w, []).extend(per_slice[mode][w])
+                self.results.setdefault(mode, {}).setdefault(w, []).append(elapsed[mode][w] / n / 1000)
+                spans = self.spans.setdefault(mode, {})
+                spans[w] = spans.get(w, 0) + exported[mode][w]
+                counts = self.timed_calls.setdefault(mode, {})
+                counts[w] = counts.get(w, 0) + n
+
+    def plan(self) -> list[tuple[tuple[str, ...], int, int]]:
+        """(workloads run together, cycles per round, warm-up cycles) in the chosen design.
+
+        blocks (the default): each workload in runs of its own. Back-to-back non-streaming calls keep
+        llmlens' per-call code warm, while a stream's start and end meet it cold (3 ms of SDK parsing in
+        between): the estimate (stream Δ - non-stream Δ) / 34 then charges that difference to the
+        chunks; the slope between the 34- and the 136-chunk stream, both cold, does not. mixed: each
+        SDK's three calls in turn, so the per-call code meets the same caches in all of them.
+        """
+        if self.design == "mixed":
+            return [(group, max(1, self.stream_calls // 3), self.warmup // 8) for group in SDKS.values()]
+        plan = []
+        for w in WORKLOADS:
+            if w in LONG:
+                plan.append(((w,), max(1, self.stream_calls // 4), self.warmup // 16))
+            elif w in STREAMED:
+                plan.append(((w,), self.stream_calls, self.warmup // 4))
+            else:
+                plan.append(((w,), self.calls, self.warmup))
+        return plan
 
     def run(self, progress: bool = True) -> None:
-        sizes = {w: self.stream_calls if w in STREAMED else self.calls for w in WORKLOADS}
-        warm = {w: self.warmup // 4 if w in STREAMED else self.warmup for w in WORKLOADS}
-        for workload in WORKLOADS:
-            if warm[workload]:
-                self.one_round(0, workload, warm[workload], timed=False)
+        plan = self.plan()
+        for workloads, _n, warm in plan:
+            if warm:
+                self.one_round(0, workloads, warm, timed=False)
         for r in range(self.rounds):
-            for workload in WORKLOADS:
-                self.one_round(r, workload, sizes[workload], timed=True)
+            for workloads, n, _warm in plan:
+                self.one_round(r, workloads, n, timed=True)
             if progress:
                 print(f"  round {r + 1}/{self.rounds} done", file=sys.stderr, flush=True)
 
@@ -325,26 +397,27 @@ def check_setup(bench: Bench) -> list[str]:
     if not noop:
         notes.append("could not unset the API's global providers: `none` ran with them installed")
 
-    # llmlens on: one span per call, both workloads.
+    # llmlens on: one span per call, every workload; the long stream is told apart by its chunk count.
     bench.enter("llmlens")
     patched = _base_client.SyncAPIClient.__dict__["request"] is not original
     bench.tracer_provider.force_flush()
-    before = bench.exporter.count
+    before, long_before = bench.exporter.count, bench.exporter.long
     bench.call()
-    chunks = sum(
-        1
-        for _ in bench.client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, stream=True, stream_options=STREAM_OPTIONS
-        )
-    )
+    chunks = bench.stream()
+    long_chunks = bench.long_stream()
     bench.tracer_provider.force_flush()
-    spans_on = bench.exporter.count - before
+    spans_on, long_spans = bench.exporter.count - before, bench.exporter.long - long_before
     bench.leave("llmlens")
-    bench.instrumented_calls += 2
-    if not patched or spans_on != 2:
-        raise SystemExit(f"llmlens did not instrument the client (patched={patched}, spans={spans_on})")
-    if chunks != bench.chunks_per_stream:
-        raise SystemExit(f"expected {bench.chunks_per_stream} chunks per stream, got {chunks}")
+    bench.instrumented_calls += 3
+    if not patched or spans_on != 3 or long_spans != 1:
+        raise SystemExit(
+            f"llmlens did not instrument the client (patched={patched}, spans={spans_on}, long={long_spans})"
+        )
+    if chunks != bench.chunks_per_stream or long_chunks != chunks + LONG_CHUNKS - CONTENT_CHUNKS:
+        raise SystemExit(
+            f"expected {bench.chunks_per_stream} chunks per stream and {LONG_CHUNKS - CONTENT_CHUNKS} more "
+            f"per long stream, got {chunks} and {long_chunks}"
+        )
 
     # llmlens off again: the original method is back and nothing is recorded.
     restored = _base_client.SyncAPIClient.__dict__["request"] is original
@@ -399,6 +472,18 @@ def check_anthropic(bench: Bench) -> list[str]:
         )
     if counts["llmlens"][3] != bench.events_per_claude_stream:
         raise SystemExit(f"expected {bench.events_per_claude_stream} events per anthropic stream: {counts}")
+    bench.enter("llmlens")
+    bench.tracer_provider.force_flush()
+    long_before = bench.exporter.long
+    long_events = bench.claude_long_stream()
+    bench.tracer_provider.force_flush()
+    bench.leave("llmlens")
+    bench.instrumented_calls += 1
+    expected = bench.events_per_claude_stream + LONG_CHUNKS - CONTENT_CHUNKS
+    if long_events != expected or bench.exporter.long - long_before != 1:
+        raise SystemExit(
+            f"anthropic long stream: {long_events} events (expected {expected}), or not one span"
+        )
     return [
         "anthropic: a client with the SDK's own tracing on gets 1 span per call from the SDK alone and "
         "1 (llmlens') with llmlens, checked at start-up"
@@ -514,6 +599,21 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def runs_line(bench: Bench) -> str:
+    if bench.design == "mixed":
+        return (
+            f"runs (design: mixed): {bench.rounds} rounds x {max(1, bench.stream_calls // 3)} cycles per "
+            "mode of a non-streaming call, a stream and a long stream, each round in "
+            f"{bench.slices} slices cycling through the modes; warm-up {bench.warmup // 8} cycles"
+        )
+    return (
+        f"runs (design: blocks): {bench.rounds} rounds x {bench.calls} non-stream / {bench.stream_calls} "
+        f"stream / {max(1, bench.stream_calls // 4)} long-stream calls per mode, each round in "
+        f"{bench.slices} slices cycling through the modes; warm-up {bench.warmup} / {bench.warmup // 4} / "
+        f"{bench.warmup // 16} calls"
+    )
+
+
 def report(
     bench: Bench, import_info: dict[str, Any], notes: list[str], markdown: bool, verbose: bool
 ) -> None:
@@ -530,14 +630,12 @@ def report(
         f"python: {platform.python_version()} ({platform.python_implementation()})",
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
         f"llmlens source fingerprint: {source_fingerprint()} (sha256 of src/llmlens/**/*.py)",
-        f"runs: {bench.rounds} rounds x {bench.calls} non-stream / {bench.stream_calls} stream calls per "
-        f"mode, each round in {bench.slices} slices cycling through the modes; warm-up {bench.warmup} / "
-        f"{bench.warmup // 4} calls",
+        runs_line(bench),
         f"stream: {CONTENT_CHUNKS} content chunks, {bench.chunks_per_stream} chunks yielded "
-        "(role + content + finish + usage)",
+        f"(role + content + finish + usage); long stream: {LONG_CHUNKS} content chunks",
         f"anthropic stream: {CONTENT_CHUNKS} text deltas, {bench.events_per_claude_stream} events yielded "
         "(message_start, content_block_start, deltas, content_block_stop, message_delta, message_stop); "
-        "client built with open_telemetry=False",
+        f"client built with open_telemetry=False; long stream: {LONG_CHUNKS} text deltas",
         *notes,
     ]
 
@@ -564,12 +662,20 @@ def report(
 
     checks = []
     extra = []
-    for sdk, (unary, streamed) in SDKS.items():
+    extra_chunks = LONG_CHUNKS - CONTENT_CHUNKS
+    for sdk, (unary, streamed, long) in SDKS.items():
         label = "" if sdk == "openai" else f"{sdk}: "
-        per_chunk = (delta[streamed] - delta[unary]) / CONTENT_CHUNKS
+        # The cost of one more chunk: the slope between the two streams, whose per-call parts are alike.
+        per_chunk = (delta[long] - delta[streamed]) / extra_chunks
+        round_slope = [
+            (lg - sh) / extra_chunks for lg, sh in zip(round_delta[long], round_delta[streamed], strict=True)
+        ]
+        fixed = delta[streamed] - CONTENT_CHUNKS * per_chunk
+        # The estimate of the earlier benchmark: the 34-chunk stream against the non-streaming call.
+        estimate = (delta[streamed] - delta[unary]) / CONTENT_CHUNKS
         call_ms = delta[unary] / 1000
-        min_chunk = (min_delta[streamed] - min_delta[unary]) / CONTENT_CHUNKS
-        round_chunk = [
+        min_chunk = (min_delta[long] - min_delta[streamed]) / extra_chunks
+        round_estimate = [
             (s - n) / CONTENT_CHUNKS for s, n in zip(round_delta[streamed], round_delta[unary], strict=True)
         ]
         none_ns = paired_delta(sl["none"][unary], sl["sdk"][unary])
@@ -584,11 +690,18 @@ def report(
             f"{label}Δ per non-streaming call vs sdk: {delta[unary]:.1f} µs = {call_ms:.3f} ms "
             f"({spread(round_delta[unary], '.1f')} µs)",
             f"{label}Δ per streamed call vs sdk: {delta[streamed]:.1f} µs = {delta[streamed] / 1000:.3f} ms "
-            f"({spread(round_delta[streamed], '.1f')} µs)",
-            f"{label}per-chunk overhead: ({delta[streamed]:.1f} - {delta[unary]:.1f}) / {CONTENT_CHUNKS} "
-            f"= {per_chunk:.2f} µs ({spread(round_chunk, '.2f')} µs)",
+            f"({spread(round_delta[streamed], '.1f')} µs); {LONG_CHUNKS}-chunk stream: {delta[long]:.1f} µs "
+            f"({spread(round_delta[long], '.1f')} µs)",
+            f"{label}per-chunk overhead: ({delta[long]:.1f} - {delta[streamed]:.1f}) / {extra_chunks} "
+            f"= {per_chunk:.2f} µs ({spread(round_slope, '.2f')} µs); fixed part of a streamed call: "
+            f"{delta[streamed]:.1f} - {CONTENT_CHUNKS} x {per_chunk:.2f} = {fixed:.1f} µs",
+            f"{label}estimate from the {CONTENT_CHUNKS}-chunk stream alone (earlier sessions' formula): "
+            f"({delta[streamed]:.1f} - {delta[unary]:.1f}) / {CONTENT_CHUNKS} = {estimate:.2f} µs "
+            f"({spread(round_estimate, '.2f')} µs); it also counts the fixed part's excess over the "
+            "non-streaming call's Δ",
             f"{label}cross-check from the per-mode minima: non-stream {min_delta[unary]:.1f} µs, "
-            f"stream {min_delta[streamed]:.1f} µs, per chunk {min_chunk:.2f} µs",
+            f"stream {min_delta[streamed]:.1f} µs, long stream {min_delta[long]:.1f} µs, "
+            f"per chunk {min_chunk:.2f} µs",
             f"{label}none vs sdk (providers installed but unused): non-stream {none_ns:+.1f} µs, "
             f"stream {none_s:+.1f} µs",
         ]
@@ -651,8 +764,16 @@ def report(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
-    parser.add_argument("--calls", type=int, default=400, help="non-streaming calls per round and mode")
-    parser.add_argument("--stream-calls", type=int, default=150, help="streamed calls per round and mode")
+    parser.add_argument(
+        "--design", choices=("blocks", "mixed"), default="blocks",
+        help="blocks (default): each workload runs in blocks of its own; mixed: each SDK's three "
+        "workloads in turn, call by call (see Bench.plan)",
+    )  # fmt: skip
+    parser.add_argument("--calls", type=int, default=400,
+                        help="non-streaming calls per round and mode (blocks design)")  # fmt: skip
+    parser.add_argument("--stream-calls", type=int, default=150,
+                        help="streamed calls per round and mode; a quarter as many long streams (in "
+                        "the mixed design: a third as many cycles of the three workloads)")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=200,
                         help="warm-up calls per mode (non-stream; streams use a quarter)")  # fmt: skip
     parser.add_argument("--slices", type=int, default=8,
@@ -687,6 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rounds=args.rounds,
         calls=args.calls,
         stream_calls=args.stream_calls,
+        design=args.design,
         warmup=args.warmup,
         slices=args.slices,
         client=client,
