@@ -1,6 +1,6 @@
 """llmlens overhead in CPU instructions, counted by valgrind's callgrind: repeatable where seconds are not.
 
-    python benchmarks/instructions.py [--seeds 1,2] [--calls N]
+    python benchmarks/instructions.py [--seeds 1,2] [--calls N] [--cache-sim]
 
 The wall-clock benchmark (`overhead.py`) is the one the targets are set in, but on a shared virtual
 machine its figures move by a factor of two from one hour to the next. Instruction counts do not: the
