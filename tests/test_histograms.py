@@ -192,6 +192,32 @@ def test_keyed_forms_give_the_first_value_an_exemplar_of_the_span() -> None:
     provider.shutdown()
 
 
+def test_keyed_forms_with_unhashable_attribute_values_use_the_public_api() -> None:
+    attrs = {**ATTRS, "tags": ["a", "b"]}
+    key = tuple(attrs.items())  # unhashable: holds a list
+
+    def run(keyed: bool) -> list[Any]:
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        histogram = provider.get_meter("t").create_histogram("h", unit="s")
+        fast = FastHistogram(histogram)
+        for value in (0.1, 0.2):
+            if keyed:
+                fast.record_keyed(value, key, attrs)
+                fast.record_intervals_keyed([0, 10**8, 3 * 10**8], key, attrs)
+            else:
+                histogram.record(value, attrs)
+                for gap in (0.1, 0.2):
+                    histogram.record(gap, attrs)
+        points = _points(reader)
+        provider.shutdown()
+        return points
+
+    expected = run(keyed=False)
+    assert run(keyed=True) == expected
+    assert expected
+
+
 def test_api_only_histogram_is_a_no_op() -> None:
     from opentelemetry.metrics import NoOpMeterProvider
 

@@ -107,7 +107,7 @@ class FastHistogram:
         """`record(value, attributes, <span's context>)`, with `key == tuple(attributes.items())`."""
         consumer = self._consumer
         if consumer is not None and consumer._reader_storages is self._storages and 0 <= value < _INF:
-            aggregations = self._cache.get(key)
+            aggregations = self._cached(key)
             if aggregations is not None:
                 for aggregation in aggregations:
                     _add_one(aggregation, value)
@@ -120,11 +120,17 @@ class FastHistogram:
         """`record_intervals(stamps_ns, attributes, <span's context>)`, with `key` as in `record_keyed`."""
         consumer = self._consumer
         if consumer is not None and consumer._reader_storages is self._storages and len(stamps_ns) > 1:
-            aggregations = self._cache.get(key)
+            aggregations = self._cached(key)
             if aggregations is not None:
                 _add_intervals(aggregations, stamps_ns)
                 return
         self.record_intervals(stamps_ns, attributes, _context(span))
+
+    def _cached(self, key: tuple[Any, ...]) -> list[Any] | None:
+        try:
+            return self._cache.get(key)
+        except TypeError:  # unhashable attribute values (lists): public API
+            return None
 
     def _aggregations(self, attributes: dict[str, Any]) -> list[Any] | None:
         consumer = self._consumer

@@ -300,7 +300,10 @@ class Telemetry:
             inv.operation, inv.provider, inv.request_model, inv.response_model, inv.server_address,
             inv.server_port, err_type,
         )  # fmt: skip
-        found = self._metric_attributes.get(identity)
+        try:
+            found = self._metric_attributes.get(identity)
+        except TypeError:  # an unhashable model name (a proxied body of the wrong type): not kept
+            return MetricAttributes(inv, err_type)
         if found is None:
             found = MetricAttributes(inv, err_type)
             if len(self._metric_attributes) < _MAX_ATTRIBUTE_SETS:  # past that, built per call
