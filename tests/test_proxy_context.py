@@ -4,8 +4,10 @@ ASGI, as a context manager, a decorator and a stream wrapper, and wired into a p
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -128,6 +130,33 @@ def test_a_stream_closed_early_is_a_client_disconnect(telemetry: Any, otel: Any)
     (span,) = servers(otel)
     assert span.attributes["llmlens.stream.outcome"] == "client_disconnected"
     assert span.attributes["llmlens.stream.chunk_count"] == 3
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_stream_never_read_ends_as_abandoned_when_dropped(kind: str, telemetry: Any, otel: Any) -> None:
+    # A generator that never started runs none of its body when closed or freed: only the
+    # finalizer can end the request, and it ends it as of the hand-over, not of the collection.
+    def upstream() -> Iterator[str]:
+        yield "never read"
+
+    async def upstream_async() -> AsyncIterator[str]:
+        yield "never read"
+
+    with llmlens.llm_request("chat", model="m", stream=True, telemetry=telemetry) as request:
+        if kind == "sync":
+            stream: Any = request.wrap_stream(upstream())
+        else:
+            stream = request.wrap_async_stream(upstream_async())
+    handed_ns = time.time_ns()
+    time.sleep(0.05)
+    assert servers(otel) == []  # nothing ends it while the stream is alive
+    del stream
+    gc.collect()
+    (span,) = servers(otel)
+    assert span.attributes["llmlens.stream.outcome"] == "abandoned"
+    assert span.attributes["llmlens.stream.chunk_count"] == 0
+    assert span.status.status_code == StatusCode.UNSET
+    assert span.end_time <= handed_ns + 10_000_000  # the hand-over, not the collection 50 ms later
 
 
 def test_decorators_and_traced_operation(telemetry: Any, otel: Any, instrument: Any) -> None:

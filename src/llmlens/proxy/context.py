@@ -24,6 +24,7 @@ import inspect
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextvars import Token
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ __all__ = ["LLMRequest", "TracedOperation", "current_llm_request", "llm_request"
 _log = logging.getLogger("llmlens")
 _perf_ns = time.perf_counter_ns
 T = TypeVar("T")
+G = TypeVar("G", Iterator[Any], AsyncIterator[Any])
 
 # source format (llmlens.proxy.source_format) -> the wire format that reads it
 _SOURCE_FORMATS = {
@@ -409,7 +411,7 @@ class LLMRequest:
         completed when exhausted, client_disconnected when closed early, server_exception on an error.
         The request's context (span, ids) is current while the stream produces each item."""
         self._streaming = True
-        return self._sync_stream(stream)
+        return self._end_when_dropped(self._sync_stream(stream))
 
     def _sync_stream(self, stream: Iterable[T]) -> Iterator[T]:
         iterator = iter(stream)
@@ -435,7 +437,25 @@ class LLMRequest:
     def wrap_async_stream(self, stream: AsyncIterable[T]) -> AsyncIterator[T]:
         """`wrap_stream` for async iterables."""
         self._streaming = True
-        return self._async_stream(stream)
+        return self._end_when_dropped(self._async_stream(stream))
+
+    def _end_when_dropped(self, generator: G) -> G:
+        """A stream the server drops without ever reading it still ends the request.
+
+        The generator's body, which ends the request on every other exit, never runs if it never
+        started: closing such a generator does nothing. So the request ends when the generator is
+        freed, if nothing ended it before, as `abandoned`, at its last chunk or when it was handed over.
+        """
+        weakref.finalize(generator, self._abandon, _perf_ns())
+        return generator
+
+    def _abandon(self, handed_perf: int) -> None:
+        inv = self.inv
+        if inv is None or inv.ended:
+            return
+        self._end_reader()
+        times = inv.chunk_times
+        inv.finish(semconv.OUTCOME_ABANDONED, times[-1] if times else handed_perf)
 
     async def _async_stream(self, stream: AsyncIterable[T]) -> AsyncIterator[T]:
         iterator = stream.__aiter__()
