@@ -144,10 +144,7 @@ class Telemetry:
         attributes[semconv.PROVIDER_NAME] = inv.provider
         if inv.request_model:
             attributes[semconv.REQUEST_MODEL] = inv.request_model
-        if inv.server_address:
-            attributes[semconv.SERVER_ADDRESS] = inv.server_address
-            if inv.server_port:
-                attributes[semconv.SERVER_PORT] = inv.server_port
+        _add_server(attributes, inv)
         if inv.stream:
             attributes[semconv.REQUEST_STREAM] = True
         if self.content_on_span:
@@ -350,10 +347,7 @@ class MetricAttributes:
             base[semconv.REQUEST_MODEL] = inv.request_model
         if inv.response_model:
             base[semconv.RESPONSE_MODEL] = inv.response_model
-        if inv.server_address:
-            base[semconv.SERVER_ADDRESS] = inv.server_address
-            if inv.server_port:
-                base[semconv.SERVER_PORT] = inv.server_port
+        _add_server(base, inv)
         self.base = base
         self.key = tuple(base.items())
         self.duration = base if err_type is None else {**base, semconv.ERROR_TYPE: err_type}
@@ -362,6 +356,13 @@ class MetricAttributes:
         self.input_key = tuple(self.input.items())
         self.output = {**base, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
         self.output_key = tuple(self.output.items())
+
+
+def _add_server(attributes: dict[str, Any], inv: Invocation) -> None:
+    if inv.server_address:
+        attributes[semconv.SERVER_ADDRESS] = inv.server_address
+        if inv.server_port:
+            attributes[semconv.SERVER_PORT] = inv.server_port
 
 
 _INV_FIELD = {
