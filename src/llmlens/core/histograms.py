@@ -107,7 +107,10 @@ class FastHistogram:
         """`record(value, attributes, <span's context>)`, with `key == tuple(attributes.items())`."""
         consumer = self._consumer
         if consumer is not None and consumer._reader_storages is self._storages and 0 <= value < _INF:
-            aggregations = self._cached(key)
+            try:  # (inline: five records per call)
+                aggregations = self._cache.get(key)
+            except TypeError:  # unhashable attribute values (lists): public API
+                aggregations = None
             if aggregations is not None:
                 for aggregation in aggregations:
                     _add_one(aggregation, value)
