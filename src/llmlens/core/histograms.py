@@ -107,10 +107,7 @@ class FastHistogram:
         """`record(value, attributes, <span's context>)`, with `key == tuple(attributes.items())`."""
         consumer = self._consumer
         if consumer is not None and consumer._reader_storages is self._storages and 0 <= value < _INF:
-            try:  # (inline: five records per call)
-                aggregations = self._cache.get(key)
-            except TypeError:  # unhashable attribute values (lists): public API
-                aggregations = None
+            aggregations = self._cached(key)
             if aggregations is not None:
                 for aggregation in aggregations:
                     _add_one(aggregation, value)
@@ -144,10 +141,7 @@ class FastHistogram:
             self._cache.clear()
             self._storages = storages
             return None
-        try:
-            return self._cache.get(tuple(attributes.items()))
-        except TypeError:  # unhashable attribute values (lists): public API
-            return None
+        return self._cached(tuple(attributes.items()))
 
     def _learn(self, attributes: dict[str, Any]) -> list[Any] | None:
         """After a public record of `attributes`, find (and cache) the aggregations it went to."""
