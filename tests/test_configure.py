@@ -196,7 +196,7 @@ def test_nothing_is_lost_at_exit_without_shutdown(tmp_path: Path) -> None:
 
 
 def test_per_signal_endpoint_exports_only_that_signal(tmp_path: Path) -> None:
-    from llmlens.configure import exporter_names
+    from llmlens.sdk_setup import exporter_names
 
     # Checked in-process first (a pure function): under the bug, the subprocess below would spend
     # seconds retrying exports to localhost:4318 before it fails.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from llmlens._version import __version__
 
 if TYPE_CHECKING:
-    from llmlens.configure import configure
+    from llmlens.sdk_setup import configure
     from llmlens.instrumentor import Instrumentor
     from llmlens.proxy.context import llm_request, traced_operation
 
@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
 
         return Instrumentor
     if name == "configure":
-        from llmlens.configure import configure
+        from llmlens.sdk_setup import configure
 
         return configure
     if name in ("llm_request", "traced_operation"):  # proxies that are not ASGI (docs/proxy.md)

@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _config() -> int:
     from dataclasses import fields
 
-    from llmlens.configure import exporter_names, otlp_protocol
+    from llmlens.sdk_setup import exporter_names, otlp_protocol
     from llmlens.settings import Settings, SettingsError
 
     try:
