@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from llmlens._version import __version__
 
 if TYPE_CHECKING:
-    from llmlens.sdk_setup import configure
     from llmlens.instrumentor import Instrumentor
     from llmlens.proxy.context import llm_request, traced_operation
+    from llmlens.sdk_setup import configure
 
 __all__ = ["Instrumentor", "__version__", "configure", "llm_request", "traced_operation"]
 
