@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError, ResponseStreamingError  # noqa: E40
 from botocore.response import StreamingBody  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 
-from bedrock_server import BedrockServer  # noqa: E402
+from fakes.bedrock_server import BedrockServer  # noqa: E402
 from llmlens.core.invocation import Invocation  # noqa: E402
 from llmlens.providers import bedrock as provider  # noqa: E402
 

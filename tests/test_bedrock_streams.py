@@ -35,7 +35,7 @@ from botocore.eventstream import EventStream
 from botocore.exceptions import EventStreamError
 from urllib3.exceptions import ProtocolError
 
-from bedrock_server import BedrockServer
+from fakes.bedrock_server import BedrockServer
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "us.amazon.nova-pro-v1:0"
@@ -269,7 +269,7 @@ def test_event_stream_framing_is_what_botocore_reads() -> None:
     checks both CRCs), and a corrupted byte caught by it."""
     from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 
-    from llmlens.demo.fake_bedrock import decode_messages, encode_event, encode_exception
+    from fakes.bedrock_bodies import decode_messages, encode_event, encode_exception
 
     data = encode_event("messageStart", {"role": "assistant"}) + encode_exception(
         "throttlingException", {"message": "slow down"}

@@ -28,9 +28,9 @@ from genai_prices import Usage, calc_price
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 
-from cohere_server import CohereServer, scenario
+from fakes.cohere_bodies import PREAMBLE_TOKENS
+from fakes.cohere_server import CohereServer, scenario
 from llmlens import pricing
-from llmlens.demo.fake_cohere import PREAMBLE_TOKENS
 from llmlens.providers import cohere as cohere_provider
 from llmlens.settings import Settings
 from replay_server import Recording, ReplayServer

@@ -27,10 +27,10 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import SpanKind, StatusCode
 
-from llmlens.demo.fake_ollama import TOOL_CALL_TOKENS
+from fakes.ollama_bodies import TOOL_CALL_TOKENS
+from fakes.ollama_server import OllamaServer, client
 from llmlens.providers import ollama as ollama_provider
 from llmlens.settings import Settings
-from ollama_server import OllamaServer, client
 
 MODEL = "llama3.2"
 EMBED_MODEL = "all-minilm"

@@ -1,4 +1,4 @@
-"""The fake Cohere v2 API on 127.0.0.1: `llmlens.demo.fake_cohere` bodies over a real HTTP server.
+"""The fake Cohere v2 API on 127.0.0.1: `fakes.cohere_bodies` bodies over a real HTTP server.
 
 The scenario comes from the ``x-fake-scenario`` request header, which the ``cohere`` SDK sends per call
 with ``request_options={"additional_headers": {...}}`` (see `scenario()`), else from a
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmlens.demo import fake_cohere
+from fakes import cohere_bodies as fake_cohere
+from fakes.loopback_server import LoopbackServer
 from llmlens.demo.fake_bodies import SCENARIO_HEADER, FakeReply, Scenario
-from loopback_server import LoopbackServer
 
 
 def scenario(value: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The fake Ollama API on 127.0.0.1: `llmlens.demo.fake_ollama` bodies over a real HTTP server.
+"""The fake Ollama API on 127.0.0.1: `fakes.ollama_bodies` bodies over a real HTTP server.
 
 The ``ollama`` client takes headers per client, not per call, so a test makes a client per scenario
 (see `client()`); without the header a ``fake-error-<CODE>`` model name selects an error::
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmlens.demo import fake_ollama
+from fakes import ollama_bodies as fake_ollama
+from fakes.loopback_server import LoopbackServer
 from llmlens.demo.fake_bodies import SCENARIO_HEADER, FakeReply, Scenario
-from loopback_server import LoopbackServer
 
 
 def headers(value: str) -> dict[str, str]:

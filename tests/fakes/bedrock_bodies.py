@@ -1,7 +1,7 @@
 """Pure builders for fake AWS Bedrock Runtime responses, down to the event-stream binary framing.
 
 The Bedrock counterpart of :mod:`llmlens.demo.fake_bodies`: a request (path, JSON body, scenario) in, a
-:class:`BedrockReply` out, no I/O. ``tests/bedrock_server.py`` serves it over real HTTP on 127.0.0.1 so
+:class:`BedrockReply` out, no I/O. ``tests/fakes/bedrock_server.py`` serves it over real HTTP on 127.0.0.1 so
 the real ``boto3`` client parses every byte::
 
     reply = route("POST", "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream",

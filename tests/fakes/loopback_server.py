@@ -1,5 +1,5 @@
 """A small stdlib HTTP server on 127.0.0.1 that sends `FakeReply`s: the transport under the fake Cohere
-and Ollama servers (tests/cohere_server.py, tests/ollama_server.py).
+and Ollama servers (tests/fakes/cohere_server.py, tests/fakes/ollama_server.py).
 
 HTTP/1.1 with keep-alive. A JSON reply carries ``Content-Length``; a stream goes out with
 ``Transfer-Encoding: chunked``, one frame (an SSE event, an NDJSON line) per chunk as soon as it is

@@ -3,7 +3,7 @@ lines when streaming), ``/api/embed`` and the older ``/api/embeddings``.
 
 A decoded request body plus a :class:`~llmlens.demo.fake_bodies.Scenario` in, a
 :class:`~llmlens.demo.fake_bodies.FakeReply` out (``events`` holds the NDJSON lines of a stream), no I/O;
-a server (``tests/ollama_server.py``) sends it. Point the ``ollama`` client at the server root
+a server (``tests/fakes/ollama_server.py``) sends it. Point the ``ollama`` client at the server root
 (``ollama.Client(host="http://127.0.0.1:PORT")``)::
 
     reply = route("POST", "/api/chat", request_json, Scenario.parse("chunks=12"))

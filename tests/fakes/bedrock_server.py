@@ -1,4 +1,4 @@
-"""A fake AWS Bedrock Runtime on 127.0.0.1 (stdlib only), serving `llmlens.demo.fake_bedrock` replies.
+"""A fake AWS Bedrock Runtime on 127.0.0.1 (stdlib only), serving `fakes.bedrock_bodies` replies.
 
     with BedrockServer() as server:
         client = server.client()                      # a real boto3 bedrock-runtime client for it
@@ -6,7 +6,7 @@
             client.converse_stream(modelId=..., messages=[...])
 
 Routes are the botocore service model's: `POST /model/{modelId}/converse`, `/converse-stream`,
-`/invoke` and `/invoke-with-response-stream`. A scenario (see the fake_bedrock docstring) travels in the
+`/invoke` and `/invoke-with-response-stream`. A scenario (see the bedrock_bodies docstring) travels in the
 `x-fake-scenario` header, which `scenario()` adds to every request of one client through botocore's
 own event system (`before-sign.bedrock-runtime`), so model ids stay real. Event streams go out with
 chunked transfer encoding, one chunk per event-stream message, flushed as written; `abort_after=N`
@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from llmlens.demo.fake_bedrock import SCENARIO_HEADER, BedrockReply, BedrockScenario, error_reply, route
+from fakes.bedrock_bodies import SCENARIO_HEADER, BedrockReply, BedrockScenario, error_reply, route
 
 _DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 

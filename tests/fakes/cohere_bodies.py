@@ -2,7 +2,7 @@
 ``POST /v2/embed``.
 
 A decoded request body plus a :class:`~llmlens.demo.fake_bodies.Scenario` in, a
-:class:`~llmlens.demo.fake_bodies.FakeReply` out, no I/O; a server (``tests/cohere_server.py``) sends it.
+:class:`~llmlens.demo.fake_bodies.FakeReply` out, no I/O; a server (``fakes/cohere_server.py``) sends it.
 Point the ``cohere`` SDK at the server root (``cohere.ClientV2(base_url="http://127.0.0.1:PORT")``)::
 
     reply = route("POST", "/v2/chat", request_json, Scenario.parse("chunks=12,tool"))
