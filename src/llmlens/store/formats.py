@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import IO, Any
 
-from llmlens.demo.report import table
+from llmlens.text_table import table
 
 __all__ = [
     "EXPORT_COLUMNS",
