@@ -351,17 +351,168 @@ def test_a_file_that_is_not_ours_is_refused_and_left_alone(
 # --- a value SQLite cannot take ----------------------------------------------------------------------
 
 
-def test_a_bad_value_drops_its_batch_and_does_not_wedge_the_store(tmp_path: Path) -> None:
+def _one_batch(tmp_path: Path) -> tuple[Path, SQLiteSpanProcessor, object, object]:
+    """A processor that writes only when flushed, so everything emitted before lands in one batch."""
+    db = tmp_path / "llmlens.db"
+    processor = new_processor(db, flush_interval_s=60)
+    provider = new_provider(processor)
+    return db, processor, provider, provider.get_tracer("app")
+
+
+def test_a_value_sqlite_cannot_take_is_fixed_in_its_own_row_and_the_batch_is_written(
+    tmp_path: Path, store_log: Callable[[str], list[str]]
+) -> None:
+    db, processor, provider, tracer = _one_batch(tmp_path)
+    for i in range(50):
+        emit_request(tracer, llm_attributes(i), children=1)  # type: ignore[arg-type]
+    too_big = emit_request(
+        tracer,  # type: ignore[arg-type]
+        llm_attributes(50, **{semconv.USAGE_INPUT_TOKENS: 10**30, semconv.SERVER_PORT: -(2**70)}),
+        children=1,
+    )
+    not_utf8 = emit_request(
+        tracer,
+        llm_attributes(51, **{semconv.REQUEST_MODEL: "gpt-\ud800"}),
+        name="chat gpt-\ud800",  # type: ignore[arg-type]
+    )
+    for i in range(52, 100):
+        emit_request(tracer, llm_attributes(i), children=1)  # type: ignore[arg-type]
+    assert processor.force_flush()
+
+    assert count(db) == 100 and processor.stats.written_requests == 100
+    assert processor.stats.batches == 1
+    assert processor.stats.dropped_store_unavailable == 0 and processor.stats.dropped_invalid_rows == 0
+    big = rows_of(db, "SELECT input_tokens, output_tokens, server_port FROM requests WHERE span_id = ?",
+                  (f"{too_big[1]:016x}",))  # fmt: skip
+    assert big == [{"input_tokens": None, "output_tokens": 200, "server_port": None}]
+    (odd,) = rows_of(db, "SELECT request_model, span_name FROM requests WHERE span_id = ?",
+                     (f"{not_utf8[1]:016x}",))  # fmt: skip
+    assert odd == {"request_model": "gpt-?", "span_name": "chat gpt-?"}
+    assert count(db, "spans") == 99  # the children, the bad row's included
+    # rollups took every row; the unknown count adds nothing
+    (totals,) = rows_of(db, "SELECT sum(requests) AS n, sum(input_tokens) AS tokens FROM rollup_minute")
+    assert totals["n"] == 100
+    assert totals["tokens"] == sum(1000 + i for i in range(100) if i != 50)
+    assert store_log() == []
+    with hold_write_lock(db):  # the writer does not keep a transaction (and the write lock) open
+        pass
+    provider.shutdown()
+
+
+def test_a_row_sqlite_refuses_is_dropped_alone_counted_and_warned_about_once(
+    tmp_path: Path, store_log: Callable[[str], list[str]]
+) -> None:
+    db, processor, provider, tracer = _one_batch(tmp_path)
+    open_store(db).close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # a real refusal: a trigger on the table
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON requests WHEN NEW.request_model = 'refused' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+        )
+        conn.commit()
+    for round_ in range(3):
+        for i in range(40):
+            emit_request(tracer, llm_attributes(i), children=1)  # type: ignore[arg-type]
+        emit_request(tracer, llm_attributes(40, **{semconv.REQUEST_MODEL: "refused"}))  # type: ignore[arg-type]
+        assert processor.force_flush()
+        assert count(db) == 40 * (round_ + 1)
+    assert processor.stats.written_requests == 120
+    assert processor.stats.dropped_invalid_rows == 3
+    assert processor.stats.dropped_store_unavailable == 0
+    assert "refused by a trigger" in (processor.stats.last_error or "")
+    assert count(db, "spans") == 120
+    (totals,) = rows_of(db, "SELECT sum(requests) AS n FROM rollup_minute")
+    assert totals["n"] == 120  # the dropped row is not in the rollups either
+    assert len(store_log("not recorded")) == 1, store_log()
+    assert store_log("unavailable") == []
+    provider.shutdown()
+
+
+# --- the file deleted or replaced under the writer ------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["deleted", "deleted-with-wal", "replaced"])
+def test_a_store_deleted_or_replaced_while_in_use_is_opened_again(
+    how: str, tmp_path: Path, store_log: Callable[[str], list[str]]
+) -> None:
     db = tmp_path / "llmlens.db"
     processor = new_processor(db)
     provider = new_provider(processor)
     tracer = provider.get_tracer("app")
     run_app(processor, tracer, rounds=1)
-    emit_request(tracer, llm_attributes(0, **{semconv.USAGE_INPUT_TOKENS: 2**64}))  # over SQLite's int64
-    assert processor.force_flush()
-    assert processor.stats.dropped_store_unavailable == 1
-    with hold_write_lock(db):  # the writer does not keep a transaction (and the write lock) open
-        pass
+    assert count(db) == 100
+    if how == "replaced":  # e.g. a backup restored over it
+        other = tmp_path / "restored.db"
+        open_store(other).close()
+        os.replace(other, db)
+    else:
+        db.unlink()
+        if how == "deleted-with-wal":
+            for suffix in ("-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+    run_app(processor, tracer, rounds=2)
+    assert count(db) == 200  # every row written after the delete is in the (new) file
+    assert count(db, "spans") == 200
+    (totals,) = rows_of(db, "SELECT sum(requests) AS n FROM rollup_minute")
+    assert totals["n"] == 200
+    assert processor.stats.reopened == 1 and processor.stats.written_requests == 300
+    assert "deleted or replaced" in (processor.stats.last_error or "")
+    assert len(store_log("deleted or replaced")) == 1, store_log()
+    assert str(db) in store_log("deleted or replaced")[0]
+    assert rows_of(db, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+
+    db.unlink()  # again: it is opened again, the warning is not repeated
     run_app(processor, tracer, rounds=1)
-    assert count(db) == 200 and processor.stats.written_requests == 200
+    assert count(db) == 100 and processor.stats.reopened == 2
+    assert len(store_log("deleted or replaced")) == 1
     provider.shutdown()
+
+
+# --- streams still open at uninstrument() -------------------------------------------------------------
+
+
+def test_streams_open_at_uninstrument_still_get_their_rows(
+    tmp_path: Path, otel: object, instrument: Callable[..., object], client: object
+) -> None:
+    from llmlens.instrumentor import Instrumentor
+    from llmlens.store.attach import attached_store
+
+    db = tmp_path / "llmlens.db"
+    instrument(store=True, db_path=str(db))
+    store = attached_store(otel.tracer_provider)  # type: ignore[attr-defined]
+    assert store is not None
+    messages = [{"role": "user", "content": "Hi"}]
+    for _ in range(16):
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[attr-defined]
+    streams = [
+        client.chat.completions.create(  # type: ignore[attr-defined]
+            model="gpt-4o-mini", messages=messages, stream=True, extra_headers={"x-fake-scenario": "chunks=4"}
+        )
+        for _ in range(3)
+    ]
+    for stream in streams:
+        next(iter(stream))
+    del stream
+    Instrumentor().uninstrument()
+    streams[0].close()
+    for _chunk in streams[1]:  # read to the end after uninstrument
+        pass
+    streams.pop(2)  # dropped: garbage collection ends it
+    import gc
+
+    gc.collect()
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[attr-defined]
+    assert store.force_flush(10_000)
+    spans = [s for s in otel.spans() if s.attributes and "gen_ai.operation.name" in s.attributes]  # type: ignore[attr-defined]
+    assert len(spans) == 19
+    rows = rows_of(db, "SELECT span_id, stream_outcome FROM requests")
+    assert sorted(r["span_id"] for r in rows) == sorted(f"{s.context.span_id:016x}" for s in spans)
+    assert sorted(r["stream_outcome"] for r in rows if r["stream_outcome"]) == [
+        "abandoned", "closed", "completed"
+    ]  # fmt: skip
+    # After uninstrument nothing new is recorded: the call made then has no span at all, and a span
+    # started after the store was disabled gets no row.
+    tracer = otel.tracer_provider.get_tracer("app")  # type: ignore[attr-defined]
+    emit_request(tracer, llm_attributes(0))
+    assert store.force_flush(10_000)
+    assert count(db) == 19

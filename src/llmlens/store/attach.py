@@ -1,7 +1,9 @@
 """Add the SQLite store to a tracer provider once, and turn it off again on uninstrument.
 
 The SDK has no way to remove a span processor, so `detach_stores()` disables ours instead and a later
-`instrument()` on the same provider enables the same processor again (no duplicate rows).
+`instrument()` on the same provider enables the same processor again (no duplicate rows). A disabled
+processor still writes the spans that started before it was disabled: a stream still open at
+`uninstrument()` ends its span afterwards, and that request gets its row like every other.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def attach_store(tracer_provider: Any | None, db_path: str | None = None) -> SQL
     processor = _attached.get(tracer_provider)
     if processor is None or (db_path is not None and processor.path != db_path):
         if processor is not None:
-            processor.enabled = False
+            processor.disable()
         processor = SQLiteSpanProcessor(db_path)
         tracer_provider.add_span_processor(processor)
         _attached[tracer_provider] = processor
@@ -39,7 +41,7 @@ def attach_store(tracer_provider: Any | None, db_path: str | None = None) -> SQL
 
 def detach_stores() -> None:
     for processor in list(_attached.values()):
-        processor.enabled = False
+        processor.disable()
         try:
             processor.force_flush(5_000)
         except Exception:

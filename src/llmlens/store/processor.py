@@ -28,7 +28,14 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from llmlens.store import rollups
 from llmlens.store.paths import default_db_path
 from llmlens.store.retention import Retention, prune
-from llmlens.store.rows import REQUEST_COLUMNS, SPAN_COLUMNS, is_request, request_row, span_row
+from llmlens.store.rows import (
+    REQUEST_COLUMNS,
+    SPAN_COLUMNS,
+    is_request,
+    request_row,
+    span_row,
+    sqlite_safe,
+)
 from llmlens.store.schema import StoreError, open_store
 
 _log = logging.getLogger("llmlens.store")
@@ -59,6 +66,10 @@ class StoreStats:
     written_spans: int = 0
     dropped_queue_full: int = 0
     dropped_store_unavailable: int = 0
+    # Request rows SQLite refused even after their values were made safe (the rest of the batch is kept).
+    dropped_invalid_rows: int = 0
+    # Times the store file was found deleted or replaced under the writer, and opened (recreated) again.
+    reopened: int = 0
     batches: int = 0
     last_error: str | None = None
 
@@ -82,6 +93,9 @@ class SQLiteSpanProcessor(SpanProcessor):
         self.flush_interval_s = flush_interval_s
         self.stats = StoreStats()
         self.enabled = True  # the instrumentor turns this off on uninstrument (processors can't be removed)
+        # While disabled, spans that started before this (time_ns) are still written: a stream open at
+        # uninstrument ends its span later, and it is a request of the instrumented time.
+        self.disabled_at_ns = 0
         self._init_runtime()
         _processors.add(self)
 
@@ -98,6 +112,10 @@ class SQLiteSpanProcessor(SpanProcessor):
         self._conn: sqlite3.Connection | None = None
         self._unavailable_since: float | None = None
         self._warned = False
+        self._warned_row = False
+        self._warned_replaced = False
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
+        self._sidecars: dict[str, tuple[int, int] | None] = {}  # the same, of its -wal and -shm
         self._pending: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
         self._pending_count = 0
         self._recent_traces: OrderedDict[int, None] = OrderedDict()
@@ -109,7 +127,7 @@ class SQLiteSpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not self.enabled or self._stopping:
+        if (not self.enabled and (span.start_time or 0) >= self.disabled_at_ns) or self._stopping:
             return
         queue = self._queue
         # `+=` on an attribute is not atomic across application threads: count under a lock (~0.1 µs).
@@ -124,6 +142,11 @@ class SQLiteSpanProcessor(SpanProcessor):
             self._start_thread()
         elif len(queue) == self.batch_size:
             self._wake.set()
+
+    def disable(self) -> None:
+        """Record no span that starts from now on; spans already started are still written when they end."""
+        self.disabled_at_ns = time.time_ns()
+        self.enabled = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Wait until every span enqueued so far is written (or given up on). True if in time."""
@@ -197,7 +220,11 @@ class SQLiteSpanProcessor(SpanProcessor):
 
     def _connection(self) -> sqlite3.Connection | None:
         if self._conn is not None:
-            return self._conn
+            # One stat() per batch: a store deleted (or replaced) under an open connection would take
+            # every later row into a file no one can open any more.
+            if _identity(self.path) == self._identity:
+                return self._conn
+            self._replaced()
         if (
             self._unavailable_since is not None
             and time.monotonic() - self._unavailable_since < _REOPEN_AFTER_S
@@ -207,11 +234,34 @@ class SQLiteSpanProcessor(SpanProcessor):
             conn = open_store(self.path)
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_MS)}")
             self._conn = conn
+            self._identity = _identity(self.path)
+            self._sidecars = {suffix: _identity(self.path + suffix) for suffix in _SIDECARS}
         except StoreError as error:
             self._unavailable(str(error))
         except (sqlite3.Error, OSError) as error:
             self._unavailable(f"cannot open {self.path}: {error}")
         return self._conn
+
+    def _replaced(self) -> None:
+        """The file under the open connection was deleted or replaced: close it, so that the next open
+        creates the store again (or opens the new file).
+
+        SQLite does not checkpoint or remove the -wal and -shm of a moved database when it closes it; left
+        at the path, that WAL would be read into the new file as if it were its own. They are removed if
+        they are still the ones this connection had open (checked before closing, while they are)."""
+        stale = [s for s, found in self._sidecars.items() if found and _identity(self.path + s) == found]
+        self._close()
+        for suffix in stale:
+            try:
+                os.unlink(self.path + suffix)
+            except OSError:
+                pass
+        self.stats.reopened += 1
+        reason = f"{self.path} was deleted or replaced while in use; opening it again"
+        self.stats.last_error = reason
+        if not self._warned_replaced:
+            self._warned_replaced = True
+            _log.warning("llmlens: local store %s", reason)
 
     def _unavailable(self, reason: str) -> None:
         self._unavailable_since = time.monotonic()
@@ -228,15 +278,26 @@ class SQLiteSpanProcessor(SpanProcessor):
         if conn is None:
             self.stats.dropped_store_unavailable += len(requests)
             return
-        request_rows = [request_row(s) for s in requests]
-        span_rows = [span_row(s) for s in spans]
+        request_rows = _rows(request_row, requests)
+        span_rows = _rows(span_row, spans)
+        unbuilt = len(requests) - len(request_rows)
+        if unbuilt:
+            self.stats.dropped_invalid_rows += unbuilt
+            self._row_dropped(unbuilt, "its span could not be read")
+        written, written_spans = len(request_rows), len(span_rows)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            if request_rows:
-                conn.executemany(_INSERT_REQUEST, request_rows)
-                rollups.add(conn, request_rows)
-            if span_rows:
-                conn.executemany(_INSERT_SPAN, span_rows)
+            try:
+                if request_rows:
+                    conn.executemany(_INSERT_REQUEST, request_rows)
+                    rollups.add(conn, request_rows)
+                if span_rows:
+                    conn.executemany(_INSERT_SPAN, span_rows)
+            except _ROW_ERRORS:
+                # One row SQLite cannot take must not cost the others: again, row by row.
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                written, written_spans = self._write_rows(conn, request_rows, span_rows)
             conn.execute("COMMIT")
         except Exception as error:
             # Always end the transaction: left open, it would hold the write lock (blocking every other
@@ -247,7 +308,7 @@ class SQLiteSpanProcessor(SpanProcessor):
                 except sqlite3.Error:
                     pass
             self.stats.dropped_store_unavailable += len(request_rows)
-            if not isinstance(error, sqlite3.Error):  # a value SQLite cannot take (an int over 2**63, ...)
+            if not isinstance(error, sqlite3.Error):  # a bug of ours: say so at debug level
                 self.stats.last_error = f"batch dropped: {error!r}"
                 _log.debug("llmlens: store batch dropped", exc_info=True)
                 return
@@ -255,14 +316,48 @@ class SQLiteSpanProcessor(SpanProcessor):
                 self._close()  # corrupt or replaced file: reopen later
             self._unavailable(str(error))
             return
-        self.stats.written_requests += len(request_rows)
-        self.stats.written_spans += len(span_rows)
+        self.stats.written_requests += written
+        self.stats.written_spans += written_spans
         self.stats.batches += 1
         if self._unavailable_since is not None:
             self._unavailable_since = None
             if self._warned:
                 self._warned = False
                 _log.warning("llmlens: local store writable again (%s)", self.path)
+
+    def _write_rows(
+        self, conn: sqlite3.Connection, request_rows: list[tuple[Any, ...]], span_rows: list[tuple[Any, ...]]
+    ) -> tuple[int, int]:
+        """Write each row on its own (inside the caller's transaction), its values made safe; a row SQLite
+        still refuses is dropped, counted and warned about once. Returns the request and span rows written."""
+        written = [0, 0]
+        for rows, insert in ((request_rows, _INSERT_REQUEST), (span_rows, _INSERT_SPAN)):
+            for row in rows:
+                conn.execute("SAVEPOINT llmlens_row")
+                try:
+                    safe = sqlite_safe(row)
+                    conn.execute(insert, safe)
+                    if insert is _INSERT_REQUEST:
+                        rollups.add(conn, [safe])
+                except _ROW_ERRORS as error:
+                    conn.execute("ROLLBACK TO llmlens_row")
+                    if insert is _INSERT_REQUEST:
+                        self.stats.dropped_invalid_rows += 1
+                        self._row_dropped(1, f"SQLite refused it: {error}")
+                else:
+                    written[insert is _INSERT_SPAN] += 1
+                conn.execute("RELEASE llmlens_row")
+        return written[0], written[1]
+
+    def _row_dropped(self, count: int, why: str) -> None:
+        self.stats.last_error = f"{count} request row(s) dropped: {why}"
+        if not self._warned_row:
+            self._warned_row = True
+            _log.warning(
+                "llmlens: a request was not recorded in the local store (%s); the others are. "
+                "Further such drops are counted in StoreStats.dropped_invalid_rows, not logged",
+                why,
+            )
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -319,6 +414,40 @@ class SQLiteSpanProcessor(SpanProcessor):
             _inherited_connections.append(self._conn)
         self.stats = StoreStats()  # "this process only": the parent's counts stay with the parent
         self._init_runtime()
+
+
+# Errors that belong to a row, not to the store: a value SQLite cannot bind (an int over 2**63, text that
+# is not UTF-8), or a row a constraint or trigger refuses. (Locked, read-only, full, corrupt: the store.)
+_ROW_ERRORS = (
+    OverflowError, UnicodeError, TypeError, ValueError,
+    sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.DataError,
+)  # fmt: skip
+
+
+def _rows(build: Any, spans: list[ReadableSpan]) -> list[tuple[Any, ...]]:
+    """The rows of `spans`; a span whose row cannot be built is left out (the caller counts it)."""
+    try:
+        return [build(s) for s in spans]
+    except Exception:
+        _log.debug("llmlens: a span could not be turned into a store row", exc_info=True)
+    rows = []
+    for span in spans:
+        try:
+            rows.append(build(span))
+        except Exception:
+            pass
+    return rows
+
+
+_SIDECARS = ("-wal", "-shm")
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _reinit_after_fork() -> None:

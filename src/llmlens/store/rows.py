@@ -13,8 +13,11 @@ from typing import Any
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmlens import semconv
+from llmlens.core.limits import IDENTIFIER_MAX, cap
 
 ERROR_MESSAGE_MAX = 1000
+# What an SQLite INTEGER holds: a value outside is stored as NULL (start/end times: clamped).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 # span attribute -> requests column, for the attributes that have their own column.
 _COLUMNS: dict[str, str] = {
@@ -114,19 +117,28 @@ def request_row(span: Any) -> tuple[Any, ...]:
     reasons = attributes.get(semconv.RESPONSE_FINISH_REASONS)
     resource = getattr(span, "resource", None)
     service = resource.attributes.get(semconv.SERVICE_NAME) if resource is not None else None
-    # map() keeps the 23 look-ups in C; sequences (rare in these columns) are joined to text.
+    # map() keeps the 23 look-ups in C; sequences (rare in these columns) are joined to text. Every
+    # column is an identifier or a number: text is capped (core/limits.py), an integer SQLite cannot
+    # hold (a usage count of 10**30 from some other instrumentation) becomes NULL.
     columns = list(map(attributes.get, _COLUMN_KEYS))
     kinds = set(map(type, columns))
     if tuple in kinds or list in kinds:
         columns = [_column_value(v) for v in columns]
+    columns = [
+        (v if INT_MIN <= v <= INT_MAX else None) if type(v) is int
+        else (cap(v) if type(v) is str and len(v) > IDENTIFIER_MAX else v)
+        for v in columns
+    ]  # fmt: skip
+    if type(reasons) is str:
+        reasons = (reasons,)
     return (
         trace_hex(context.trace_id),
         span_hex(context.span_id),
         span_hex(parent.span_id) if parent is not None else None,
-        start,
-        end,
+        _clamp(start),
+        _clamp(end),
         (end - start) / 1e6,
-        span.name,
+        cap(span.name, 2 * IDENTIFIER_MAX + 1),  # `{operation} {model}`
         _KINDS.get(span.kind, "internal"),
         *columns,
         1 if attributes.get(semconv.REQUEST_STREAM) else 0,
@@ -134,16 +146,44 @@ def request_row(span: Any) -> tuple[Any, ...]:
         1 if status == "error" else 0,
         error_message,
         ttfc * 1000 if isinstance(ttfc, (int, float)) else None,
-        ",".join(reasons) if reasons else None,
+        cap(",".join(map(str, reasons))) if reasons else None,
         service,
         _json(rest),
     )
+
+
+def _clamp(value: int) -> int:
+    return value if INT_MIN <= value <= INT_MAX else max(INT_MIN, min(INT_MAX, value))
 
 
 def _column_value(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return ",".join(str(v) for v in value)
     return value
+
+
+def sqlite_safe(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row every value of which SQLite can bind: integers outside INTEGER's range clamped, text that
+    cannot be encoded as UTF-8 (lone surrogates) repaired, anything else as text. For the slow path, a
+    row SQLite refused."""
+    return tuple(map(_safe_value, row))
+
+
+def _safe_value(value: Any) -> Any:
+    if value is None or type(value) is float:
+        return value
+    if isinstance(value, int):
+        return max(INT_MIN, min(INT_MAX, int(value)))
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value)
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def span_row(span: Any) -> tuple[Any, ...]:
@@ -154,10 +194,10 @@ def span_row(span: Any) -> tuple[Any, ...]:
         trace_hex(context.trace_id),
         span_hex(context.span_id),
         span_hex(parent.span_id) if parent is not None else None,
-        span.name,
+        cap(span.name, 2 * IDENTIFIER_MAX + 1),
         _KINDS.get(span.kind, "internal"),
-        span.start_time or 0,
-        span.end_time or span.start_time or 0,
+        _clamp(span.start_time or 0),
+        _clamp(span.end_time or span.start_time or 0),
         _STATUS.get(span.status.status_code, "unset"),
         _json(_attributes_dict(span.attributes)),
     )
