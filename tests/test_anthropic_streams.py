@@ -28,8 +28,8 @@ import time
 from typing import Any
 
 import anthropic
-import httpx2
 import pytest
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import StatusCode
 
 from llmlens.demo.fake_server import FakeProvider
@@ -40,7 +40,8 @@ MESSAGES: list[Any] = [{"role": "user", "content": "Say something"}]
 INPUT = 5  # the fake counts 3 per message plus the words
 WORDS = 8  # chunks=8: one text_delta per word
 SLACK_NS = 100_000_000  # well under the 300 ms the abandoned-stream tests sleep
-TRANSPORT_ERROR = httpx2.RemoteProtocolError  # the anthropic SDK lets the transport's error through
+# The fake cuts the connection after five frames: message_start, content_block_start, ping, two deltas.
+CUT = f"chunks={WORDS},abort_after=5"
 
 DURATION = "gen_ai.client.operation.duration"
 TTFC = "gen_ai.client.operation.time_to_first_chunk"
@@ -99,6 +100,31 @@ class Tally:
     @property
     def tokens(self) -> tuple[int, int | None] | None:
         return None if self.input is None else (self.input, self.output)
+
+
+def sdk_error(read: Any) -> BaseException:
+    """What `read()` raises with llmlens out of the way (instrumentation suppressed).
+
+    Which exception a cut connection raises is the SDK's business (anthropic up to 2.12 lets
+    `httpx2.RemoteProtocolError` through, later versions wrap it in `anthropic.APIConnectionError`);
+    llmlens promises only that the user gets exactly that exception, with or without it.
+    """
+    with suppress_instrumentation(), pytest.raises(Exception) as caught:
+        read()
+    return caught.value
+
+
+async def async_sdk_error(read: Any) -> BaseException:
+    with suppress_instrumentation(), pytest.raises(Exception) as caught:
+        await read()
+    return caught.value
+
+
+def assert_same_error(traced: BaseException, plain: BaseException) -> None:
+    """The user's exception is the one the SDK raises without llmlens: same class, same message."""
+    assert type(traced) is type(plain)
+    assert str(traced) == str(plain)
+    assert type(traced.__cause__) is type(plain.__cause__)
 
 
 def check_span(
@@ -230,14 +256,19 @@ def test_sync_create_close_without_iterating(
 
 
 def test_sync_create_transport_error(otel: Any, instrumented: Any, client: anthropic.Anthropic) -> None:
-    # Frames: message_start, content_block_start, ping, two deltas; then the connection is cut.
-    stream = client.messages.create(stream=True, **kwargs(f"chunks={WORDS},abort_after=5"))
+    plain = sdk_error(lambda: list(client.messages.create(stream=True, **kwargs(CUT))))
+    assert otel.spans() == []
+    stream = client.messages.create(stream=True, **kwargs(CUT))
     seen = Tally()
-    with pytest.raises(TRANSPORT_ERROR) as caught:
+    with pytest.raises(Exception) as caught:
         for event in stream:
             seen.see(event)
+    after = time.time_ns()
+    assert_same_error(caught.value, plain)
     assert seen.chunks == 2
-    check_span(otel, outcome="error", chunks=2, tokens=(INPUT, None), error=caught.value)
+    # error.type: the class of the exception the user got, whichever the SDK version raises.
+    span = check_span(otel, outcome="error", chunks=2, tokens=(INPUT, None), error=caught.value)
+    assert span.end_time <= after
 
 
 def test_sync_create_error_event(otel: Any, instrumented: Any, client: anthropic.Anthropic) -> None:
@@ -322,11 +353,19 @@ async def test_async_create_close_without_iterating(otel: Any, instrumented: Any
 
 @pytest.mark.asyncio
 async def test_async_create_transport_error(otel: Any, instrumented: Any, async_client: Any) -> None:
-    stream = await async_client.messages.create(stream=True, **kwargs(f"chunks={WORDS},abort_after=5"))
+    async def read() -> None:
+        async for _ in await async_client.messages.create(stream=True, **kwargs(CUT)):
+            pass
+
+    plain = await async_sdk_error(read)
+    assert otel.spans() == []
+    stream = await async_client.messages.create(stream=True, **kwargs(CUT))
     seen = Tally()
-    with pytest.raises(TRANSPORT_ERROR) as caught:
+    with pytest.raises(Exception) as caught:
         async for event in stream:
             seen.see(event)
+    assert_same_error(caught.value, plain)
+    assert seen.chunks == 2
     check_span(otel, outcome="error", chunks=2, tokens=(INPUT, None), error=caught.value)
 
 
@@ -426,11 +465,15 @@ def test_sync_helper_dropped_after_break(otel: Any, instrumented: Any, client: a
 
 
 def test_sync_helper_transport_error(otel: Any, instrumented: Any, client: anthropic.Anthropic) -> None:
-    with (
-        pytest.raises(TRANSPORT_ERROR) as caught,
-        client.messages.stream(**kwargs(f"chunks={WORDS},abort_after=5")) as stream,
-    ):
-        stream.until_done()
+    def read() -> None:
+        with client.messages.stream(**kwargs(CUT)) as stream:
+            stream.until_done()
+
+    plain = sdk_error(read)
+    assert otel.spans() == []
+    with pytest.raises(Exception) as caught:
+        read()
+    assert_same_error(caught.value, plain)
     check_span(otel, outcome="error", chunks=2, tokens=(INPUT, None), error=caught.value)
 
 
@@ -603,11 +646,17 @@ def test_streamed_tool_use_and_thinking(otel: Any, instrument: Any, client: anth
 def test_stream_cut_short_keeps_the_partial_output(
     otel: Any, instrument: Any, client: anthropic.Anthropic
 ) -> None:
-    instrument(pricing=False, capture_content="SPAN_ONLY")
-    with pytest.raises(TRANSPORT_ERROR):
-        for _ in client.messages.create(stream=True, **kwargs(f"chunks={WORDS},abort_after=5")):
+    def read() -> None:
+        for _ in client.messages.create(stream=True, **kwargs(CUT)):
             pass
-    assert json.loads(otel.span().attributes["gen_ai.output.messages"]) == [
+
+    plain = sdk_error(read)
+    instrument(pricing=False, capture_content="SPAN_ONLY")
+    with pytest.raises(Exception) as caught:
+        read()
+    assert_same_error(caught.value, plain)
+    span = check_span(otel, outcome="error", chunks=2, tokens=(INPUT, None), error=caught.value)
+    assert json.loads(span.attributes["gen_ai.output.messages"]) == [
         {"role": "assistant", "parts": [{"type": "text", "content": "Hello from"}], "finish_reason": "error"}
     ]
 
