@@ -367,7 +367,7 @@ def _print_store(out: TextIO, db_path: str, started: datetime) -> int:
     """What the local store now holds for this run: `llmlens stats` and the newest `llmlens log` rows."""
     from contextlib import redirect_stdout
 
-    from llmlens.cli import main
+    from llmlens.store.cli import main  # the store commands alone: the demo sits below llmlens.cli
 
     since = started.isoformat(timespec="seconds")
     print(f"\nrecorded into the local store {db_path}", file=out)
