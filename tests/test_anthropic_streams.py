@@ -602,6 +602,20 @@ def test_with_raw_response_stream(otel: Any, instrumented: Any, client: anthropi
     check_span(otel, outcome="completed", chunks=seen.chunks, tokens=seen.tokens)
 
 
+def test_with_raw_response_stream_rebound(otel: Any, instrumented: Any, client: anthropic.Anthropic) -> None:
+    # `r = r.parse()` drops the raw response while its stream is being read: the stream decides the end.
+    r: Any = client.messages.with_raw_response.create(stream=True, **kwargs())
+    r = r.parse()
+    gc.collect()
+    assert otel.spans() == []
+    seen = Tally()
+    for event in r:
+        seen.see(event)
+    assert seen.chunks == WORDS
+    span = check_span(otel, outcome="completed", chunks=seen.chunks, tokens=seen.tokens)
+    assert span.attributes["gen_ai.response.id"].startswith("msg_fake")
+
+
 @pytest.mark.asyncio
 async def test_async_with_streaming_response(otel: Any, instrumented: Any, async_client: Any) -> None:
     seen = Tally()

@@ -323,3 +323,23 @@ def test_with_raw_response(otel: Any, instrumented: Any, client: groq.Groq, fake
     span = otel.span()  # ended before the caller parsed anything
     completion = raw.parse()
     assert dict(span.attributes) == {**base(fake), **answered(completion)}
+
+
+def test_with_raw_response_stream_rebound(otel: Any, instrumented: Any, client: groq.Groq) -> None:
+    # `r = r.parse()` drops the raw response while its stream is being read: the stream decides the end.
+    r: Any = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, stream=True, extra_body={"stream_options": {"include_usage": True}}
+    )
+    r = r.parse()
+    gc.collect()
+    assert otel.spans() == []
+    chunks = list(r)
+    attributes = otel.span().attributes
+    assert attributes["llmlens.stream.outcome"] == "completed"
+    assert attributes["gen_ai.response.id"] == chunks[0].id
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (
+        PROMPT_TOKENS,
+        8,
+    )
+    assert attributes["llmlens.stream.chunk_count"] == 10

@@ -627,6 +627,36 @@ async def test_async_with_raw_response_stream_full(otel: Any, instrumented: Any,
     check_span(otel, outcome="completed", chunks=seen.chunks, tokens=seen.tokens)
 
 
+def test_sync_with_raw_response_stream_rebound(otel: Any, instrumented: Any, client: openai.OpenAI) -> None:
+    # The idiom `r = r.parse()` drops the raw response while its stream is being read.
+    r: Any = client.chat.completions.with_raw_response.create(**chat_kwargs())
+    r = r.parse()
+    gc.collect()
+    assert otel.spans() == []  # the stream is alive: nothing has ended yet
+    seen = ChatTally()
+    for chunk in r:
+        seen.see(chunk)
+    assert seen.chunks == WORDS + 2 and seen.tokens is not None
+    span = check_span(otel, outcome="completed", chunks=seen.chunks, tokens=seen.tokens)
+    assert span.attributes["gen_ai.response.id"] == chunk.id
+
+
+@pytest.mark.asyncio
+async def test_async_with_raw_response_stream_rebound(
+    otel: Any, instrumented: Any, async_client: Any
+) -> None:
+    r: Any = await async_client.chat.completions.with_raw_response.create(**chat_kwargs())
+    r = r.parse()
+    gc.collect()
+    assert otel.spans() == []
+    seen = ChatTally()
+    async for chunk in r:
+        seen.see(chunk)
+    assert seen.chunks == WORDS + 2 and seen.tokens is not None
+    span = check_span(otel, outcome="completed", chunks=seen.chunks, tokens=seen.tokens)
+    assert span.attributes["gen_ai.response.id"] == chunk.id
+
+
 # =========================================================================================== transparency
 
 

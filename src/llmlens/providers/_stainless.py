@@ -266,7 +266,9 @@ class StainlessPatch:
             state = StreamState(inv, _ignore_chunk, None)
         http_response = getattr(response, "http_response", None)
         hook_response_close(http_response, state, is_async)
-        weakref.finalize(response, state.abandon)
+        # Dropped unparsed: abandoned. Once parse() has handed out a stream, the stream's own proxy
+        # decides that instead: `r = r.parse()` drops the response while its stream is being read.
+        dropped = weakref.finalize(response, state.abandon)
         proxies: dict[int, Any] = {}
         original = weak_method(response.parse)  # no response -> parse -> response cycle
 
@@ -278,6 +280,7 @@ class StainlessPatch:
                     proxy = proxies.get(id(parsed))
                     if proxy is None:
                         proxy = proxies[id(parsed)] = self._proxy(inv, route, parsed, is_async, state)
+                        dropped.detach()
                     return proxy
                 route.response(inv, parsed)
                 inv.finish()
