@@ -24,7 +24,14 @@ from botocore.stub import Stubber  # noqa: E402
 
 from fakes.bedrock_server import BedrockServer  # noqa: E402
 from llmlens.core.invocation import Invocation  # noqa: E402
-from llmlens.providers import bedrock as provider  # noqa: E402
+from llmlens.providers.bedrock.invoke_formats import (  # noqa: E402
+    AnthropicFormat,
+    LlamaFormat,
+    NovaFormat,
+    OtherFormat,
+    format_for,
+)
+from llmlens.providers.bedrock.usage import converse_usage  # noqa: E402
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "amazon.nova-lite-v1:0"
@@ -143,7 +150,7 @@ def test_converse_usage_adds_the_cache_tokens_to_the_input(
 def test_usage_whose_total_already_counts_the_cache_is_not_summed_twice() -> None:
     # Some models report an inputTokens that already includes the cache; totalTokens tells them apart.
     inv = Invocation(None, "chat", "aws.bedrock", "m")  # type: ignore[arg-type]
-    provider._converse_usage(
+    converse_usage(
         inv, {"inputTokens": 352, "outputTokens": 8, "totalTokens": 360,
               "cacheReadInputTokens": 300, "cacheWriteInputTokens": 40},
     )  # fmt: skip
@@ -151,7 +158,7 @@ def test_usage_whose_total_already_counts_the_cache_is_not_summed_twice() -> Non
         352, 8, 300, 40,
     )  # fmt: skip
     inv = Invocation(None, "chat", "aws.bedrock", "m")  # type: ignore[arg-type]
-    provider._converse_usage(inv, {"inputTokens": 12, "outputTokens": 8, "cacheReadInputTokens": 300})
+    converse_usage(inv, {"inputTokens": 12, "outputTokens": 8, "cacheReadInputTokens": 300})
     assert (inv.input_tokens, inv.cache_read_tokens, inv.cache_creation_tokens) == (312, 300, None)
 
 
@@ -444,18 +451,18 @@ def test_invoke_model_body_cut_short(otel: Any, instrumented: Any, bedrock: Bedr
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"anthropic_version": "bedrock-2023-05-31", "messages": []}, provider.AnthropicFormat),
-        ({"schemaVersion": "messages-v1", "messages": []}, provider.NovaFormat),
-        ({"messages": [], "inferenceConfig": {}}, provider.NovaFormat),
-        ({"prompt": "Hi", "max_gen_len": 5}, provider.LlamaFormat),
-        ({"messages": [{"role": "user", "content": "Hi"}]}, provider.OtherFormat),
+        ({"anthropic_version": "bedrock-2023-05-31", "messages": []}, AnthropicFormat),
+        ({"schemaVersion": "messages-v1", "messages": []}, NovaFormat),
+        ({"messages": [], "inferenceConfig": {}}, NovaFormat),
+        ({"prompt": "Hi", "max_gen_len": 5}, LlamaFormat),
+        ({"messages": [{"role": "user", "content": "Hi"}]}, OtherFormat),
     ],
 )
 def test_the_body_tells_the_format_behind_an_application_inference_profile(body: Any, expected: type) -> None:
     opaque = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
-    assert type(provider.format_for(opaque, body)) is expected
+    assert type(format_for(opaque, body)) is expected
     # A known family in the model id wins over the body's look.
-    assert type(provider.format_for(f"us.{CLAUDE}", body)) is provider.AnthropicFormat
+    assert type(format_for(f"us.{CLAUDE}", body)) is AnthropicFormat
 
 
 def test_image_models_are_not_traced(otel: Any, instrumented: Any, bedrock: BedrockServer) -> None:
