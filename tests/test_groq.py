@@ -4,6 +4,7 @@ serves Groq's `/openai/v1/...` paths like `/v1/...`), and recorded real Groq res
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import time
@@ -343,3 +344,28 @@ def test_with_raw_response_stream_rebound(otel: Any, instrumented: Any, client: 
         8,
     )
     assert attributes["llmlens.stream.chunk_count"] == 10
+
+
+def test_async_stream_with_exit_after_break_in_asyncio_run(otel: Any, instrumented: Any, fake: Any) -> None:
+    """As a script does it: the loop `asyncio.run` made is closed before anything is collected."""
+    times: list[int] = []
+
+    async def main() -> None:
+        client = groq.AsyncGroq(api_key="k", base_url=f"http://{fake.host}:{fake.port}", max_retries=0)
+        async with await client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True
+        ) as stream:
+            async for _chunk in stream:
+                break
+            times.append(time.time_ns())
+        times.append(time.time_ns())
+
+    asyncio.run(main())
+    span = otel.span()  # ended at the exit, before any collection
+    assert span.attributes["llmlens.stream.outcome"] == "closed"
+    assert span.status.status_code is StatusCode.UNSET
+    assert "error.type" not in span.attributes and not span.events
+    assert span.attributes["llmlens.stream.chunk_count"] == 1
+    assert times[0] <= span.end_time <= times[1]
+    gc.collect()
+    assert otel.spans() == [span]

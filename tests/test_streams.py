@@ -339,6 +339,28 @@ async def test_async_chat_close_without_iterating(
     assert t_close <= span.end_time <= t_closed
 
 
+def test_async_chat_with_exit_after_break_in_asyncio_run(otel: Any, instrumented: Any, fake: Any) -> None:
+    """As a script does it: the loop `asyncio.run` made is closed before anything is collected."""
+    seen = ChatTally()
+    times: list[int] = []
+
+    async def main() -> None:
+        client = openai.AsyncOpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=0)
+        async with await client.chat.completions.create(**chat_kwargs()) as stream:
+            async for chunk in stream:
+                seen.see(chunk)
+                break
+            times.append(time.time_ns())
+        times.append(time.time_ns())
+
+    asyncio.run(main())
+    span = check_span(otel, outcome="closed", chunks=1, tokens=None)  # before any collection
+    assert times[0] <= span.end_time <= times[1]
+    assert seen.chunks == 1
+    gc.collect()
+    assert otel.spans() == [span]
+
+
 @pytest.mark.asyncio
 async def test_async_chat_transport_error(otel: Any, instrumented: Any, async_client: Any) -> None:
     stream = await async_client.chat.completions.create(**chat_kwargs(f"chunks={WORDS},abort_after=3"))
