@@ -56,6 +56,8 @@ NO_USAGE = "no_usage"  # the response reported no token counts (e.g. a stream wi
 UNKNOWN_PROVIDER = "unknown_provider"  # no price list for this gen_ai.provider.name (openai_compatible)
 UNKNOWN_MODEL = "unknown_model"  # the provider's price list has no such model
 UNSUPPORTED_UNITS = "unsupported_units"  # the model is priced by characters, seconds, ..., not tokens
+# A reported count was not a token count (llmlens.usage.invalid): a price from the rest would be wrong.
+INVALID_USAGE = "invalid_usage"
 
 # gen_ai.provider.name -> genai-prices provider id. A name not listed is looked up in genai-prices as
 # it is (its own provider matching), so `cerebras` or `moonshotai` from a provider map still work.
@@ -385,6 +387,8 @@ class PriceBook:
         Returns the amount in USD, the reason the call is unpriced, or None when it is neither (a
         failed request that returned nothing is not billed, so it is not counted as unpriced).
         """
+        if semconv.LLMLENS_USAGE_INVALID in attributes:
+            return INVALID_USAGE
         if inv.input_tokens is None and inv.output_tokens is None:
             return None if failed and not inv.chunk_times else NO_USAGE
         request_model = inv.request_model

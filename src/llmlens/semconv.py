@@ -109,6 +109,9 @@ LLMLENS_API_KEY_LABEL = "llmlens.api_key.label"
 LLMLENS_SOURCE_FORMAT = "llmlens.proxy.source_format"
 LLMLENS_TARGET_FORMAT = "llmlens.proxy.target_format"
 LLMLENS_PROFILE_ID = "llmlens.profile.id"
+# The gen_ai.usage.* attributes a response reported but that were not token counts (negative, not a
+# whole number, absurdly large): dropped from the span, metrics, cost and store (core/limits.py).
+LLMLENS_USAGE_INVALID = "llmlens.usage.invalid"
 CLIENT_ADDRESS = "client.address"
 SERVICE_NAME = "service.name"
 

@@ -4,7 +4,7 @@ A proxy's client chooses the model name, a response carries its own id and finis
 of these becomes a span name, an attribute, a metric attribute and a store column. `cap()` keeps them
 at `IDENTIFIER_MAX` characters (a longer value keeps its first 253 and ends in `...`); `cap_text()` does
 the same for free-form request metadata (a user agent) at `TEXT_MAX`. `valid_token_count()` is the one
-check a usage count passes before it is recorded, priced or stored (docs/semconv.md, "Limits").
+check a usage count passes before it is recorded, priced or stored (docs/configuration.md, "Limits").
 """
 
 from __future__ import annotations

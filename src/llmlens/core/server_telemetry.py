@@ -29,7 +29,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmlens import semconv
 from llmlens.core.invocation import Invocation
-from llmlens.core.telemetry import Telemetry, _describe, _fast_histogram
+from llmlens.core.limits import cap, cap_text
+from llmlens.core.telemetry import Telemetry, _describe, _fast_histogram, mark_invalid_usage
 
 _log = logging.getLogger("llmlens")
 _perf_ns = time.perf_counter_ns
@@ -186,8 +187,8 @@ class ServerTelemetry:
         if source_format:
             inv.source_format = source_format
             inv.request_attributes[semconv.LLMLENS_SOURCE_FORMAT] = source_format
-        self.client.start(inv, _SERVER, context)
-        active: dict[str, Any] = {semconv.OPERATION_NAME: operation, semconv.PROVIDER_NAME: provider}
+        self.client.start(inv, _SERVER, context)  # (caps the names: core/limits.py)
+        active: dict[str, Any] = {semconv.OPERATION_NAME: inv.operation, semconv.PROVIDER_NAME: inv.provider}
         if stream:
             active[semconv.REQUEST_STREAM] = True
         inv.active_attributes = active
@@ -232,8 +233,8 @@ class ServerTelemetry:
             attributes[semconv.LLMLENS_STREAM_OUTCOME] = outcome
         if inv.status_code is not None:
             attributes[semconv.HTTP_STATUS_CODE] = inv.status_code
-        if error is None and inv.failure is not None:
-            attributes[semconv.ERROR_TYPE] = inv.failure
+        if error is None and inv.failure is not None:  # an upstream's error code: capped like a name
+            attributes[semconv.ERROR_TYPE] = inv.failure = cap(inv.failure)
         self._upstream_attributes(inv, attributes)
         err_type = attributes.get(semconv.ERROR_TYPE)
         priced = self._price(inv, attributes, err_type is not None, upstream_cost)
@@ -245,7 +246,7 @@ class ServerTelemetry:
                 span.record_exception(error)
                 span.set_status(Status(StatusCode.ERROR, _describe(error)))
             elif err_type is not None:
-                span.set_status(Status(StatusCode.ERROR, inv.error_message or str(err_type)))
+                span.set_status(Status(StatusCode.ERROR, cap_text(inv.error_message or str(err_type))))
             elif outcome in (None, semconv.OUTCOME_COMPLETED):
                 span.set_status(_OK)
             # a client that went away: UNSET, as for a stream the caller closed early
@@ -280,11 +281,17 @@ class ServerTelemetry:
                 values = [getattr(u, field) for u in ended if getattr(u, field) is not None]
                 if values:
                     setattr(inv, field, sum(values))
+            for upstream in ended:  # a leg's invalid count is missing from the sums: say so here too
+                for key in upstream.response_attributes.get(semconv.LLMLENS_USAGE_INVALID) or ():
+                    mark_invalid_usage(inv.response_attributes, key)
         costs = [u.response_attributes.get(semconv.USAGE_COST_AMOUNT) for u in ended]
         priced = [c for c in costs if isinstance(c, (int, float))]
         return sum(priced) if priced and len(priced) == len(ended) else None
 
     def _upstream_attributes(self, inv: ServerInvocation, attributes: dict[str, Any]) -> None:
+        # set_upstream() takes what the application passes: capped like every other name.
+        inv.upstream_model, inv.upstream_provider = cap(inv.upstream_model), cap(inv.upstream_provider)
+        inv.target_format = cap(inv.target_format)
         if inv.target_format:
             attributes[semconv.LLMLENS_TARGET_FORMAT] = inv.target_format
         if inv.upstream_model:

@@ -20,6 +20,7 @@ from llmlens._version import __version__
 from llmlens.core.context import ACTIVE_INVOCATION_KEY, proxy_request
 from llmlens.core.histograms import FastHistogram
 from llmlens.core.invocation import Invocation
+from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
 from llmlens.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,12 +41,12 @@ def error_type(error: BaseException) -> str:
     # generic status error; the provider's own error type (`overloaded_error`) says what happened.
     api_type, status = getattr(error, "type", None), getattr(error, "status_code", None)
     if isinstance(api_type, str) and api_type and isinstance(status, int) and 200 <= status < 300:
-        return api_type
+        return cap(api_type)
     # AWS SDK errors (botocore ClientError, EventStreamError) carry the service's own error code
     # (`ThrottlingException`, `modelStreamErrorException`): the spec prefers it to a class name.
     aws_code = _aws_error(error).get("Code")
     if isinstance(aws_code, str) and aws_code:
-        return aws_code
+        return cap(aws_code)
     cls = type(error)
     module = cls.__module__
     if module == "builtins":
@@ -140,6 +141,15 @@ class Telemetry:
     def start(self, inv: Invocation, kind: SpanKind = _CLIENT, context: Any = None) -> None:
         """Start the span: CLIENT for an SDK call, SERVER (with the caller's context) for a proxy."""
         attributes = inv.request_attributes
+        # Names a caller chooses (a proxy's client sends any model name) are capped once, here, so the
+        # span name, attributes, metric attributes and store rows all get the capped value.
+        operation, provider, model = inv.operation, inv.provider, inv.request_model
+        if (
+            (type(model) is str and len(model) > IDENTIFIER_MAX)
+            or (type(operation) is str and len(operation) > IDENTIFIER_MAX)
+            or (type(provider) is str and len(provider) > IDENTIFIER_MAX)
+        ):
+            inv.operation, inv.provider, inv.request_model = cap(operation), cap(provider), cap(model)
         attributes[semconv.OPERATION_NAME] = inv.operation
         attributes[semconv.PROVIDER_NAME] = inv.provider
         if inv.request_model:
@@ -227,26 +237,65 @@ class Telemetry:
         self, inv: Invocation, outcome: str | None, error: BaseException | None
     ) -> dict[str, Any]:
         attributes: dict[str, Any] = inv.response_attributes
-        if inv.response_id:
-            attributes[semconv.RESPONSE_ID] = inv.response_id
-        if inv.response_model:
-            attributes[semconv.RESPONSE_MODEL] = inv.response_model
+        # What the response names is capped like the request's names (core/limits.py).
+        value = inv.response_id
+        if value:
+            if type(value) is str and len(value) > IDENTIFIER_MAX:
+                value = inv.response_id = cap(value)
+            attributes[semconv.RESPONSE_ID] = value
+        value = inv.response_model
+        if value:
+            if type(value) is str and len(value) > IDENTIFIER_MAX:
+                value = inv.response_model = cap(value)
+            attributes[semconv.RESPONSE_MODEL] = value
         reasons = inv.finish_reasons
         if inv.stream and outcome not in (semconv.OUTCOME_COMPLETED, None):
             # A reason was expected but never came: the spec puts `error` in that slot.
             reasons = [r or semconv.FINISH_ERROR for r in reasons] if reasons else [semconv.FINISH_ERROR]
         if reasons:
+            if len(reasons) != 1 or type(reasons[0]) is not str or len(reasons[0]) > IDENTIFIER_MAX:
+                reasons = cap_all(reasons)
             attributes[semconv.RESPONSE_FINISH_REASONS] = reasons
-        if inv.input_tokens is not None:
-            attributes[semconv.USAGE_INPUT_TOKENS] = inv.input_tokens
-        if inv.output_tokens is not None:
-            attributes[semconv.USAGE_OUTPUT_TOKENS] = inv.output_tokens
-        if inv.cache_read_tokens is not None:
-            attributes[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = inv.cache_read_tokens
-        if inv.cache_creation_tokens is not None:
-            attributes[semconv.USAGE_CACHE_CREATION_INPUT_TOKENS] = inv.cache_creation_tokens
-        if inv.reasoning_tokens is not None:
-            attributes[semconv.USAGE_REASONING_OUTPUT_TOKENS] = inv.reasoning_tokens
+        # Usage: a count that is not one (negative, not a whole number, absurdly large) is dropped here,
+        # for every provider and the proxy, before metrics, pricing and the store see it, and named in
+        # llmlens.usage.invalid. The check for a good count is two comparisons.
+        most = TOKENS_MAX
+        tokens = inv.input_tokens
+        if tokens is not None:
+            if type(tokens) is not int or not 0 <= tokens <= most:
+                tokens = _check_usage(inv, "input_tokens", semconv.USAGE_INPUT_TOKENS, attributes)
+            if tokens is not None:
+                attributes[semconv.USAGE_INPUT_TOKENS] = tokens
+        tokens = inv.output_tokens
+        if tokens is not None:
+            if type(tokens) is not int or not 0 <= tokens <= most:
+                tokens = _check_usage(inv, "output_tokens", semconv.USAGE_OUTPUT_TOKENS, attributes)
+            if tokens is not None:
+                attributes[semconv.USAGE_OUTPUT_TOKENS] = tokens
+        tokens = inv.cache_read_tokens
+        if tokens is not None:
+            if type(tokens) is not int or not 0 <= tokens <= most:
+                tokens = _check_usage(
+                    inv, "cache_read_tokens", semconv.USAGE_CACHE_READ_INPUT_TOKENS, attributes
+                )
+            if tokens is not None:
+                attributes[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = tokens
+        tokens = inv.cache_creation_tokens
+        if tokens is not None:
+            if type(tokens) is not int or not 0 <= tokens <= most:
+                tokens = _check_usage(
+                    inv, "cache_creation_tokens", semconv.USAGE_CACHE_CREATION_INPUT_TOKENS, attributes
+                )
+            if tokens is not None:
+                attributes[semconv.USAGE_CACHE_CREATION_INPUT_TOKENS] = tokens
+        tokens = inv.reasoning_tokens
+        if tokens is not None:
+            if type(tokens) is not int or not 0 <= tokens <= most:
+                tokens = _check_usage(
+                    inv, "reasoning_tokens", semconv.USAGE_REASONING_OUTPUT_TOKENS, attributes
+                )
+            if tokens is not None:
+                attributes[semconv.USAGE_REASONING_OUTPUT_TOKENS] = tokens
         if inv.dimension_count is not None:
             attributes[semconv.EMBEDDINGS_DIMENSION_COUNT] = inv.dimension_count
         if inv.tool_call_count:
@@ -356,6 +405,24 @@ class MetricAttributes:
         self.input_key = tuple(self.input.items())
         self.output = {**base, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
         self.output_key = tuple(self.output.items())
+
+
+def _check_usage(inv: Invocation, field: str, key: str, attributes: dict[str, Any]) -> int | None:
+    """A usage field that failed the quick check: the count it stands for (12.0 -> 12), or None after
+    clearing it and naming `key` in llmlens.usage.invalid."""
+    value = valid_token_count(getattr(inv, field))
+    setattr(inv, field, value)
+    if value is None:
+        mark_invalid_usage(attributes, key)
+    return value
+
+
+def mark_invalid_usage(attributes: dict[str, Any], key: str) -> None:
+    found = attributes.get(semconv.LLMLENS_USAGE_INVALID)
+    if not found:
+        attributes[semconv.LLMLENS_USAGE_INVALID] = [key]
+    elif key not in found:
+        attributes[semconv.LLMLENS_USAGE_INVALID] = [*found, key]
 
 
 def _add_server(attributes: dict[str, Any], inv: Invocation) -> None:

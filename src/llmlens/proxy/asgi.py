@@ -31,6 +31,7 @@ from opentelemetry import propagate, trace
 
 from llmlens import semconv
 from llmlens.core.context import PROXY_REQUEST_KEY
+from llmlens.core.limits import cap_text
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
 from llmlens.proxy import identity
 from llmlens.proxy.formats import FORMATS, StreamReader, WireFormat
@@ -337,13 +338,13 @@ class ProxyExchange:
         self.request_id = identity.request_id(headers.get("x-request-id"))
         attributes = inv.request_attributes
         attributes[semconv.HTTP_REQUEST_METHOD] = "POST"
-        attributes[semconv.URL_PATH] = path
+        attributes[semconv.URL_PATH] = cap_text(path)
         attributes[semconv.LLMLENS_REQUEST_ID] = self.request_id
         if self.body_size:
             attributes[semconv.HTTP_REQUEST_BODY_SIZE] = self.body_size
         agent = headers.get("user-agent")
         if agent:
-            attributes[semconv.USER_AGENT] = agent
+            attributes[semconv.USER_AGENT] = cap_text(agent)
         client = scope.get("client")
         address = self.config.clients.resolve(
             client[0] if client else None, headers.get("x-forwarded-for"), headers.get("forwarded")

@@ -35,6 +35,7 @@ from opentelemetry.trace import SpanKind
 
 from llmlens import semconv
 from llmlens.core.context import PROXY_REQUEST_KEY
+from llmlens.core.limits import cap_text
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
 from llmlens.proxy import identity
 from llmlens.proxy.formats import FORMATS, JSONObject, StreamReader, WireFormat, error_of
@@ -234,14 +235,14 @@ class LLMRequest:
         attributes.update(args["attributes"] or {})
         attributes[semconv.LLMLENS_REQUEST_ID] = self.request_id
         if path:
-            attributes[semconv.URL_PATH] = path
+            attributes[semconv.URL_PATH] = cap_text(path)
         address = config.clients.resolve(
             args["peer"], headers.get("x-forwarded-for"), headers.get("forwarded")
         )
         if address:
             attributes[semconv.CLIENT_ADDRESS] = address
         if headers.get("user-agent"):
-            attributes[semconv.USER_AGENT] = headers["user-agent"]
+            attributes[semconv.USER_AGENT] = cap_text(headers["user-agent"])
         key = identity.api_key(headers)
         if key:
             attributes[semconv.LLMLENS_API_KEY_LABEL] = config.labeler.label(key)
