@@ -119,22 +119,97 @@ def test_log_filters(store: tuple[str, list[Spec]]) -> None:
     ],
 )
 def test_bad_option_values_exit_2(store: tuple[str, list[Spec]], args: list[str], fragment: str) -> None:
-    result = llmlens(*args, "--db", store[0])
-    assert result.returncode == 2 and result.stdout == ""
-    assert fragment in result.stderr.strip().splitlines()[-1], result.stderr
+    one_line_error(llmlens(*args, "--db", store[0]), fragment)  # one line: no usage text either
+
+
+def test_a_bad_command_line_is_one_line_too() -> None:
+    one_line_error(llmlens("log", "--bogus"), "unrecognized arguments: --bogus (see llmlens --help)")
+    one_line_error(llmlens("show"), "the following arguments are required: ID (see llmlens show --help)")
+    one_line_error(llmlens("log", "--limit"), "argument --limit: expected one argument")
+    one_line_error(llmlens("bogus"), "argument COMMAND: invalid choice: 'bogus'")
+
+
+# Every number, time and id a store command takes, with values that are out of range (beyond 64-bit
+# nanoseconds or row ids, before 1970, after 2261), zero or negative, malformed, empty or non-ASCII.
+_TIMES = ["99999999999d", "20000w", "2300-01-01T00:00", "0001-01-01T00:00", "9999-12-31T23:59",
+          "1969-12-31T00:00Z", "1" * 400 + "s", "0s", "-1h", "٣h", ""]  # fmt: skip
+_BAD_VALUES = [
+    *((command, option, value) for command in ("log", "stats", "export") for option in ("--since", "--until")
+      for value in _TIMES),
+    *(("health", "--window", value) for value in
+      ("99999999999d", "20000w", "10001d", "1" * 400 + "s", "0s", "0.0000000001s", "-5m", "5", "٣m", "")),
+    *(("show", "ID", value) for value in
+      ("99999999999999999999999999", "9223372036854775808", "0", "²", "١٢", "1_000", "", "x" * 32)),
+    *(("log", "--cursor", value) for value in
+      ("99999999999999999999999999", "9223372036854775808", "0", "-1", "abc", "1.5", "٣", "")),
+    *(("log", "--limit", value) for value in
+      ("0", "-1", "10001", "99999999999999999999999999", "1e3", "٣", "")),
+    *(("log", "--trace", value) for value in ("xyz", "1" * 33, "")),
+    *(("export", "--trace", value) for value in ("xyz",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "option", "value"), _BAD_VALUES)
+def test_bad_numbers_times_and_ids_are_one_line_errors(
+    store: tuple[str, list[Spec]], command: str, option: str, value: str
+) -> None:
+    given = ["--", value] if option == "ID" else [f"{option}={value}"]
+    result = llmlens(command, "--db", store[0], *given)
+    assert "Traceback" not in result.stdout + result.stderr
+    one_line_error(result, f"argument {option}: invalid ")
+
+
+def test_a_bad_time_says_what_is_accepted(store: tuple[str, list[Spec]]) -> None:
+    result = llmlens("log", "--db", store[0], "--since", "0001-01-01T00:00")
+    one_line_error(result, "argument --since: invalid time '0001-01-01T00:00'; use a duration ago (30s, 15m")
+    assert "from 1970 to 2261" in result.stderr and "parse_when" not in result.stderr
+
+
+def test_values_at_the_limits_still_work(store: tuple[str, list[Spec]]) -> None:
+    path, specs = store
+    everything = [s.span_id for s in reversed(specs)]
+    for args in (["--since", "10000d"], ["--until", "2261-12-31T23:59Z"], ["--since", "1970-01-01T00:00Z"]):
+        result = llmlens("log", "--db", path, "--json", "--limit", "10000", *args)
+        assert [r["span_id"] for r in json.loads(result.stdout)["rows"]] == everything, (args, result.stderr)
+    oldest = llmlens("log", "--db", path, "--json", "--cursor", str(2**63 - 1), "--limit", " 3 ")
+    assert [r["span_id"] for r in json.loads(oldest.stdout)["rows"]] == everything[:3]
+    assert llmlens("health", "--db", path, "--window", "10000d").returncode == 0
+    assert llmlens("stats", "--db", path, "--since", "10000d").returncode == 0
+    # an all-digit trace id is too big for a row id: looked up as a trace id
+    one_line_error(llmlens("show", "--db", path, "1" * 32), f"no request '{'1' * 32}'")
 
 
 def test_bad_values_found_after_parsing_are_one_line(store: tuple[str, list[Spec]]) -> None:
     path = store[0]
-    one_line_error(llmlens("log", "--db", path, "--cursor", "abc"), "cursor 'abc' is not valid")
-    one_line_error(llmlens("log", "--db", path, "--trace", "xyz"), "trace id 'xyz' is not valid")
     one_line_error(llmlens("log", "--db", path, "--since", "1h", "--until", "2h"), "is not before until")
     one_line_error(llmlens("show", "--db", path, "999999"), "no request '999999'")
-    one_line_error(llmlens("show", "--db", path, "not-an-id"), "is not a request id")
     bad = clean_env(LLMLENS_HEALTH_CRITICAL_ERROR_RATE="lots")
     one_line_error(llmlens("health", "--db", path, env=bad), "LLMLENS_HEALTH_CRITICAL_ERROR_RATE='lots'")
     bad = clean_env(LLMLENS_STORE_MAX_SUCCESS="-3")
     one_line_error(llmlens("prune", "--db", path, env=bad), "LLMLENS_STORE_MAX_SUCCESS='-3' is not valid")
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value"),
+    [
+        ("health", "LLMLENS_HEALTH_WINDOW_S", "1e300"),
+        ("health", "LLMLENS_HEALTH_WINDOW_S", "99999999999999999999999"),
+        ("prune", "LLMLENS_STORE_MAX_AGE_DAYS", "1e300"),
+        ("prune", "LLMLENS_STORE_MAX_AGE_DAYS", "99999999999999999999999"),
+        ("prune", "LLMLENS_STORE_MAX_AGE_DAYS", "10001"),
+        ("prune", "LLMLENS_STORE_MAX_SUCCESS", "9" * 400),
+        ("prune", "LLMLENS_STORE_MAX_ERRORS", str(2**63)),
+    ],
+)
+def test_environment_numbers_out_of_range_are_one_line_errors(
+    tmp_path: Path, command: str, variable: str, value: str
+) -> None:
+    path = str(tmp_path / "env.db")
+    record(path, generate(3, start_ns=NOW - 100 * NS, end_ns=NOW - 50 * NS, shapes=False))
+    result = llmlens(command, "--db", path, env=clean_env(**{variable: value}))
+    assert "Traceback" not in result.stderr
+    one_line_error(result, f"{variable}=")
+    assert "is not valid; accepted values: " in result.stderr
 
 
 def test_files_that_are_not_stores(tmp_path: Path) -> None:
@@ -157,6 +232,22 @@ def test_files_that_are_not_stores(tmp_path: Path) -> None:
     one_line_error(llmlens("db", "info", "--db", str(empty)), "is an empty file")
     one_line_error(llmlens("log", "--db", str(tmp_path)), "is a directory")
     assert text.read_text().startswith("not a database") and empty.read_bytes() == b""
+
+
+def test_prune_fails_on_a_damaged_file_like_stats(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    record(str(path), generate(40, start_ns=NOW - 3600 * NS, end_ns=NOW - NS, shapes=False))
+    conn = sqlite3.connect(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'requests'").fetchone()
+    conn.close()
+    with open(path, "r+b") as file:  # the request rows' page: prune reads only the indexes to find nothing
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * page_size)
+    damaged = path.read_bytes()
+    one_line_error(llmlens("stats", "--db", str(path)), f"{path}: database disk image is malformed")
+    one_line_error(llmlens("prune", "--db", str(path)), f"{path}: database disk image is malformed")
+    assert path.read_bytes() == damaged  # and nothing was deleted
 
 
 def test_show_draws_the_span_tree(store: tuple[str, list[Spec]]) -> None:

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from llmlens.store import cli as store_cli
+
+    parser = store_cli.Parser(  # a bad command line: one line on stderr, exit status 2
         prog="llmlens",
         description="OpenTelemetry instrumentation for LLM calls, with a local view of every request.",
     )
@@ -39,8 +41,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("config", help="print the effective settings read from the environment")
     commands.add_parser("version", help="print the llmlens version")
-    from llmlens.store import cli as store_cli
-
     store_cli.register(commands, parser)
     return parser
 

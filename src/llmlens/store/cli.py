@@ -9,73 +9,67 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NoReturn
+
+from llmlens.store import inputs
 
 COMMANDS = ("log", "show", "stats", "health", "prune", "export", "db")
 POLL_S = 0.5
-NS = 1_000_000_000
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+MAX_LIMIT = 10_000
 
 
 class _Fail(Exception):
     """A user error: one line on stderr, exit status 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with llmlens errors: a bad command line is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        message = message.replace("\n", " ")
+        if not message.startswith("argument "):  # unknown or missing arguments: point to the help
+            message += f" (see {self.prog} --help)"
+        self.exit(2, f"llmlens: {message}\n")
+
+
 # --- option values ---------------------------------------------------------------------------------
 
 
-def parse_duration(text: str) -> float:
-    """`30s`, `15m`, `1h`, `7d`, `2w` -> seconds."""
-    match = _DURATION.match(text or "")
-    if not match or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}; use a number and a unit: 30s, 15m, 1h, 7d"
-        )
-    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+def _value(check: Callable[..., Any], *args: Any) -> Callable[[str], Any]:
+    """An argparse `type` from a check in llmlens.store.inputs (its message becomes the option's error)."""
 
-
-def parse_when(text: str) -> int:
-    """A moment in ns: a duration ago (`15m`, `1h`, `7d`) or an ISO 8601 time (local unless it says)."""
-    if _DURATION.match(text or ""):
-        return time.time_ns() - int(parse_duration(text) * NS)
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid time {text!r}; use a duration ago (30s, 15m, 1h, 7d) or an ISO time (2025-11-23T10:00)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # local time
-    return int(moment.astimezone(timezone.utc).timestamp() * NS)
-
-
-def _positive_int(maximum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if not 1 <= value <= maximum:
-            raise argparse.ArgumentTypeError(
-                f"invalid value {text!r}; use a whole number from 1 to {maximum}"
-            )
-        return value
+            return check(text, *args)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
+    parse.__name__ = check.__name__
     return parse
+
+
+def _request_id(text: str) -> str:
+    inputs.request_id(text)
+    return text
+
+
+DURATION = _value(inputs.duration)  # seconds
+WHEN = _value(inputs.timestamp)  # ns
+COUNT = _value(inputs.count, MAX_LIMIT)
+CURSOR = _value(inputs.cursor)
+REQUEST_ID = _value(_request_id)
+TRACE_ID = _value(inputs.trace_id)
 
 
 # --- the parsers -----------------------------------------------------------------------------------
 
 
 def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--db",
         metavar="PATH",
@@ -85,21 +79,21 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _json_option() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     parent.add_argument("--json", action="store_true", help="print JSON only (for scripts)")
     return parent
 
 
 def _filter_options() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     group = parent.add_argument_group("filters (all that are given must match)")
     group.add_argument(
         "--since",
-        type=parse_when,
+        type=WHEN,
         metavar="WHEN",
         help="started at or after: 30s, 15m, 1h, 7d ago or an ISO time",
     )
-    group.add_argument("--until", type=parse_when, metavar="WHEN", help="started before (same syntax)")
+    group.add_argument("--until", type=WHEN, metavar="WHEN", help="started before (same syntax)")
     group.add_argument("--model", help="request or response model, exactly")
     group.add_argument("--provider", help="gen_ai.provider.name, e.g. openai, anthropic, gcp.gemini")
     group.add_argument(
@@ -120,7 +114,11 @@ def _filter_options() -> argparse.ArgumentParser:
         help="failed requests whose error type or message has TEXT",
     )
     group.add_argument(
-        "--trace", dest="trace_id", metavar="TRACE_ID", help="requests of one trace (32 hex digits)"
+        "--trace",
+        dest="trace_id",
+        type=TRACE_ID,
+        metavar="TRACE_ID",
+        help="requests of one trace (32 hex digits)",
     )
     return parent
 
@@ -145,8 +143,10 @@ def register(commands: Any, parser: argparse.ArgumentParser | None = None) -> No
             "  llmlens log --model gpt-4o --json --limit 200\n  llmlens log -f --stream"
         ),
     )  # fmt: skip
-    log.add_argument("--limit", type=_positive_int(10_000), default=50, help="rows per page (default 50)")
-    log.add_argument("--cursor", help="continue after this cursor (printed under the previous page)")
+    log.add_argument("--limit", type=COUNT, default=50, help="rows per page (default 50)")
+    log.add_argument(
+        "--cursor", type=CURSOR, help="continue after this cursor (printed under the previous page)"
+    )
     log.add_argument("-f", "--follow", action="store_true", help="keep printing new rows until Ctrl-C")
 
     show = commands.add_parser(
@@ -159,7 +159,9 @@ def register(commands: Any, parser: argparse.ArgumentParser | None = None) -> No
             "or a span id."
         ),
     )  # fmt: skip
-    show.add_argument("id", metavar="ID", help="request id, TRACE_ID/SPAN_ID, TRACE_ID or SPAN_ID")
+    show.add_argument(
+        "id", metavar="ID", type=REQUEST_ID, help="request id, TRACE_ID/SPAN_ID, TRACE_ID or SPAN_ID"
+    )
 
     stats = commands.add_parser(
         "stats", parents=[common, as_json], formatter_class=fmt,
@@ -178,11 +180,11 @@ def register(commands: Any, parser: argparse.ArgumentParser | None = None) -> No
     )
     stats.add_argument(
         "--since",
-        type=parse_when,
+        type=WHEN,
         metavar="WHEN",
         help="from: 30s, 15m, 1h, 7d ago or an ISO time (default: everything recorded)",
     )
-    stats.add_argument("--until", type=parse_when, metavar="WHEN", help="to (default: now)")
+    stats.add_argument("--until", type=WHEN, metavar="WHEN", help="to (default: now)")
 
     health = commands.add_parser(
         "health", parents=[common, as_json], formatter_class=fmt,
@@ -196,7 +198,7 @@ def register(commands: Any, parser: argparse.ArgumentParser | None = None) -> No
             "LLMLENS_HEALTH_DEGRADED_P95_MS, LLMLENS_HEALTH_CRITICAL_P95_MS (docs/store.md)."
         ),
     )  # fmt: skip
-    health.add_argument("--window", type=parse_duration, metavar="DURATION", help="how far back: 30s, 5m, 1h")
+    health.add_argument("--window", type=DURATION, metavar="DURATION", help="how far back: 30s, 5m, 1h")
     health.add_argument(
         "--fail-on", choices=("degraded", "critical"),
         help="exit with status 1 when the overall status is this bad or worse (for monitors)",
@@ -576,6 +578,7 @@ def _prune(args: argparse.Namespace, path: str) -> int:
 
     retention = Retention.from_env()
     conn = _open(path, write=True)
+    _check_integrity(conn, path)  # deleting from a damaged file can only damage it more
     result = prune(conn, retention)
     report: dict[str, Any] = {
         "retention": {"max_success": retention.max_success, "max_errors": retention.max_errors,
@@ -607,6 +610,14 @@ def _prune(args: argparse.Namespace, path: str) -> int:
         v = report["vacuum"]
         print(f"vacuum: {formats.bytes_(v['bytes_before'])} -> {formats.bytes_(v['bytes_after'])}")
     return 0
+
+
+def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    """Fail (like a query that meets a damaged page) unless PRAGMA quick_check finds every page sound."""
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(1)")]
+    if problems != ["ok"]:
+        detail = next((line for p in problems for line in str(p).splitlines() if "***" not in line), "")
+        raise _Fail(f"{path}: database disk image is malformed" + (f" ({detail})" if detail else ""))
 
 
 # export ---------------------------------------------------------------------------------------------
@@ -685,7 +696,7 @@ def _db(args: argparse.Namespace, path: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m llmlens.store.cli ...` (the same as `llmlens ...` for these commands)."""
-    parser = argparse.ArgumentParser(prog="llmlens")
+    parser = Parser(prog="llmlens")
     register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True), parser)
     return run(parser.parse_args(argv))
 

@@ -43,6 +43,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llmlens.settings import SettingsError
+from llmlens.store import inputs
+from llmlens.store.inputs import QueryError
 from llmlens.store.rollups import percentile_from_hist
 from llmlens.store.schema import SCHEMA_VERSION
 
@@ -66,10 +68,6 @@ _MODEL_SQL = "coalesce(nullif(response_model, ''), nullif(request_model, ''), ''
 _PROVIDER_SQL = "coalesce(provider, '')"
 
 
-class QueryError(ValueError):
-    """A query argument is not valid. The message is one line, fit for a user."""
-
-
 # --- small helpers -------------------------------------------------------------------------------
 
 
@@ -82,7 +80,7 @@ def iso(ns: int | None) -> str | None:
 
 
 def _now(now_ns: int | None) -> int:
-    return time.time_ns() if now_ns is None else int(now_ns)
+    return time.time_ns() if now_ns is None else inputs.timestamp(now_ns, "now_ns")
 
 
 def _label(q: float) -> str:
@@ -135,13 +133,14 @@ class Filters:
     def validate(self) -> Filters:
         if self.status is not None and self.status not in STATUSES:
             raise QueryError(f"status {self.status!r} is not valid; accepted values: {', '.join(STATUSES)}")
+        if self.since_ns is not None:
+            self.since_ns = inputs.timestamp(self.since_ns, "since_ns")
+        if self.until_ns is not None:
+            self.until_ns = inputs.timestamp(self.until_ns, "until_ns")
         if self.since_ns is not None and self.until_ns is not None and self.since_ns >= self.until_ns:
             raise QueryError(f"since ({iso(self.since_ns)}) is not before until ({iso(self.until_ns)})")
         if self.trace_id is not None:
-            trace_id = self.trace_id.strip().lower()
-            if len(trace_id) != 32 or any(c not in "0123456789abcdef" for c in trace_id):
-                raise QueryError(f"trace id {self.trace_id!r} is not valid; expected 32 hex digits")
-            self.trace_id = trace_id
+            self.trace_id = inputs.trace_id(self.trace_id)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -384,22 +383,8 @@ def _page_sql(
     return sql, [f.model, *params, limit, f.model, f.model, *params, limit, limit]
 
 
-def _limit(limit: int, maximum: int = MAX_PAGE) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= maximum:
-        raise QueryError(f"limit {limit!r} is not valid; accepted values: 1 to {maximum}")
-    return limit
-
-
-def _cursor(cursor: int | str | None) -> int | None:
-    if cursor is None or cursor == "":
-        return None
-    try:
-        value = int(cursor)
-    except (TypeError, ValueError):
-        value = -1
-    if value < 0:
-        raise QueryError(f"cursor {cursor!r} is not valid; use the next_cursor of the previous page")
-    return value
+def _limit(limit: int, maximum: int = MAX_PAGE, what: str = "limit") -> int:
+    return inputs.count(limit, maximum, what)
 
 
 def request_log(
@@ -408,7 +393,7 @@ def request_log(
     """A page of request rows, newest first (by `id`, the order they were written)."""
     f = (filters or Filters()).validate()
     limit = _limit(limit)
-    sql, params = _page_sql(conn, f, limit + 1, before=_cursor(cursor))
+    sql, params = _page_sql(conn, f, limit + 1, before=inputs.cursor(cursor))
     rows = _rows(conn.execute(sql, params))
     if len(rows) > limit:
         return Page(rows[:limit], rows[limit - 1]["id"])
@@ -438,7 +423,7 @@ def iter_requests(
 ) -> Iterator[dict[str, Any]]:
     """Every matching row, one keyset page at a time (never the whole result in memory)."""
     f = (filters or Filters()).validate()
-    batch_size = _limit(batch_size)
+    batch_size = _limit(batch_size, what="batch_size")
     position: int | None = None
     while True:
         if oldest_first:
@@ -456,7 +441,7 @@ def explain(
     conn: sqlite3.Connection, filters: Filters, limit: int = 50, cursor: int | None = None
 ) -> list[str]:
     """The query plan of a request-log page (EXPLAIN QUERY PLAN details), for tests and tuning."""
-    sql, params = _page_sql(conn, filters.validate(), limit + 1, before=cursor)
+    sql, params = _page_sql(conn, filters.validate(), _limit(limit) + 1, before=inputs.cursor(cursor))
     return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
 
 
@@ -520,37 +505,27 @@ class RequestDetail:
         return _fields_dict(self)
 
 
-def _is_hex(text: str, length: int) -> bool:
-    return len(text) == length and all(c in "0123456789abcdef" for c in text)
-
-
 def get_request(conn: sqlite3.Connection, ref: int | str) -> RequestDetail | None:
     """A request by `id`, by `trace_id/span_id` (or `trace_id:span_id`), by trace id, or by span id.
 
     A bare trace id picks the trace's outermost request (the first one written if there are several);
     a bare span id is looked up without an index (slow on a very large store). None if not found.
     """
-    text = str(ref).strip().lower()
-    bad = f"{ref!r} is not a request id; expected ID, TRACE_ID/SPAN_ID, TRACE_ID or SPAN_ID"
+    r = inputs.request_id(ref)
     lookups: list[tuple[str, tuple[Any, ...]]] = []
-    if isinstance(ref, int) or text.isdigit():
-        lookups.append(("SELECT * FROM requests WHERE id = ?", (int(text),)))
-    if "/" in text or ":" in text:
-        trace_id, _, span_id = text.replace(":", "/").partition("/")
-        if not (_is_hex(trace_id, 32) and _is_hex(span_id, 16)):
-            raise QueryError(bad)
-        lookups.append(("SELECT * FROM requests WHERE trace_id = ? AND span_id = ?", (trace_id, span_id)))
-    elif _is_hex(text, 32):
+    if r.row_id is not None:  # (an all-digit span or trace id is tried as a row id first)
+        lookups.append(("SELECT * FROM requests WHERE id = ?", (r.row_id,)))
+    if r.trace_id is not None and r.span_id is not None:
+        lookups.append(("SELECT * FROM requests WHERE trace_id = ? AND span_id = ?", (r.trace_id, r.span_id)))
+    elif r.trace_id is not None:
         lookups.append(
             (
                 "SELECT * FROM requests WHERE trace_id = ? ORDER BY (parent_span_id IS NOT NULL), id LIMIT 1",
-                (text,),
+                (r.trace_id,),
             )
         )
-    elif _is_hex(text, 16):  # (an all-digit span id is tried as a row id first)
-        lookups.append(("SELECT * FROM requests WHERE span_id = ? ORDER BY id LIMIT 1", (text,)))
-    if not lookups:
-        raise QueryError(bad)
+    elif r.span_id is not None:
+        lookups.append(("SELECT * FROM requests WHERE span_id = ? ORDER BY id LIMIT 1", (r.span_id,)))
     rows: list[dict[str, Any]] = []
     for sql, params in lookups:
         rows = _rows(conn.execute(sql, params))
@@ -604,10 +579,12 @@ class Window:
 
     @classmethod
     def of(cls, since_ns: int | None, until_ns: int | None) -> Window:
+        since_ns = None if since_ns is None else inputs.timestamp(since_ns, "since_ns")
+        until_ns = None if until_ns is None else inputs.timestamp(until_ns, "until_ns")
         if since_ns is not None and until_ns is not None and since_ns >= until_ns:
             raise QueryError(f"since ({iso(since_ns)}) is not before until ({iso(until_ns)})")
-        first = None if since_ns is None else int(since_ns) // MINUTE_NS
-        last = None if until_ns is None else (int(until_ns) - 1) // MINUTE_NS
+        first = None if since_ns is None else since_ns // MINUTE_NS
+        last = None if until_ns is None else (until_ns - 1) // MINUTE_NS
         return cls(since_ns, until_ns, first, last)
 
     @property
@@ -1081,8 +1058,8 @@ def time_series(
             f"resolution {resolution!r} is not valid; accepted values: {', '.join(_RESOLUTIONS)}"
         )
     step, default_span_s = _RESOLUTIONS[resolution]
-    until = _now(now_ns) if until_ns is None else int(until_ns)
-    since = until - default_span_s * NS if since_ns is None else int(since_ns)
+    until = _now(now_ns) if until_ns is None else inputs.timestamp(until_ns, "until_ns")
+    since = until - default_span_s * NS if since_ns is None else inputs.timestamp(since_ns, "since_ns")
     if since >= until:
         raise QueryError(f"since ({iso(since)}) is not before until ({iso(until)})")
     first, last = since // step, (until - 1) // step
@@ -1181,8 +1158,10 @@ def _check_thresholds(values: Mapping[str, Any], names: Mapping[str, str]) -> No
             f"{names.get(name, name)}={values[name]!r} is not valid; accepted values: {accepted}"
         )
 
-    if not values["window_s"] > 0:
-        fail("window_s", "a number of seconds > 0")
+    try:
+        inputs.duration(values["window_s"])
+    except QueryError:
+        fail("window_s", f"a number of {inputs.SECONDS_RANGE}")
     if values["min_requests"] < 1:
         fail("min_requests", "an integer >= 1")
     for name in ("degraded_error_rate", "critical_error_rate"):
@@ -1270,9 +1249,7 @@ def provider_health(
     """
     t = thresholds or HealthThresholds.from_env()
     if window_s is not None:
-        if not window_s > 0:
-            raise QueryError(f"window {window_s!r} is not valid; accepted values: seconds > 0")
-        t = HealthThresholds(**{**asdict(t), "window_s": float(window_s)})
+        t = HealthThresholds(**{**asdict(t), "window_s": inputs.duration(window_s, "window_s")})
     until = _now(now_ns)
     since = until - int(t.window_s * NS)
     stats: dict[str, dict[str, Any]] = {}
@@ -1509,8 +1486,7 @@ def rosetta_metrics_snapshot(
     - `series` buckets requests by start second; `providers` comes from `provider_health` (its window,
       not the last 100 requests) and `status` can also be "degraded".
     """
-    if not isinstance(series_seconds, int) or not 1 <= series_seconds <= 300:
-        raise QueryError(f"series_seconds {series_seconds!r} is not valid; accepted values: 1 to 300")
+    series_seconds = inputs.count(series_seconds, 300, "series_seconds")
     now = _now(now_ns)
     everything = Window.of(None, None)
     total = totals(conn).totals

@@ -8,7 +8,6 @@ or day row when its whole hour or day has).
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import time
@@ -16,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from llmlens.settings import SettingsError
+from llmlens.store.inputs import INT64_MAX, MAX_DURATION_DAYS
 
 ENV_MAX_SUCCESS = "LLMLENS_STORE_MAX_SUCCESS"
 ENV_MAX_ERRORS = "LLMLENS_STORE_MAX_ERRORS"
@@ -46,11 +46,15 @@ class Retention:
                 value = kind(raw)
             except ValueError:
                 value = -1
-            if value < 0 or not math.isfinite(value):  # "inf" would overflow the cutoff, "nan" disable it
-                noun = "an integer" if kind is int else "a number"
-                raise SettingsError(
-                    f"{var}={raw!r} is not valid; accepted values: {noun} >= 0 (0 = no limit)"
-                )
+            # a value beyond 64 bits, "inf" or a huge age would overflow, "nan" would disable the limit
+            if kind is int:
+                valid = 0 <= value <= INT64_MAX
+                accepted = f"an integer from 0 to {INT64_MAX}"
+            else:
+                valid = 0 <= value <= MAX_DURATION_DAYS  # (False for nan)
+                accepted = f"days from 0 to {MAX_DURATION_DAYS}"
+            if not valid:
+                raise SettingsError(f"{var}={raw!r} is not valid; accepted values: {accepted} (0 = no limit)")
             values[name] = value
         return cls(**values)  # type: ignore[arg-type]
 
