@@ -208,6 +208,18 @@ def test_bad_arguments_raise_one_line_query_errors(conn: Any) -> None:
         lambda: queries.time_series(conn, "second", since_ns=NOW - 86_400 * NS, until_ns=NOW),
         lambda: queries.get_request(conn, "not-an-id"),
         lambda: queries.rosetta_metrics_snapshot(conn, series_seconds=0),
+        # beyond what SQLite stores (64-bit nanoseconds and row ids): not an OverflowError
+        lambda: queries.request_log(conn, cursor=2**63),
+        lambda: queries.request_log(conn, Filters(since_ns=2**63)),
+        lambda: queries.request_log(conn, Filters(until_ns=10**30)),
+        lambda: queries.totals(conn, since_ns=2**70),
+        lambda: queries.percentiles(conn, until_ns=float("inf")),
+        lambda: queries.time_series(conn, "minute", until_ns=2**64),
+        lambda: queries.provider_health(conn, window_s=1e300),
+        lambda: queries.provider_health(conn, now_ns=2**63),
+        lambda: queries.get_request(conn, 10**30),
+        lambda: queries.get_request(conn, "99999999999999999999999999"),
+        lambda: queries.get_request(conn, "²"),
     ):
         with pytest.raises(QueryError) as info:
             call()
