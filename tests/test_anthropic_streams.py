@@ -657,6 +657,15 @@ def test_streamed_tool_use_and_thinking(otel: Any, instrument: Any, client: anth
     ]
 
 
+def test_streamed_thinking_tokens(otel: Any, instrumented: Any, client: anthropic.Anthropic) -> None:
+    # SDKs older than `usage.output_tokens_details` keep it as the plain dict it arrived as.
+    for _ in client.messages.create(stream=True, **kwargs("chunks=4,thinking=3")):
+        pass
+    attributes = otel.span().attributes
+    assert attributes["gen_ai.usage.reasoning.output_tokens"] == 3
+    assert attributes["gen_ai.usage.output_tokens"] == 3 + 4
+
+
 def test_stream_cut_short_keeps_the_partial_output(
     otel: Any, instrument: Any, client: anthropic.Anthropic
 ) -> None:
@@ -703,3 +712,23 @@ def test_stream_is_still_an_anthropic_stream(
         for _ in stream:
             pass
     assert otel.span().attributes["llmlens.stream.outcome"] == "completed"
+
+
+@pytest.mark.asyncio
+async def test_async_stream_is_still_an_anthropic_async_stream(
+    otel: Any, instrumented: Any, async_client: Any
+) -> None:
+    stream = await async_client.messages.create(stream=True, **kwargs())
+    assert isinstance(stream, anthropic.AsyncStream)
+    assert not isinstance(stream, anthropic.Stream)
+    async with stream:
+        async for _ in stream:
+            pass
+    assert otel.span().attributes["llmlens.stream.outcome"] == "completed"
+
+
+def test_uninstrument_restores_the_stream_class_checks(instrument: Any) -> None:
+    metas = [type(anthropic.Stream), type(anthropic.AsyncStream)]
+    before = [meta.__dict__.get("__instancecheck__") for meta in metas]
+    instrument().uninstrument()
+    assert [meta.__dict__.get("__instancecheck__") for meta in metas] == before

@@ -1,4 +1,4 @@
-"""Anthropic SDK (anthropic 0.40 - 2.x): `messages.create`, `messages.stream()`, `beta.messages`,
+"""Anthropic SDK (anthropic 0.43 - 2.x): `messages.create`, `messages.stream()`, `beta.messages`,
 `messages.count_tokens`, and the same calls through `AnthropicBedrock`, `AnthropicVertex` and
 `AnthropicFoundry` clients.
 
@@ -37,6 +37,7 @@ from llmlens import semconv
 from llmlens.core.content import elided_blob, text_part, truncate
 from llmlens.core.context import ACTIVE_INVOCATION_KEY
 from llmlens.core.invocation import Invocation
+from llmlens.core.streams import AsyncStreamProxy, SyncStreamProxy
 from llmlens.core.telemetry import Telemetry
 from llmlens.providers._stainless import StainlessPatch
 from llmlens.providers.endpoints import default_port, known_provider
@@ -44,7 +45,7 @@ from llmlens.settings import Settings
 
 _perf_ns = time.perf_counter_ns
 _get_value = otel_context.get_value
-INSTRUMENTS = "anthropic >= 0.40, < 3"
+INSTRUMENTS = "anthropic >= 0.43, < 3"
 PROVIDER = "anthropic"
 
 # Anthropic stop reasons -> the output-message schema's finish reasons. Others pass through as they are.
@@ -230,8 +231,9 @@ def _set_usage(
 
 
 def _thinking_tokens(usage: Any) -> int | None:
+    # An SDK older than the field keeps it as the plain dict it arrived as.
     details = getattr(usage, "output_tokens_details", None)
-    return _int(getattr(details, "thinking_tokens", None)) if details is not None else None
+    return _int(_get(details, "thinking_tokens")) if details is not None else None
 
 
 def _usage_extras(inv: Invocation, usage: Any) -> None:
@@ -458,10 +460,28 @@ def _tracer_property(original: property) -> property:
     return property(_tracer, doc=original.__doc__)
 
 
+def _proxy_aware_instancecheck(original: Callable[[type, Any], bool]) -> Callable[[type, Any], bool]:
+    """`isinstance(proxy, anthropic.Stream)` as for the stream the proxy wraps.
+
+    Before 1.0 the SDK's `Stream` and `AsyncStream` have a metaclass whose `__instancecheck__` answers
+    False for anything but the exact class (and its own `MessageStream`), so without this a proxied
+    stream would not pass the check that the unproxied one passes.
+    """
+
+    def __instancecheck__(cls: type, instance: Any) -> bool:
+        if type(instance) in (SyncStreamProxy, AsyncStreamProxy):
+            return isinstance(instance.__wrapped__, cls)
+        return original(cls, instance)
+
+    return __instancecheck__
+
+
 class AnthropicPatch(StainlessPatch):
-    """The Stainless patch, plus the per-call switch of the SDK's own tracing (anthropic 2.x)."""
+    """The Stainless patch, plus the per-call switch of the SDK's own tracing (anthropic 2.x) and, before
+    1.0, an `isinstance()` check of the SDK's stream classes that sees through our proxies."""
 
     _tracer_original: property | None = None
+    _instancechecks: tuple[tuple[type, Any], ...] = ()
 
     def patch(self) -> None:
         super().patch()
@@ -470,12 +490,25 @@ class AnthropicPatch(StainlessPatch):
         if isinstance(original, property) and original.fget is not None:
             self._tracer_original = original
             base_client._tracer = _tracer_property(original)  # type: ignore[union-attr]
+        found = []
+        for stream_class in (self._sync_stream, self._async_stream):
+            meta = type(stream_class)
+            if not meta.__module__.startswith(f"{self.package}."):
+                continue  # never a metaclass that is not the SDK's own (ABCMeta, type)
+            check = meta.__dict__.get("__instancecheck__")
+            if check is not None:
+                found.append((meta, check))
+                meta.__instancecheck__ = _proxy_aware_instancecheck(check)  # type: ignore[method-assign]
+        self._instancechecks = tuple(found)
 
     def unpatch(self) -> None:
         super().unpatch()
         if self._tracer_original is not None:
             self._base.BaseClient._tracer = self._tracer_original
             self._tracer_original = None
+        for meta, check in self._instancechecks:
+            meta.__instancecheck__ = check  # type: ignore[method-assign]
+        self._instancechecks = ()
 
 
 # --- wiring -----------------------------------------------------------------------------------------
@@ -515,8 +548,15 @@ def client_endpoint(settings: Settings) -> Callable[[Any], tuple[str, str | None
 
 
 def routes(settings: Settings) -> dict[str, Any]:
-    # The beta API sends the same paths with `?beta=true` as a query parameter, not in the URL path.
-    return {"/v1/messages": MessagesRoute(settings), "/v1/messages/count_tokens": CountTokensRoute()}
+    # The beta API sends the same paths with `?beta=true`: newer SDKs as a query parameter, older ones
+    # (before 2.x's request qualifiers) as part of the URL the request is made with.
+    messages, count_tokens = MessagesRoute(settings), CountTokensRoute()
+    return {
+        "/v1/messages": messages,
+        "/v1/messages?beta=true": messages,
+        "/v1/messages/count_tokens": count_tokens,
+        "/v1/messages/count_tokens?beta=true": count_tokens,
+    }
 
 
 def instrument(telemetry: Telemetry, settings: Settings) -> StainlessPatch:
