@@ -176,8 +176,10 @@ def test_disabled_instrumentations_turns_llmlens_off(tmp_path: Path) -> None:
     )
     enabled = run_instrumented(tmp_path, clean_env(**CONSOLE_ENV), probe)
     assert "LLMLENS INSTRUMENTED True" in enabled.stdout, enabled.stdout
+    # `openai`: the other instrumentations of openai installed here (tests/test_peers.py), which would
+    # trace the calls once llmlens is off.
     disabled = run_instrumented(
-        tmp_path, clean_env(**CONSOLE_ENV, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="llmlens"), probe
+        tmp_path, clean_env(**CONSOLE_ENV, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="llmlens,openai"), probe
     )
     assert "LLMLENS INSTRUMENTED False" in disabled.stdout, disabled.stdout
     assert SPAN_NAME not in disabled.stdout

@@ -16,6 +16,7 @@ from llmlens.settings import (
     ENV_CONTENT_MAX_LENGTH,
     ENV_DB,
     ENV_EMIT_EVENT,
+    ENV_PEER_INSTRUMENTATIONS,
     ENV_PRICES,
     ENV_PRICING,
     ENV_PROVIDER_MAP,
@@ -30,6 +31,7 @@ from llmlens.settings import (
     ENV_STORE,
     KNOWN_PROVIDERS,
     ContentMode,
+    PeerMode,
     Settings,
     SettingsError,
 )
@@ -54,6 +56,7 @@ ALL_ENV_VARS = (
     ENV_PROXY_API_KEY_NAMES,
     ENV_PROXY_KEY_SECRET,
     ENV_PROXY_MAX_BODY,
+    ENV_PEER_INSTRUMENTATIONS,
 )
 
 
@@ -75,6 +78,7 @@ def test_the_documented_variable_names() -> None:
         "LLMLENS_PROXY_API_KEY_NAMES",
         "LLMLENS_PROXY_KEY_SECRET",
         "LLMLENS_PROXY_MAX_BODY",
+        "LLMLENS_PEER_INSTRUMENTATIONS",
     )
     # No ENV_* constant is left untested.
     assert {v for k, v in vars(settings_module).items() if k.startswith("ENV_")} == set(ALL_ENV_VARS)
@@ -373,6 +377,7 @@ BAD_VALUES = [
     (ENV_PROXY_TRUSTED_PROXIES, "10.0.0.300"),
     (ENV_PROXY_API_KEY_NAMES, "label-without-name"),
     (ENV_PROXY_MAX_BODY, "-1"),
+    (ENV_PEER_INSTRUMENTATIONS, "ignore"),
 ]
 
 
@@ -466,6 +471,35 @@ def test_store_switch_bad_value_names_the_variable() -> None:
 def test_db_path_from_environment_and_argument() -> None:
     assert Settings.from_env({ENV_DB: " /tmp/x.db "}).db_path == "/tmp/x.db"
     assert Settings.from_env({ENV_DB: "/tmp/x.db"}, db_path="/tmp/y.db").db_path == "/tmp/y.db"
+
+
+# ------------------------------------------------------------------------ other GenAI instrumentations
+
+
+@pytest.mark.parametrize(
+    ("raw", "mode"),
+    [
+        ("stand_aside", PeerMode.STAND_ASIDE),
+        (" Stand-Aside ", PeerMode.STAND_ASIDE),
+        ("defer", PeerMode.DEFER),
+        ("ALLOW", PeerMode.ALLOW),
+    ],
+)
+def test_peer_instrumentations(raw: str, mode: PeerMode) -> None:
+    assert Settings().peer_instrumentations is PeerMode.STAND_ASIDE
+    assert Settings.from_env({ENV_PEER_INSTRUMENTATIONS: raw}).peer_instrumentations is mode
+    assert Settings().with_overrides(peer_instrumentations=raw).peer_instrumentations is mode
+    assert Settings().with_overrides(peer_instrumentations=mode).peer_instrumentations is mode
+
+
+@pytest.mark.parametrize("raw", ["ignore", "both", "true"])
+def test_peer_instrumentations_invalid(raw: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({ENV_PEER_INSTRUMENTATIONS: raw})
+    check_error(error.value, ENV_PEER_INSTRUMENTATIONS, "stand_aside, defer, allow")
+    with pytest.raises(SettingsError) as error:
+        Settings().with_overrides(peer_instrumentations=raw)
+    check_error(error.value, "peer_instrumentations", "stand_aside, defer, allow")
 
 
 # ------------------------------------------------------------------------------------------- proxies

@@ -19,6 +19,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from llmlens.peers import PeerClaims
 from llmlens.settings import KNOWN_PROVIDERS, Settings, SettingsError
 
 _log = logging.getLogger("llmlens")
@@ -37,7 +38,7 @@ _PROVIDER_MODULES = {
 _OPTION_NAMES = (
     "capture_content", "emit_event", "content_max_length", "providers", "provider_map", "store", "db_path",
     "pricing", "prices", "proxy_auto", "proxy_routes", "proxy_path_prefixes", "proxy_trusted_proxies",
-    "proxy_api_key_names", "proxy_key_secret", "proxy_max_body",
+    "proxy_api_key_names", "proxy_key_secret", "proxy_max_body", "peer_instrumentations",
 )  # fmt: skip
 
 
@@ -80,17 +81,24 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
             from llmlens.store.attach import attach_store
 
             attach_store(kwargs.get("tracer_provider"), settings.db_path)
+        # Other GenAI instrumentations of the same SDKs stand aside, or llmlens does (llmlens.peers).
+        peers = PeerClaims(settings.peer_instrumentations)
+        self._patches.append(peers)
         for name in KNOWN_PROVIDERS:
             if name not in settings.providers:
                 continue
             sdk, module_name = _PROVIDER_MODULES[name]
-            if not _installed(sdk):
+            if not _installed(sdk) or not peers.before(name):
                 continue
             try:
                 module = importlib.import_module(module_name)
-                self._patches.append(module.instrument(self.telemetry, settings))
+                patch = module.instrument(self.telemetry, settings)
             except Exception:
+                peers.release(name)
                 _log.warning("llmlens: could not instrument %s; its calls stay untraced", sdk, exc_info=True)
+                continue
+            self._patches.append(patch)
+            peers.claim(name, patch)
         self._instrument_proxies(settings)
 
     def _instrument_proxies(self, settings: Settings) -> None:

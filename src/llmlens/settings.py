@@ -43,6 +43,14 @@ class ContentMode(str, enum.Enum):
         return self in (ContentMode.EVENT_ONLY, ContentMode.SPAN_AND_EVENT)
 
 
+class PeerMode(str, enum.Enum):
+    """Who traces an SDK that another GenAI instrumentation (a peer) instruments too (llmlens.peers)."""
+
+    STAND_ASIDE = "stand_aside"  # llmlens; the peer's instrument() does nothing
+    DEFER = "defer"  # the peer; llmlens leaves that SDK alone
+    ALLOW = "allow"  # both: two LLM spans per call, usage counted twice
+
+
 # Environment variable names, documented in docs/configuration.md.
 ENV_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_EMIT_EVENT = "OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT"
@@ -60,6 +68,7 @@ ENV_PROXY_TRUSTED_PROXIES = "LLMLENS_PROXY_TRUSTED_PROXIES"
 ENV_PROXY_API_KEY_NAMES = "LLMLENS_PROXY_API_KEY_NAMES"
 ENV_PROXY_KEY_SECRET = "LLMLENS_PROXY_KEY_SECRET"
 ENV_PROXY_MAX_BODY = "LLMLENS_PROXY_MAX_BODY"
+ENV_PEER_INSTRUMENTATIONS = "LLMLENS_PEER_INSTRUMENTATIONS"
 
 # The wire formats a proxy route can name (llmlens.proxy.formats.FORMATS), and `off`.
 PROXY_ROUTE_FORMATS = (
@@ -93,6 +102,17 @@ def _parse_bool(var: str, raw: str) -> bool:
     if value in _FALSE:
         return False
     raise SettingsError(f"{var}={raw!r} is not valid; accepted values: true, false")
+
+
+def _parse_peer_mode(var: str, raw: object) -> PeerMode:
+    if isinstance(raw, PeerMode):
+        return raw
+    value = str(raw).strip().lower().replace("-", "_")
+    try:
+        return PeerMode(value)
+    except ValueError:
+        accepted = ", ".join(m.value for m in PeerMode)
+        raise SettingsError(f"{var}={raw!r} is not valid; accepted values: {accepted}") from None
 
 
 def _parse_non_negative_int(var: str, raw: str) -> int:
@@ -226,6 +246,8 @@ class Settings:
     proxy_key_secret: str | None = field(default=None, repr=False)
     # Request bodies up to this size are read for their model and parameters (bytes).
     proxy_max_body: int = 4 * 1024 * 1024
+    # Other GenAI instrumentations of an SDK llmlens instruments (docs/configuration.md).
+    peer_instrumentations: PeerMode = PeerMode.STAND_ASIDE
 
     @property
     def event_enabled(self) -> bool:
@@ -253,6 +275,7 @@ class Settings:
             ("proxy_api_key_names", ENV_PROXY_API_KEY_NAMES, _parse_names),
             ("proxy_key_secret", ENV_PROXY_KEY_SECRET, lambda var, raw: raw.strip()),
             ("proxy_max_body", ENV_PROXY_MAX_BODY, _parse_non_negative_int),
+            ("peer_instrumentations", ENV_PEER_INSTRUMENTATIONS, _parse_peer_mode),
         )
         for name, var, parse in readers:
             raw = env.get(var)
@@ -304,6 +327,10 @@ class Settings:
         if "content_max_length" in values:
             values["content_max_length"] = _parse_non_negative_int(
                 "content_max_length", str(values["content_max_length"])
+            )
+        if "peer_instrumentations" in values:
+            values["peer_instrumentations"] = _parse_peer_mode(
+                "peer_instrumentations", values["peer_instrumentations"]
             )
         _proxy_overrides(values)
         return replace(self, **values)  # type: ignore[arg-type]
