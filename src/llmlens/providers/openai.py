@@ -20,7 +20,8 @@ from llmlens.providers.endpoints import default_port, provider_for
 from llmlens.settings import Settings
 
 _perf_ns = time.perf_counter_ns
-INSTRUMENTS = "openai >= 1.40, < 4"
+# 1.55.3: the first release whose client can be built with httpx 0.28 or later (which dropped `proxies`).
+INSTRUMENTS = "openai >= 1.55.3, < 4"
 
 # OpenAI finish reasons -> the output-message schema's values (as util-genai maps them).
 _FINISH_REASONS = {"tool_calls": "tool_call", "function_call": "tool_call"}
