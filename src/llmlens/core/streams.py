@@ -15,6 +15,7 @@ handler, and nothing else; no JSON, no `model_dump()`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
@@ -353,3 +354,114 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_state.abandon()
         except Exception:
             pass
+
+
+# --- streams whose request goes out after the call returned ------------------------------------------
+
+
+@contextlib.contextmanager
+def span_current(telemetry: Any, inv: Invocation) -> Iterator[None]:
+    """The invocation's span current (and the call marked in flight) for the duration of the block."""
+    telemetry.activate(inv)
+    try:
+        yield
+    finally:
+        telemetry.deactivate(inv)
+
+
+def first_step_in_span(stream: Iterator[Any], telemetry: Any, inv: Invocation) -> Iterator[Any]:
+    """The generator `stream`, its first step (where the SDK sends the request) in the span's context,
+    so HTTP client spans nest under the LLM span and nested instrumented SDKs see the call in flight."""
+    with span_current(telemetry, inv):
+        try:
+            first = next(stream)
+        except StopIteration:
+            return
+    yield first
+    yield from stream  # close() and GC reach the SDK's generator through `yield from`
+
+
+async def first_step_in_span_async(stream: Any, telemetry: Any, inv: Invocation) -> AsyncIterator[Any]:
+    """The async generator `stream`, its first step in the span's context."""
+    with span_current(telemetry, inv):
+        try:
+            first = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+    try:
+        yield first
+        async for item in stream:
+            yield item
+    finally:
+        await stream.aclose()  # `async for` leaves the SDK's generator open on break, close or error
+
+
+class StreamContext:
+    """A stream's context manager (sync and async) that sends the request when entered: the request
+    goes out inside the span's context, the stream the entered value holds in `attribute` is proxied,
+    and the exit ends the invocation if nothing else did. A dropped stream ends at that exit too, as
+    `closed`: the SDK's own generator runs it on close and on garbage collection alike.
+
+    `open_state`: makes the stream's StreamState (its chunk and end handlers) once the request is out.
+    """
+
+    def __init__(
+        self,
+        manager: Any,
+        telemetry: Any,
+        inv: Invocation,
+        open_state: Callable[[], StreamState],
+        attribute: str,
+    ) -> None:
+        self.manager = manager
+        self.telemetry = telemetry
+        self.inv = inv
+        self.open_state = open_state
+        self.attribute = attribute
+        self.state: StreamState | None = None
+
+    @contextlib.contextmanager
+    def _sending(self) -> Iterator[None]:
+        with span_current(self.telemetry, self.inv):
+            try:
+                yield
+            except BaseException as error:
+                self.inv.fail(error)
+                raise
+
+    def __enter__(self) -> Any:
+        with self._sending():
+            value = self.manager.__enter__()
+        return self._proxy(value, SyncStreamProxy)
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.manager.__exit__(*exc_info)
+        finally:
+            self._end()
+
+    async def __aenter__(self) -> Any:
+        with self._sending():
+            value = await self.manager.__aenter__()
+        return self._proxy(value, AsyncStreamProxy)
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        try:
+            return await self.manager.__aexit__(*exc_info)
+        finally:
+            self._end()
+
+    def _proxy(self, value: Any, proxy_cls: type) -> Any:
+        try:
+            self.state = self.open_state()
+            stream = getattr(value, self.attribute)
+            setattr(value, self.attribute, proxy_cls(stream, self.state, hook_close=False))
+        except Exception:
+            _log.debug("llmlens: could not proxy the stream", exc_info=True)
+        return value
+
+    def _end(self) -> None:
+        if self.state is not None:
+            self.state.end(semconv.OUTCOME_CLOSED)
+        else:
+            self.inv.finish(semconv.OUTCOME_CLOSED)

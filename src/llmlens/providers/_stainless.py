@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from wrapt import wrap_function_wrapper
 
-from llmlens.core.context import skip_instrumentation
 from llmlens.core.invocation import Invocation
+from llmlens.core.lifecycle import TracedCall
 from llmlens.core.streams import (
     AsyncStreamProxy,
     StreamState,
@@ -98,8 +98,9 @@ class StainlessPatch:
     # --- patching -------------------------------------------------------------------------------
 
     def patch(self) -> None:
-        wrap_function_wrapper(self._base, "SyncAPIClient.request", self._sync_request)
-        wrap_function_wrapper(self._base, "AsyncAPIClient.request", self._async_request)
+        call = TracedCall(self, self._begin, self._sync_result, hand_back_async=self._async_result)
+        wrap_function_wrapper(self._base, "SyncAPIClient.request", call.sync)
+        wrap_function_wrapper(self._base, "AsyncAPIClient.request", call.async_)
         self.active = True
 
     def unpatch(self) -> None:
@@ -111,34 +112,40 @@ class StainlessPatch:
             if method is not None and hasattr(method, "__wrapped__"):
                 cls.request = method.__wrapped__
 
-    # --- the wrappers ---------------------------------------------------------------------------
+    # --- the steps of a call (core/lifecycle.py runs them) ----------------------------------------
 
-    def _sync_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        begun = self._begin(instance, args, kwargs) if self.active else None
-        if begun is None:
-            return wrapped(*args, **kwargs)
-        inv, route = begun
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as error:
-            self.telemetry.deactivate(inv)
-            inv.fail(error)
-            raise
-        self.telemetry.deactivate(inv)
+    def _begin(self, client: Any, args: tuple, kwargs: dict) -> tuple[Invocation, Route] | None:
+        """The invocation of a call to a known route, or None to pass the call through untouched."""
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        url = options.url
+        route = self.routes.get(url)
+        if route is None:
+            if self.route_for_unknown is None:
+                return None
+            route = self.route_for_unknown(url)
+            if route is None:
+                return None
+        body = options.json_data
+        if not isinstance(body, Mapping):
+            body = {}
+        if self.merge_extra_body:
+            extra = getattr(options, "extra_json", None)
+            if isinstance(extra, Mapping) and extra:
+                body = {**body, **extra}
+        stream = bool(kwargs.get("stream", False))
+        provider, host, port = self.endpoint(client)
+        model = body.get("model")
+        inv = Invocation(
+            self.telemetry, route.operation, provider, model if isinstance(model, str) else None,
+            host, port, stream,
+        )  # fmt: skip
+        route.request(inv, body)
+        return inv, route
+
+    def _sync_result(self, inv: Invocation, route: Route, result: Any) -> Any:
         return self._result(inv, route, result, is_async=False)
 
-    async def _async_request(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        begun = self._begin(instance, args, kwargs) if self.active else None
-        if begun is None:
-            return await wrapped(*args, **kwargs)
-        inv, route = begun
-        try:
-            result = await wrapped(*args, **kwargs)
-        except BaseException as error:
-            self.telemetry.deactivate(inv)
-            inv.fail(error)
-            raise
-        self.telemetry.deactivate(inv)
+    async def _async_result(self, inv: Invocation, route: Route, result: Any) -> Any:
         if isinstance(result, self._async_api_response) and _body_read(result):
             try:  # the SDK caches the parse, so the user's own `await parse()` costs nothing more
                 parsed = await result.parse()
@@ -148,42 +155,6 @@ class StainlessPatch:
                 return result
             return self._result(inv, route, parsed, is_async=True, raw=result)
         return self._result(inv, route, result, is_async=True)
-
-    def _begin(self, client: Any, args: tuple, kwargs: dict) -> tuple[Invocation, Route] | None:
-        """Start the invocation, or None to pass the call through untouched. Never raises."""
-        try:
-            if skip_instrumentation():
-                return None
-            options = args[1] if len(args) > 1 else kwargs.get("options")
-            url = options.url
-            route = self.routes.get(url)
-            if route is None:
-                if self.route_for_unknown is None:
-                    return None
-                route = self.route_for_unknown(url)
-                if route is None:
-                    return None
-            body = options.json_data
-            if not isinstance(body, Mapping):
-                body = {}
-            if self.merge_extra_body:
-                extra = getattr(options, "extra_json", None)
-                if isinstance(extra, Mapping) and extra:
-                    body = {**body, **extra}
-            stream = bool(kwargs.get("stream", False))
-            provider, host, port = self.endpoint(client)
-            model = body.get("model")
-            inv = Invocation(
-                self.telemetry, route.operation, provider, model if isinstance(model, str) else None,
-                host, port, stream,
-            )  # fmt: skip
-            route.request(inv, body)
-            self.telemetry.start(inv)
-            self.telemetry.activate(inv)
-            return inv, route
-        except Exception:
-            _log.debug("llmlens: could not start an invocation; the call goes on untraced", exc_info=True)
-            return None
 
     def _result(self, inv: Invocation, route: Route, result: Any, is_async: bool, raw: Any = None) -> Any:
         """Attach the end of the invocation to whatever the SDK returned. Never raises.
