@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from wrapt import wrap_function_wrapper
 
 from llmlens import semconv
-from llmlens.core.context import skip_instrumentation
 from llmlens.core.invocation import Invocation
+from llmlens.core.lifecycle import TracedCall
 from llmlens.core.streams import StreamState, SyncStreamProxy
 from llmlens.core.telemetry import Telemetry
 from llmlens.providers.bedrock.converse import ConverseCall
@@ -56,9 +56,10 @@ class BedrockPatch:
         self._client_module = importlib.import_module("botocore.client")
         response = importlib.import_module("botocore.response")
         self._streaming_body = response.StreamingBody
+        self._call = TracedCall(self, self._begin, self._result, on_error=self._error)
 
     def patch(self) -> None:
-        wrap_function_wrapper(self._client_module, "BaseClient._make_api_call", self._make_api_call)
+        wrap_function_wrapper(self._client_module, "BaseClient._make_api_call", self._call.sync)
         self.active = True
 
     def unpatch(self) -> None:
@@ -66,64 +67,41 @@ class BedrockPatch:
         self.active = False
         cls = self._client_module.BaseClient
         method = cls.__dict__.get("_make_api_call")
-        if getattr(method, "_self_wrapper", None) == self._make_api_call:
+        if getattr(method, "_self_wrapper", None) == self._call.sync:
             cls._make_api_call = method.__wrapped__
 
-    # --- the wrapper ----------------------------------------------------------------------------------
+    # --- the steps of a call (core/lifecycle.py runs them) --------------------------------------------
 
-    def _make_api_call(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    def _begin(self, client: Any, args: tuple, kwargs: dict) -> tuple[Invocation, tuple[str, Any]] | None:
+        """The invocation of a Bedrock Runtime call, or None to pass the call through untouched."""
         # Every AWS call of the process passes here: leave everything but Bedrock Runtime at once.
-        try:
-            service = instance._service_model.service_name
-        except AttributeError:
-            return wrapped(*args, **kwargs)
-        if service != SERVICE or not self.active:
-            return wrapped(*args, **kwargs)
-        begun = self._begin(instance, args, kwargs)
-        if begun is None:
-            return wrapped(*args, **kwargs)
-        inv, operation, call = begun
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as error:
-            self.telemetry.deactivate(inv)
-            _request_id(inv, getattr(error, "response", None))
-            inv.fail(error)
-            raise
-        self.telemetry.deactivate(inv)
-        return self._result(inv, operation, call, result)
-
-    def _begin(self, client: Any, args: tuple, kwargs: dict) -> tuple[Invocation, str, Any] | None:
-        """Start the invocation, or None to pass the call through untouched. Never raises."""
-        try:
-            if skip_instrumentation():
-                return None
-            operation = args[0] if args else kwargs.get("operation_name")
-            params = args[1] if len(args) > 1 else kwargs.get("api_params")
-            if not isinstance(params, Mapping):
-                return None
-            model = params.get("modelId")
-            model = model if isinstance(model, str) else None
-            call: Any
-            if operation in ("Converse", "ConverseStream"):
-                call = self.converse
-            elif operation in ("InvokeModel", "InvokeModelWithResponseStream"):
-                if model is not None and model_name(model).startswith(UNTRACED_MODELS):
-                    return None
-                body = invoke_body(params)
-                call = InvokeCall(format_for(model or "", body), body, self.settings.content_max_length)
-            else:
-                return None
-            provider, host, port = self._endpoint(client)
-            stream = operation in _STREAM_KEYS
-            inv = Invocation(self.telemetry, call.operation, provider, model, host, port, stream)
-            call.request(inv, params)
-            self.telemetry.start(inv)
-            self.telemetry.activate(inv)
-            return inv, operation, call
-        except Exception:
-            _log.debug("llmlens: could not start an invocation; the call goes on untraced", exc_info=True)
+        service = getattr(getattr(client, "_service_model", None), "service_name", None)
+        if service != SERVICE:
             return None
+        operation = args[0] if args else kwargs.get("operation_name")
+        params = args[1] if len(args) > 1 else kwargs.get("api_params")
+        if not isinstance(params, Mapping):
+            return None
+        model = params.get("modelId")
+        model = model if isinstance(model, str) else None
+        call: Any
+        if operation in ("Converse", "ConverseStream"):
+            call = self.converse
+        elif operation in ("InvokeModel", "InvokeModelWithResponseStream"):
+            if model is not None and model_name(model).startswith(UNTRACED_MODELS):
+                return None
+            body = invoke_body(params)
+            call = InvokeCall(format_for(model or "", body), body, self.settings.content_max_length)
+        else:
+            return None
+        provider, host, port = self._endpoint(client)
+        stream = operation in _STREAM_KEYS
+        inv = Invocation(self.telemetry, call.operation, provider, model, host, port, stream)
+        call.request(inv, params)
+        return inv, (operation, call)
+
+    def _error(self, inv: Invocation, route: tuple[str, Any], error: BaseException) -> None:
+        _request_id(inv, getattr(error, "response", None))
 
     def _endpoint(self, client: Any) -> tuple[str, str | None, int | None]:
         """Provider, host and port of the client's endpoint URL, parsed once per URL."""
@@ -140,8 +118,9 @@ class BedrockPatch:
                 self._endpoints[url] = found
         return found
 
-    def _result(self, inv: Invocation, operation: str, call: Any, result: Any) -> Any:
+    def _result(self, inv: Invocation, route: tuple[str, Any], result: Any) -> Any:
         """Attach the end of the invocation to what botocore returned. Never raises."""
+        operation, call = route
         try:
             _request_id(inv, result)
             key = _STREAM_KEYS.get(operation)
