@@ -23,6 +23,7 @@ Only plain data leaves this module; spans, metrics and names live in core/teleme
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import logging
 import time
@@ -35,9 +36,9 @@ from wrapt import wrap_function_wrapper
 
 from llmlens import semconv
 from llmlens.core.content import elided_blob, text_part, truncate
-from llmlens.core.context import skip_instrumentation
 from llmlens.core.invocation import Invocation
-from llmlens.core.streams import AsyncStreamProxy, StreamState, SyncStreamProxy
+from llmlens.core.lifecycle import TracedCall
+from llmlens.core.streams import AsyncStreamProxy, StreamState, SyncStreamProxy, first_step_in_span
 from llmlens.core.telemetry import Telemetry
 from llmlens.providers.endpoints import default_port
 from llmlens.settings import Settings
@@ -591,16 +592,16 @@ class _AsyncUserStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
 # (module, Class.method, handler). Request methods make one span each; user streams only relay exits.
 _TARGETS = (
-    ("google.genai.models", "Models._generate_content", "_sync_generate"),
-    ("google.genai.models", "AsyncModels._generate_content", "_async_generate"),
-    ("google.genai.models", "Models._generate_content_stream", "_sync_stream"),
-    ("google.genai.models", "AsyncModels._generate_content_stream", "_async_stream"),
-    ("google.genai.models", "Models._embed_content", "_sync_embed"),
-    ("google.genai.models", "AsyncModels._embed_content", "_async_embed"),
-    ("google.genai.models", "Models.generate_content_stream", "_sync_user_stream"),
-    ("google.genai.models", "AsyncModels.generate_content_stream", "_async_user_stream"),
-    ("google.genai.chats", "Chat.send_message_stream", "_sync_user_stream"),
-    ("google.genai.chats", "AsyncChat.send_message_stream", "_async_user_stream"),
+    ("google.genai.models", "Models._generate_content", "generate"),
+    ("google.genai.models", "AsyncModels._generate_content", "async_generate"),
+    ("google.genai.models", "Models._generate_content_stream", "stream"),
+    ("google.genai.models", "AsyncModels._generate_content_stream", "async_stream"),
+    ("google.genai.models", "Models._embed_content", "embed"),
+    ("google.genai.models", "AsyncModels._embed_content", "async_embed"),
+    ("google.genai.models", "Models.generate_content_stream", "user_stream"),
+    ("google.genai.models", "AsyncModels.generate_content_stream", "async_user_stream"),
+    ("google.genai.chats", "Chat.send_message_stream", "user_stream"),
+    ("google.genai.chats", "AsyncChat.send_message_stream", "async_user_stream"),
 )
 
 
@@ -615,6 +616,20 @@ class GoogleGenAIPatch:
         self.overrides = settings.provider_map
         self.active = False
         self._owner = object()  # this instrumentation's endpoint cache entries
+        generate = TracedCall(
+            self, functools.partial(self._begin, semconv.OP_GENERATE_CONTENT, False), self._end
+        )
+        embed = TracedCall(self, functools.partial(self._begin, semconv.OP_EMBEDDINGS, False), self._end)
+        stream_begin = functools.partial(self._begin, semconv.OP_GENERATE_CONTENT, True)
+        # A sync stream is a generator whose first read sends the request: that read is put in the
+        # span's context (first_step_in_span), the call that only builds the generator is not.
+        stream = TracedCall(self, stream_begin, self._sync_stream_result, activate=False)
+        async_stream = TracedCall(self, stream_begin, self._async_stream_result)
+        handlers = {
+            "generate": generate.sync, "async_generate": generate.async_, "embed": embed.sync,
+            "async_embed": embed.async_, "stream": stream.sync, "async_stream": async_stream.async_,
+            "user_stream": self._sync_user_stream, "async_user_stream": self._async_user_stream,
+        }  # fmt: skip
         self._targets = []
         for module_name, target, handler in _TARGETS:
             class_name, method = target.split(".")
@@ -622,11 +637,11 @@ class GoogleGenAIPatch:
             original = cls.__dict__.get(method) if cls is not None else None
             if original is None:  # tolerate SDK versions without one
                 continue
-            if handler.startswith("_async") and not inspect.iscoroutinefunction(original):
+            if handler.startswith("async") and not inspect.iscoroutinefunction(original):
                 # Our async wrappers await the call: a method of another shape stays untraced, unbroken.
                 _log.debug("llmlens: google-genai %s is not a coroutine function; not traced", target)
                 continue
-            self._targets.append((cls, method, getattr(self, handler)))
+            self._targets.append((cls, method, handlers[handler]))
 
     def patch(self) -> None:
         for cls, method, handler in self._targets:
@@ -666,37 +681,29 @@ class GoogleGenAIPatch:
             provider = self.overrides.get(f"{host}:{port}") or self.overrides.get(host) or provider
         return provider, host, port
 
-    def _begin(self, operation: str, models: Any, kwargs: dict[str, Any], stream: bool) -> Invocation | None:
-        """Start the invocation, or None to pass the call through untouched. Never raises."""
-        try:
-            if skip_instrumentation():
-                return None
-            config = kwargs.get("config")
-            provider, host, port = self.endpoint(models._api_client, config)
-            inv = Invocation(
-                self.telemetry, operation, provider, model_name(kwargs.get("model")), host, port, stream
-            )
-            if operation == semconv.OP_GENERATE_CONTENT:
-                request_attributes(inv.request_attributes, config)
-                if inv.capture_content:
-                    capture_request(inv, kwargs.get("contents"), config, self.limit)
-            else:
-                inv.dimension_count = _int(_get(config, "output_dimensionality"))
-            self.telemetry.start(inv)
-            return inv
-        except Exception:
-            _log.debug("llmlens: could not start an invocation; the call goes on untraced", exc_info=True)
-            return None
+    def _begin(
+        self, operation: str, stream: bool, models: Any, args: tuple, kwargs: dict[str, Any]
+    ) -> tuple[Invocation, None]:
+        config = kwargs.get("config")
+        provider, host, port = self.endpoint(models._api_client, config)
+        model = model_name(kwargs.get("model"))
+        inv = Invocation(self.telemetry, operation, provider, model, host, port, stream)
+        if operation == semconv.OP_GENERATE_CONTENT:
+            request_attributes(inv.request_attributes, config)
+            if inv.capture_content:
+                capture_request(inv, kwargs.get("contents"), config, self.limit)
+        else:
+            inv.dimension_count = _int(_get(config, "output_dimensionality"))
+        return inv, None
 
-    def _end(self, inv: Invocation, response: Any) -> None:
-        try:
-            if inv.operation == semconv.OP_EMBEDDINGS:
-                apply_embeddings(inv, response)
-            else:
-                apply_response(inv, response, self.limit)
-        except Exception:
-            _log.debug("llmlens: could not read the response", exc_info=True)
+    def _end(self, inv: Invocation, route: None, response: Any) -> Any:
+        # (a failure to read it is the lifecycle's to handle: the call still ends, the user gets it)
+        if inv.operation == semconv.OP_EMBEDDINGS:
+            apply_embeddings(inv, response)
+        else:
+            apply_response(inv, response, self.limit)
         inv.finish()
+        return response
 
     def _stream_state(self, inv: Invocation) -> StreamState:
         reader = StreamReader(inv, self.limit)
@@ -706,106 +713,13 @@ class GoogleGenAIPatch:
             session.state = state
         return state
 
-    # --- plain requests -------------------------------------------------------------------------
+    def _sync_stream_result(self, inv: Invocation, route: None, generator: Any) -> Any:
+        started = first_step_in_span(generator, self.telemetry, inv)
+        return SyncStreamProxy(started, self._stream_state(inv), hook_close=False)
 
-    def _sync_call(self, operation: str, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        inv = self._begin(operation, instance, kwargs, stream=False) if self.active else None
-        if inv is None:
-            return wrapped(*args, **kwargs)
-        telemetry = self.telemetry
-        telemetry.activate(inv)  # HTTP client spans made during the call become children of ours
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as error:
-            telemetry.deactivate(inv)
-            inv.fail(error)
-            raise
-        telemetry.deactivate(inv)
-        self._end(inv, response)
-        return response
-
-    async def _async_call(
-        self, operation: str, wrapped: Any, instance: Any, args: tuple, kwargs: dict
-    ) -> Any:
-        inv = self._begin(operation, instance, kwargs, stream=False) if self.active else None
-        if inv is None:
-            return await wrapped(*args, **kwargs)
-        telemetry = self.telemetry
-        telemetry.activate(inv)
-        try:
-            response = await wrapped(*args, **kwargs)
-        except BaseException as error:
-            telemetry.deactivate(inv)
-            inv.fail(error)
-            raise
-        telemetry.deactivate(inv)
-        self._end(inv, response)
-        return response
-
-    def _sync_generate(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        return self._sync_call(semconv.OP_GENERATE_CONTENT, wrapped, instance, args, kwargs)
-
-    def _async_generate(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        return self._async_call(semconv.OP_GENERATE_CONTENT, wrapped, instance, args, kwargs)
-
-    def _sync_embed(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        return self._sync_call(semconv.OP_EMBEDDINGS, wrapped, instance, args, kwargs)
-
-    def _async_embed(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        return self._async_call(semconv.OP_EMBEDDINGS, wrapped, instance, args, kwargs)
-
-    # --- streamed requests ----------------------------------------------------------------------
-
-    def _sync_stream(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        inv = self._begin(semconv.OP_GENERATE_CONTENT, instance, kwargs, stream=True) if self.active else None
-        if inv is None:
-            return wrapped(*args, **kwargs)
-        try:
-            generator = wrapped(*args, **kwargs)  # a generator: the request goes out on the first read
-        except BaseException as error:
-            inv.fail(error)
-            raise
-        try:
-            return SyncStreamProxy(
-                self._read_in_span(generator, inv), self._stream_state(inv), hook_close=False
-            )
-        except Exception:
-            _log.debug("llmlens: could not follow the stream", exc_info=True)
-            inv.finish()
-            return generator
-
-    def _read_in_span(self, generator: Iterator[Any], inv: Invocation) -> Iterator[Any]:
-        """The request's generator, with our span current while the first read sends the request."""
-        telemetry = self.telemetry
-        telemetry.activate(inv)
-        try:
-            first = next(generator)
-        except StopIteration:
-            return
-        finally:
-            telemetry.deactivate(inv)
-        yield first
-        yield from generator
-
-    async def _async_stream(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
-        inv = self._begin(semconv.OP_GENERATE_CONTENT, instance, kwargs, stream=True) if self.active else None
-        if inv is None:
-            return await wrapped(*args, **kwargs)
-        telemetry = self.telemetry
-        telemetry.activate(inv)
-        try:
-            stream = await wrapped(*args, **kwargs)  # sends the request, returns an async generator
-        except BaseException as error:
-            telemetry.deactivate(inv)
-            inv.fail(error)
-            raise
-        telemetry.deactivate(inv)
-        try:
-            return AsyncStreamProxy(stream, self._stream_state(inv), hook_close=False)
-        except Exception:
-            _log.debug("llmlens: could not follow the stream", exc_info=True)
-            inv.finish()
-            return stream
+    def _async_stream_result(self, inv: Invocation, route: None, stream: Any) -> Any:
+        # The awaited call sent the request and returned an async generator.
+        return AsyncStreamProxy(stream, self._stream_state(inv), hook_close=False)
 
     # --- user-facing streams --------------------------------------------------------------------
 
