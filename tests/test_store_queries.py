@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from llmlens.settings import SettingsError
+from llmlens.store import health as health_module
 from llmlens.store import open_store, queries
+from llmlens.store import percentiles as percentiles_module
 from llmlens.store.queries import Filters, HealthThresholds, QueryError
 from llmlens.store.retention import Retention, prune
 from llmlens.store.rollups import bucket_of, bucket_upper_ms
@@ -438,7 +440,7 @@ def test_percentiles_exact_then_from_histograms(
             {k: nearest_rank(mine, q) for k, q in zip(expected, qs, strict=True)}
         )  # type: ignore[arg-type]
 
-    monkeypatch.setattr(queries, "EXACT_MAX_ROWS", 10)
+    monkeypatch.setattr(percentiles_module, "EXACT_MAX_ROWS", 10)
     hist = queries.percentiles(conn, since, until, metric=metric, qs=qs, by="model")
     assert hist.source == "rollups" and not hist.exact and "bucket" in hist.note
     assert hist.overall.count == len(chosen)
@@ -587,7 +589,7 @@ def test_provider_health(health_store: tuple[str, list[Spec]], monkeypatch: pyte
     lenient = queries.provider_health(conn, now_ns=NOW, thresholds=HealthThresholds.from_env(env))
     assert lenient.providers["anthropic"].status == "degraded" and lenient.providers["groq"].status == "ok"
 
-    monkeypatch.setattr(queries, "EXACT_MAX_ROWS", 5)  # a busy window: whole minutes from the rollups
+    monkeypatch.setattr(health_module, "EXACT_MAX_ROWS", 5)  # a busy window: whole minutes from the rollups
     busy = queries.provider_health(conn, now_ns=NOW)
     assert busy.source == "rollups"
     assert {n: h.status for n, h in busy.providers.items()} == got

@@ -199,7 +199,7 @@ def tree_lines(detail: Any) -> list[str]:
 
 # --- export ----------------------------------------------------------------------------------------
 
-# Every column of `requests`, then the derived ones of `queries.row_dict`.
+# Every column of `requests`, then the derived ones of `query_common.row_dict`.
 EXPORT_COLUMNS: tuple[str, ...] = (
     "id", "trace_id", "span_id", "parent_span_id", "start_ns", "end_ns", "start_time", "end_time",
     "duration_ms", "span_name", "span_kind", "operation", "provider", "request_model", "response_model",

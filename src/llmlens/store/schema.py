@@ -126,7 +126,7 @@ MIGRATIONS: tuple[str, ...] = (
         value   TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
-    # 2: an index per request-log filter (queries._driver: every filtered page walks an index
+    # 2: an index per request-log filter (request_log._driver: every filtered page walks an index
     # in id order), and hourly and daily rollups: at a million requests over 30 days the minute
     # rollups hold ~440,000 rows, too many to sum (and merge histograms of) per stats call; the hour
     # rows of the same span are ~16,000, the day rows ~750. Filled from the minute rows (days from
