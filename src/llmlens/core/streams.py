@@ -16,6 +16,7 @@ handler, and nothing else; no JSON, no `model_dump()`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import time
 import weakref
@@ -465,3 +466,109 @@ class StreamContext:
             self.state.end(semconv.OUTCOME_CLOSED)
         else:
             self.inv.finish(semconv.OUTCOME_CLOSED)
+
+
+# --- one user stream over several request streams ------------------------------------------------------
+
+
+class StreamSession:
+    """One stream the user holds over the one or more request streams it reads (google-genai's automatic
+    function calling and continuations send several requests for one user stream).
+
+    While the user stream produces a chunk, its session is current (`current_session()`), so a request
+    stream started then joins it (`join_session`); the user's `close()` or drop then reaches the
+    request being read.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state: StreamState | None = None  # the request being read now
+
+    def close(self) -> None:
+        if self.state is not None:
+            self.state.end(semconv.OUTCOME_CLOSED)
+
+    def abandon(self) -> None:
+        if self.state is not None:
+            self.state.abandon()
+
+
+# Set only while a user stream produces a chunk: a request started then belongs to its session.
+_SESSION: contextvars.ContextVar[StreamSession | None] = contextvars.ContextVar(
+    "llmlens_stream_session", default=None
+)
+
+
+def current_session() -> StreamSession | None:
+    """The session of the user stream producing a chunk right now, if any."""
+    return _SESSION.get()
+
+
+def join_session(state: StreamState) -> None:
+    """Make `state` the request stream of the current user stream, if one is being read."""
+    session = _SESSION.get()
+    if session is not None:
+        session.state = state
+
+
+class _SessionStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """What the sync and async user streams share: the session, and the drop that abandons it."""
+
+    def __init__(self, wrapped: Any, session: StreamSession) -> None:
+        super().__init__(wrapped)
+        self._self_session = session
+
+    def __del__(self) -> None:
+        try:
+            self._self_session.abandon()
+        except Exception:
+            pass
+
+
+class SyncSessionStream(_SessionStream):
+    """A user's generator over request streams, seen through; its session is current while it reads."""
+
+    def __iter__(self) -> Iterator[Any]:
+        read = self.__next__
+        while True:
+            try:
+                chunk = read()
+            except StopIteration:
+                return
+            yield chunk
+
+    def __next__(self) -> Any:
+        token = _SESSION.set(self._self_session)
+        try:
+            return next(self.__wrapped__)
+        finally:
+            _SESSION.reset(token)
+
+    def close(self) -> Any:
+        self._self_session.close()  # first: closing the generator below drops the request stream too
+        return self.__wrapped__.close()
+
+
+class AsyncSessionStream(_SessionStream):
+    """The async form of SyncSessionStream."""
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        read = self.__anext__
+        while True:
+            try:
+                chunk = await read()
+            except StopAsyncIteration:
+                return
+            yield chunk
+
+    async def __anext__(self) -> Any:
+        token = _SESSION.set(self._self_session)
+        try:
+            return await self.__wrapped__.__anext__()
+        finally:
+            _SESSION.reset(token)
+
+    async def aclose(self) -> Any:
+        self._self_session.close()
+        return await self.__wrapped__.aclose()

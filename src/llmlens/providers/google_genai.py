@@ -12,9 +12,10 @@ never nested, and chats (which go through `Models`) get the same spans with no e
 Streams. The public `generate_content_stream` (and a chat's `send_message_stream`) returns a generator
 that sends nothing until it is first read; each request inside it is a stream of its own, which a core
 stream proxy ends on every exit path (read to the end, exception, cancellation, garbage collection).
-The user holds the public generator, though, not ours: a thin proxy around it (`_SyncUserStream`,
-`_AsyncUserStream`) tells the request being read that the user called `close()`/`aclose()` (ended as
-`closed`, now) or dropped the generator (`abandoned`, as of the last chunk). A stream that is never read
+The user holds the public generator, though, not ours: a thin proxy around it (core/streams.py's
+`SyncSessionStream`, `AsyncSessionStream`) tells the request being read that the user called
+`close()`/`aclose()` (ended as `closed`, now) or dropped the generator (`abandoned`, as of the last
+chunk). A stream that is never read
 makes no request and no span.
 
 Only plain data leaves this module; spans, metrics and names live in core/telemetry.py.
@@ -22,23 +23,31 @@ Only plain data leaves this module; spans, metrics and names live in core/teleme
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import wrapt
 from wrapt import wrap_function_wrapper
 
 from llmlens import semconv
 from llmlens.core.content import elided_blob, text_part, truncate
 from llmlens.core.invocation import Invocation
 from llmlens.core.lifecycle import TracedCall
-from llmlens.core.streams import AsyncStreamProxy, StreamState, SyncStreamProxy, first_step_in_span
+from llmlens.core.streams import (
+    AsyncSessionStream,
+    AsyncStreamProxy,
+    StreamSession,
+    StreamState,
+    SyncSessionStream,
+    SyncStreamProxy,
+    current_session,
+    first_step_in_span,
+    join_session,
+)
 from llmlens.core.telemetry import Telemetry
 from llmlens.providers.endpoints import default_port
 from llmlens.settings import Settings
@@ -487,107 +496,6 @@ def apply_embeddings(inv: Invocation, response: Any) -> None:
         inv.input_tokens = tokens
 
 
-# --- user-facing streams --------------------------------------------------------------------------
-
-
-class _StreamSession:
-    """One stream the user holds, over the one or more requests (AFC, continuation) it reads."""
-
-    __slots__ = ("state",)
-
-    def __init__(self) -> None:
-        self.state: StreamState | None = None  # the request being read now (set by the request wrapper)
-
-    def close(self) -> None:
-        if self.state is not None:
-            self.state.end(semconv.OUTCOME_CLOSED)
-
-    def abandon(self) -> None:
-        if self.state is not None:
-            self.state.abandon()
-
-
-# The session of the user stream being read, set only while it produces a chunk: a request started
-# then belongs to it. A chat's stream and the models stream it reads share one session.
-_SESSION: contextvars.ContextVar[_StreamSession | None] = contextvars.ContextVar(
-    "llmlens_gemini_stream", default=None
-)
-
-
-class _SyncUserStream(wrapt.ObjectProxy):  # type: ignore[misc]
-    """The generator `generate_content_stream()` / `send_message_stream()` returned, seen through."""
-
-    def __init__(self, wrapped: Any, session: _StreamSession) -> None:
-        super().__init__(wrapped)
-        self._self_session = session
-
-    def __iter__(self) -> Iterator[Any]:
-        session, iterator = self._self_session, self.__wrapped__
-        while True:
-            token = _SESSION.set(session)
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                return
-            finally:
-                _SESSION.reset(token)
-            yield chunk
-
-    def __next__(self) -> Any:
-        token = _SESSION.set(self._self_session)
-        try:
-            return next(self.__wrapped__)
-        finally:
-            _SESSION.reset(token)
-
-    def close(self) -> Any:
-        self._self_session.close()  # first: closing the generator below drops the request stream too
-        return self.__wrapped__.close()
-
-    def __del__(self) -> None:
-        try:
-            self._self_session.abandon()
-        except Exception:
-            pass
-
-
-class _AsyncUserStream(wrapt.ObjectProxy):  # type: ignore[misc]
-    """The async generator `await ...generate_content_stream()` returned, seen through."""
-
-    def __init__(self, wrapped: Any, session: _StreamSession) -> None:
-        super().__init__(wrapped)
-        self._self_session = session
-
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        session, iterator = self._self_session, self.__wrapped__
-        while True:
-            token = _SESSION.set(session)
-            try:
-                chunk = await iterator.__anext__()
-            except StopAsyncIteration:
-                return
-            finally:
-                _SESSION.reset(token)
-            yield chunk
-
-    async def __anext__(self) -> Any:
-        token = _SESSION.set(self._self_session)
-        try:
-            return await self.__wrapped__.__anext__()
-        finally:
-            _SESSION.reset(token)
-
-    async def aclose(self) -> Any:
-        self._self_session.close()
-        return await self.__wrapped__.aclose()
-
-    def __del__(self) -> None:
-        try:
-            self._self_session.abandon()
-        except Exception:
-            pass
-
-
 # --- patching -------------------------------------------------------------------------------------
 
 # (module, Class.method, handler). Request methods make one span each; user streams only relay exits.
@@ -708,9 +616,7 @@ class GoogleGenAIPatch:
     def _stream_state(self, inv: Invocation) -> StreamState:
         reader = StreamReader(inv, self.limit)
         state = StreamState(inv, reader.on_chunk, reader.on_end)
-        session = _SESSION.get()
-        if session is not None:
-            session.state = state
+        join_session(state)
         return state
 
     def _sync_stream_result(self, inv: Invocation, route: None, generator: Any) -> Any:
@@ -727,13 +633,13 @@ class GoogleGenAIPatch:
         stream = wrapped(*args, **kwargs)
         if not self.active:
             return stream
-        return _SyncUserStream(stream, _SESSION.get() or _StreamSession())
+        return SyncSessionStream(stream, current_session() or StreamSession())
 
     async def _async_user_stream(self, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
         stream = await wrapped(*args, **kwargs)
         if not self.active:
             return stream
-        return _AsyncUserStream(stream, _SESSION.get() or _StreamSession())
+        return AsyncSessionStream(stream, current_session() or StreamSession())
 
 
 def instrument(telemetry: Telemetry, settings: Settings) -> GoogleGenAIPatch:
