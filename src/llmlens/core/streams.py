@@ -1,4 +1,9 @@
-"""Stream proxies: one span per streamed call, ended once, on every exit path.
+"""How streams end: one span per streamed call (and per proxied request), ended once, on every exit path.
+
+This table is the single truth of the exits (docs/streaming.md and docs/proxy.md point here). Every
+exit goes through `StreamState`; the first one wins.
+
+SDK calls (stream proxies below, for every provider):
 
 | exit path                                   | outcome     | status | end time            |
 |---------------------------------------------|-------------|--------|---------------------|
@@ -8,7 +13,18 @@
 | exception while reading (transport error)   | error       | ERROR  | the exception       |
 | task cancelled while reading                | cancelled   | UNSET  | the cancellation    |
 
-The proxies are `wrapt.ObjectProxy`s, so `isinstance(stream, openai.Stream)` and every attribute of
+Proxied requests (the ASGI middleware and `llm_request(...)`; proxy/exits.py settles the outcome):
+
+| exit path                                             | outcome             | status | end time        |
+|-------------------------------------------------------|---------------------|--------|-----------------|
+| the response went out whole                           | completed (streams) | OK     | the last byte   |
+| ... but a stream carried an error event               | upstream_error      | ERROR  | the last byte   |
+| ... but with an HTTP error status (a stream)          | error_response      | ERROR  | the last byte   |
+| the client went away (disconnect, stream closed early) | client_disconnected | UNSET  | the disconnect  |
+| the handler raised, or returned an unfinished response | server_exception    | ERROR  | the exception   |
+| a wrapped stream dropped without ever being read      | abandoned           | UNSET  | the hand-over   |
+
+The stream proxies are `wrapt.ObjectProxy`s, so `isinstance(stream, openai.Stream)` and every attribute of
 the SDK stream keep working. Per chunk they do a flag write, one call into the provider's chunk
 handler, and nothing else; no JSON, no `model_dump()`.
 """
@@ -36,14 +52,27 @@ ChunkHandler = Callable[[Any], None]
 
 
 class StreamState:
-    """What the proxy and the HTTP-response close hook share about one stream."""
+    """How one stream (or one proxied request) ends: every exit path comes here, and the first wins.
 
-    __slots__ = ("handed_perf", "inv", "on_chunk", "on_end", "reading", "source")
+    `on_end` runs once, before the end, to hand over what the stream said so far (partial usage,
+    finish reasons). `settle`, when given, turns the exit's outcome into the recorded one after
+    `on_end` ran: a proxied request that ran to its end but carried an error is `upstream_error` or
+    `error_response` (proxy/exits.py).
+    """
 
-    def __init__(self, inv: Invocation, on_chunk: ChunkHandler, on_end: Callable[[], None] | None) -> None:
+    __slots__ = ("handed_perf", "inv", "on_chunk", "on_end", "reading", "settle", "source")
+
+    def __init__(
+        self,
+        inv: Invocation,
+        on_chunk: ChunkHandler,
+        on_end: Callable[[], None] | None,
+        settle: Callable[[str | None], str | None] | None = None,
+    ) -> None:
         self.inv = inv
         self.on_chunk = on_chunk
         self.on_end = on_end
+        self.settle = settle
         # True while the SDK is producing a chunk for us: a response close seen then is the SDK's
         # own end-of-stream cleanup, and the outcome comes from what __next__ returns or raises.
         self.reading = False
@@ -64,19 +93,24 @@ class StreamState:
         source = self.source
         return source is not None and (source.gi_running or source.gi_frame is None)
 
-    def end(self, outcome: str, end_perf: int | None = None) -> None:
+    def end(self, outcome: str | None, end_perf: int | None = None) -> None:
         inv = self.inv
         if inv.ended:
             return
         self._run_on_end()
+        if self.settle is not None:
+            try:
+                outcome = self.settle(outcome)
+            except Exception:
+                _log.debug("llmlens: could not settle the outcome", exc_info=True)
         inv.finish(outcome, end_perf)
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, outcome: str = semconv.OUTCOME_ERROR) -> None:
         inv = self.inv
         if inv.ended:
             return
         self._run_on_end()
-        inv.fail(error, semconv.OUTCOME_ERROR)
+        inv.fail(error, outcome)
 
     def abandon(self) -> None:
         """The caller dropped the stream: end it as of the last thing we saw, not as of GC time."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -33,8 +33,11 @@ from llmlens import semconv
 from llmlens.core.context import PROXY_REQUEST_KEY
 from llmlens.core.limits import cap_text
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
+from llmlens.core.streams import StreamState
 from llmlens.proxy import identity
-from llmlens.proxy.formats import FORMATS, StreamReader, WireFormat
+from llmlens.proxy.config import ProxyConfig, active_telemetry, standalone_telemetry
+from llmlens.proxy.exits import request_exits
+from llmlens.proxy.formats import StreamReader, WireFormat
 from llmlens.proxy.logging import install_log_correlation, request_id_var
 from llmlens.proxy.sse import SSEParser
 from llmlens.settings import Settings
@@ -48,97 +51,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _log = logging.getLogger("llmlens")
 _perf_ns = time.perf_counter_ns
 
-# Path suffix -> wire format. A suffix matches whatever comes before it (`/api/v1/chat/completions`);
-# Gemini's `:method` suffixes match `.../models/{model}:method`.
-DEFAULT_ROUTES: dict[str, str] = {
-    "/v1/chat/completions": "openai_chat",
-    "/v1/completions": "openai_completions",
-    "/v1/responses": "openai_responses",
-    "/v1/embeddings": "openai_embeddings",
-    "/v1/messages": "anthropic_messages",
-    "/v1/messages/count_tokens": "anthropic_count_tokens",
-    ":generateContent": "gemini_generate",
-    ":streamGenerateContent": "gemini_stream_generate",
-}
 SCOPE_KEY = "llmlens.proxy"  # the ServerInvocation, in the scope: inner apps and middleware skip it
 _REQUEST_ID_HEADER = b"x-request-id"
 _SSE, _JSON = 1, 2  # how the response body is observed
-
-
-class RouteTable:
-    """Which requests are LLM requests: one dict lookup on the last path segment for any other path."""
-
-    def __init__(self, routes: Mapping[str, str], prefixes: Iterable[str], settings: Settings) -> None:
-        self.prefixes = tuple(prefixes)
-        # last segment (or `:method`) -> [(suffix, format)], longest suffix first
-        self.index: dict[str, list[tuple[str, WireFormat]]] = {}
-        for suffix, name in routes.items():
-            if name == "off":
-                continue
-            fmt = FORMATS[name](settings)
-            key = suffix if suffix.startswith(":") else suffix[suffix.rfind("/") + 1 :]
-            entries = self.index.setdefault(key, [])
-            entries.append((suffix, fmt))
-            entries.sort(key=lambda entry: -len(entry[0]))
-
-    def match(self, path: str) -> WireFormat | None:
-        last = path[path.rfind("/") + 1 :]
-        entries = self.index.get(last)
-        if entries is None:
-            colon = last.rfind(":")
-            if colon < 0 or "/models/" not in path:
-                return None
-            entries = self.index.get(last[colon:])
-            if entries is None:
-                return None
-            if self.prefixes and not path.startswith(self.prefixes):
-                return None
-            return entries[0][1]
-        if self.prefixes and not path.startswith(self.prefixes):
-            return None
-        for suffix, fmt in entries:
-            if path.endswith(suffix):
-                return fmt
-        return None
-
-
-class ProxyConfig:
-    """Everything the middleware needs from the settings, built once."""
-
-    def __init__(self, settings: Settings, routes: Mapping[str, str] | None = None) -> None:
-        self.settings = settings
-        table = {**DEFAULT_ROUTES, **settings.proxy_routes, **(routes or {})}
-        self.routes = RouteTable(table, settings.proxy_path_prefixes, settings)
-        self.max_body = settings.proxy_max_body
-        self.clients = identity.ClientAddress(identity.parse_networks(settings.proxy_trusted_proxies))
-        self._labeler: identity.KeyLabeler | None = None
-
-    @property
-    def labeler(self) -> identity.KeyLabeler:
-        if self._labeler is None:  # reads (or makes) the secret file: on first use, not at import
-            secret = identity.install_secret(self.settings.proxy_key_secret, self.settings.db_path)
-            self._labeler = identity.KeyLabeler(secret, self.settings.proxy_api_key_names)
-        return self._labeler
-
-
-def _active_telemetry() -> Any:
-    """The Instrumentor's Telemetry while it is instrumented, else None."""
-    from llmlens.instrumentor import Instrumentor
-
-    instrumentor = Instrumentor()
-    return instrumentor.telemetry if instrumentor.is_instrumented_by_opentelemetry else None
-
-
-_standalone: list[Any] = []
-
-
-def _standalone_telemetry() -> Any:
-    """A Telemetry on the global providers, for a middleware used without `instrument()`."""
-    if not _standalone:
-        from llmlens.core.telemetry import Telemetry
-
-        _standalone.append(Telemetry(Settings.from_env()))
-    return _standalone[0]
 
 
 class LLMProxyMiddleware:
@@ -209,11 +124,11 @@ class LLMProxyMiddleware:
         try:
             telemetry = self._telemetry
             if telemetry is None:
-                telemetry = _active_telemetry()
+                telemetry = active_telemetry()
                 if telemetry is None:
                     if self._auto:
                         return None
-                    telemetry = _standalone_telemetry()
+                    telemetry = standalone_telemetry()
             return ServerTelemetry.of(telemetry)
         except Exception:
             _log.debug("llmlens: proxy telemetry unavailable", exc_info=True)
@@ -224,9 +139,9 @@ class ProxyExchange:
     """One observed request: the wrapped receive and send, and the end of its invocation."""
 
     __slots__ = (
-        "body_size", "buffer", "buffered", "completed", "config", "disconnected", "feed", "fmt", "inv",
-        "mode", "on_event", "parser", "reader", "receive", "replay", "request_id", "response_size", "scope",
-        "send", "server",
+        "body_size", "buffer", "buffered", "completed", "config", "disconnected", "exits", "feed", "fmt",
+        "inv", "mode", "on_event", "parser", "reader", "receive", "replay", "request_id", "response_size",
+        "scope", "send", "server",
     )  # fmt: skip
 
     def __init__(
@@ -240,6 +155,7 @@ class ProxyExchange:
         self.receive = receive
         self.send = send
         self.inv: ServerInvocation | None = None
+        self.exits: StreamState | None = None  # every end of the request goes through it (proxy/exits.py)
         self.replay: deque[Any] = deque()  # request messages read ahead, given to the app first
         self.disconnected = False
         self.completed = False  # the last body chunk went out
@@ -263,6 +179,7 @@ class ProxyExchange:
             _log.debug("llmlens: could not start a proxy span", exc_info=True)
             return await app(self.scope, self._receive, self.send)
         self.inv = inv
+        exits = self.exits = request_exits(inv, self._on_end)
         scope = self.scope
         scope[SCOPE_KEY] = inv
         # The framework's own server span would be a second (root) SERVER span: ours replaces it.
@@ -274,9 +191,7 @@ class ProxyExchange:
         try:
             await app(scope, self._receive, self._send)
         except BaseException as error:
-            if not inv.ended:
-                self._end_reader()
-                inv.fail(error, semconv.OUTCOME_SERVER_EXCEPTION)
+            exits.fail(error, semconv.OUTCOME_SERVER_EXCEPTION)
             raise
         finally:
             request_id_var.reset(id_token)
@@ -372,10 +287,8 @@ class ProxyExchange:
         message = await self.receive()
         if message.get("type") == "http.disconnect":
             self.disconnected = True
-            inv = self.inv
-            if inv is not None and not inv.ended and not self.completed:
-                self._end_reader()
-                inv.finish(semconv.OUTCOME_CLIENT_DISCONNECTED)
+            if self.exits is not None and not self.completed:
+                self.exits.end(semconv.OUTCOME_CLIENT_DISCONNECTED)
         return message
 
     # --- response -------------------------------------------------------------------------------
@@ -391,9 +304,7 @@ class ProxyExchange:
                 await self.send(message)
             except BaseException:
                 # The bytes could not be delivered: the client is gone.
-                if not inv.ended:
-                    self._end_reader()
-                    inv.finish(semconv.OUTCOME_CLIENT_DISCONNECTED)
+                self.exits.end(semconv.OUTCOME_CLIENT_DISCONNECTED)  # type: ignore[union-attr]
                 raise
             if body:
                 try:
@@ -497,24 +408,21 @@ class ProxyExchange:
         except Exception:
             _log.debug("llmlens: could not end a stream reader", exc_info=True)
 
+    def _on_end(self) -> None:
+        """Before any end: what the stream said so far goes to the invocation; a response that went out
+        whole keeps the error its stream carried (proxy/exits.py then settles the outcome)."""
+        reader = self.reader
+        self._end_reader()
+        inv = self.inv
+        if self.completed and inv is not None and reader is not None and reader.failure is not None:
+            inv.failure, inv.error_message = reader.failure, reader.message
+
     def _finish_completed(self, inv: ServerInvocation) -> None:
         if inv.ended:
             return
-        outcome = semconv.OUTCOME_COMPLETED if inv.stream else None
         try:
-            reader = self.reader
-            self._end_reader()
-            if reader is not None and reader.failure is not None:
-                inv.failure, inv.error_message = reader.failure, reader.message
-                outcome = semconv.OUTCOME_UPSTREAM_ERROR
-            elif self.mode == _JSON:
+            if self.mode == _JSON:
                 self._read_json(inv)
-            status = inv.status_code or 0
-            if status >= 400:
-                if inv.failure is None:
-                    inv.failure = str(status)
-                if inv.stream:
-                    outcome = semconv.OUTCOME_ERROR_RESPONSE
             if self.response_size:
                 inv.response_attributes[semconv.HTTP_RESPONSE_BODY_SIZE] = self.response_size
             route = self.scope.get("route")
@@ -523,7 +431,7 @@ class ProxyExchange:
                 inv.response_attributes[semconv.HTTP_ROUTE] = path
         except Exception:
             _log.debug("llmlens: could not read the response", exc_info=True)
-        inv.finish(outcome)
+        self.exits.end(semconv.OUTCOME_COMPLETED if inv.stream else None)  # type: ignore[union-attr]
 
     def _read_json(self, inv: ServerInvocation) -> None:
         buffer = self.buffer
@@ -561,13 +469,11 @@ class ProxyExchange:
             return
         if self.completed:
             self._finish_completed(inv)
-            return
-        self._end_reader()
-        if self.disconnected:
-            inv.finish(semconv.OUTCOME_CLIENT_DISCONNECTED)
+        elif self.disconnected:
+            self.exits.end(semconv.OUTCOME_CLIENT_DISCONNECTED)  # type: ignore[union-attr]
         else:
             inv.failure = inv.failure or "incomplete_response"
-            inv.finish(semconv.OUTCOME_SERVER_EXCEPTION)
+            self.exits.end(semconv.OUTCOME_SERVER_EXCEPTION)  # type: ignore[union-attr]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

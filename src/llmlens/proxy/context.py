@@ -37,7 +37,10 @@ from llmlens import semconv
 from llmlens.core.context import PROXY_REQUEST_KEY
 from llmlens.core.limits import cap_text
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
+from llmlens.core.streams import StreamState
 from llmlens.proxy import identity
+from llmlens.proxy.config import ProxyConfig, active_telemetry, standalone_telemetry
+from llmlens.proxy.exits import request_exits
 from llmlens.proxy.formats import FORMATS, JSONObject, StreamReader, WireFormat, error_of
 from llmlens.proxy.logging import install_log_correlation, request_id_var
 from llmlens.proxy.sse import SSEParser
@@ -71,14 +74,10 @@ def _telemetry(explicit: Any = None) -> Any:
     """The Telemetry to use: the given one, the Instrumentor's, else one on the global providers."""
     if explicit is not None:
         return explicit
-    from llmlens.proxy.asgi import _active_telemetry, _standalone_telemetry
-
-    return _active_telemetry() or _standalone_telemetry()
+    return active_telemetry() or standalone_telemetry()
 
 
 def _config(telemetry: Any) -> Any:
-    from llmlens.proxy.asgi import ProxyConfig
-
     settings: Settings = telemetry.settings
     config = _configs.get(id(settings))
     if config is None or config.settings is not settings:
@@ -130,6 +129,7 @@ class LLMRequest:
         self.operation = operation
         self.source_format = source_format
         self.inv: ServerInvocation | None = None
+        self._exits: StreamState | None = None  # every end of the request goes through it (proxy/exits.py)
         self.request_id = request_id or ""
         self._fmt: WireFormat | None = None
         self._reader: StreamReader | None = None
@@ -195,8 +195,7 @@ class LLMRequest:
         if inv is None or inv.ended:
             return
         if error is not None:
-            self._end_reader()
-            inv.fail(error, semconv.OUTCOME_SERVER_EXCEPTION)
+            self.fail(error)
         elif not self._streaming:  # a wrapped stream ends the request when it ends
             self.finish()
 
@@ -254,6 +253,7 @@ class LLMRequest:
         server.start_request(operation, provider, model, stream, None, parent, source, inv=inv)
         inv.owner = self
         self.inv = inv
+        self._exits = request_exits(inv, self._end_reader)
         context = trace.set_span_in_context(inv.span, parent)  # type: ignore[arg-type]
         self._context = otel_context.set_value(PROXY_REQUEST_KEY, inv, context)
         install_log_correlation()
@@ -386,24 +386,12 @@ class LLMRequest:
 
     def finish(self, outcome: str | None = None) -> None:
         """End the request (normally automatic: at the end of the `with` block or of the stream)."""
-        inv = self.inv
-        if inv is None or inv.ended:
-            return
-        self._end_reader()
-        if outcome is None and inv.stream:
-            if inv.failure is None:
-                outcome = semconv.OUTCOME_COMPLETED
-            elif (inv.status_code or 0) >= 400:
-                outcome = semconv.OUTCOME_ERROR_RESPONSE
-            else:
-                outcome = semconv.OUTCOME_UPSTREAM_ERROR  # an error event in a stream that had started
-        inv.finish(outcome)
+        if self._exits is not None:
+            self._exits.end(outcome)
 
     def fail(self, error: BaseException) -> None:
-        inv = self.inv
-        if inv is not None and not inv.ended:
-            self._end_reader()
-            inv.fail(error, semconv.OUTCOME_SERVER_EXCEPTION)
+        if self._exits is not None:
+            self._exits.fail(error, semconv.OUTCOME_SERVER_EXCEPTION)
 
     # --- streams ---------------------------------------------------------------------------------------
 
@@ -447,16 +435,11 @@ class LLMRequest:
         started: closing such a generator does nothing. So the request ends when the generator is
         freed, if nothing ended it before, as `abandoned`, at its last chunk or when it was handed over.
         """
-        weakref.finalize(generator, self._abandon, _perf_ns())
+        exits = self._exits
+        if exits is not None:
+            exits.handed_perf = _perf_ns()
+            weakref.finalize(generator, exits.abandon)
         return generator
-
-    def _abandon(self, handed_perf: int) -> None:
-        inv = self.inv
-        if inv is None or inv.ended:
-            return
-        self._end_reader()
-        times = inv.chunk_times
-        inv.finish(semconv.OUTCOME_ABANDONED, times[-1] if times else handed_perf)
 
     async def _async_stream(self, stream: AsyncIterable[T]) -> AsyncIterator[T]:
         iterator = stream.__aiter__()
