@@ -112,6 +112,15 @@ class StreamState:
         self._run_on_end()
         inv.fail(error, outcome)
 
+    def stopped(self, error: BaseException) -> bool:
+        """A read of the SDK stream raised: exhausted (True, ended as completed) or failed (False)."""
+        self.reading = False
+        if isinstance(error, (StopIteration, StopAsyncIteration)):
+            self.end(semconv.OUTCOME_COMPLETED)
+            return True
+        self.fail(error)
+        return False
+
     def abandon(self) -> None:
         """The caller dropped the stream: end it as of the last thing we saw, not as of GC time."""
         inv = self.inv
@@ -191,7 +200,23 @@ def weak_method(method: Any) -> Callable[..., Any]:
     return call
 
 
-class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class _StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """What the sync and async proxies share: the state, and the exits that need no awaiting."""
+
+    def __init__(self, wrapped: Any, state: StreamState, hook_close: bool, is_async: bool) -> None:
+        super().__init__(wrapped)
+        self._self_state = state
+        if hook_close:
+            hook_response_close(getattr(wrapped, "response", None), state, is_async)
+
+    def __del__(self) -> None:
+        try:
+            self._self_state.abandon()
+        except Exception:
+            pass
+
+
+class SyncStreamProxy(_StreamProxy):
     """Wraps a sync SDK stream (e.g. `openai.Stream`).
 
     `source`: the generator the stream's own `__iter__` merely re-yields from (a Stainless `Stream`'s
@@ -202,12 +227,9 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(
         self, wrapped: Any, state: StreamState, hook_close: bool = True, source: Iterator[Any] | None = None
     ) -> None:
-        super().__init__(wrapped)
-        self._self_state = state
+        super().__init__(wrapped, state, hook_close, is_async=False)
         if isinstance(source, GeneratorType):
             state.source = source
-        if hook_close:
-            hook_response_close(getattr(wrapped, "response", None), state, is_async=False)
 
     def __iter__(self) -> Iterator[Any]:
         # A generator, not `return self`: a `for` loop then costs one generator resume per chunk
@@ -232,18 +254,14 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
                 raise
             state.end(semconv.OUTCOME_COMPLETED)
             return
-        iterator = iter(self.__wrapped__)
+        read = self.__wrapped__.__iter__().__next__
         while True:
             state.reading = True
             try:
-                chunk = next(iterator)
-            except StopIteration:
-                state.reading = False
-                state.end(semconv.OUTCOME_COMPLETED)
-                return
+                chunk = read()
             except BaseException as error:
-                state.reading = False
-                state.fail(error)
+                if state.stopped(error):
+                    return
                 raise
             state.reading = False
             try:
@@ -259,13 +277,8 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         state.reading = True
         try:
             chunk = self.__wrapped__.__next__()
-        except StopIteration:
-            state.reading = False
-            state.end(semconv.OUTCOME_COMPLETED)
-            raise
         except BaseException as error:
-            state.reading = False
-            state.fail(error)
+            state.stopped(error)
             raise
         state.reading = False
         state.chunk(chunk)
@@ -290,14 +303,8 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         finally:
             self._self_state.end(semconv.OUTCOME_CLOSED)
 
-    def __del__(self) -> None:
-        try:
-            self._self_state.abandon()
-        except Exception:
-            pass
 
-
-class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class AsyncStreamProxy(_StreamProxy):
     """Wraps an async SDK stream (e.g. `openai.AsyncStream`).
 
     `source`: the async generator its `__aiter__` merely re-yields from, read directly. Reads are still
@@ -311,27 +318,20 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         hook_close: bool = True,
         source: AsyncIterator[Any] | None = None,
     ) -> None:
-        super().__init__(wrapped)
-        self._self_state = state
+        super().__init__(wrapped, state, hook_close, is_async=True)
         self._self_source = source
-        if hook_close:
-            hook_response_close(getattr(wrapped, "response", None), state, is_async=True)
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         state = self._self_state
         on_chunk = state.on_chunk
-        iterator = self._self_source or self.__wrapped__.__aiter__()
+        read = (self._self_source or self.__wrapped__.__aiter__()).__anext__
         while True:
             state.reading = True
             try:
-                chunk = await iterator.__anext__()
-            except StopAsyncIteration:
-                state.reading = False
-                state.end(semconv.OUTCOME_COMPLETED)
-                return
+                chunk = await read()
             except BaseException as error:
-                state.reading = False
-                state.fail(error)
+                if state.stopped(error):
+                    return
                 raise
             state.reading = False
             try:
@@ -345,13 +345,8 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         state.reading = True
         try:
             chunk = await self.__wrapped__.__anext__()
-        except StopAsyncIteration:
-            state.reading = False
-            state.end(semconv.OUTCOME_COMPLETED)
-            raise
         except BaseException as error:
-            state.reading = False
-            state.fail(error)
+            state.stopped(error)
             raise
         state.reading = False
         state.chunk(chunk)
@@ -383,12 +378,6 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             return await exit_(exc_type, exc, tb) if exit_ is not None else None
         finally:
             self._self_state.end(semconv.OUTCOME_CLOSED)
-
-    def __del__(self) -> None:
-        try:
-            self._self_state.abandon()
-        except Exception:
-            pass
 
 
 # --- streams whose request goes out after the call returned ------------------------------------------
