@@ -203,16 +203,21 @@ def test_config_prints_the_effective_settings() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    # One row per setting: the name, padded to the longest name, two spaces, the value.
-    rows = dict(line.split(None, 1) if "exporter" not in line and "protocol" not in line
-                else line.rsplit(None, 1) for line in result.stdout.splitlines())  # fmt: skip
-    rows = {k.strip(): v.strip() for k, v in rows.items()}
+    # A header, then one row per setting: name, variable and source padded, two spaces, the value.
+    header, *lines = result.stdout.splitlines()
+    assert header.split() == ["setting", "variable", "source", "value"]
+    rows = {name: (variable, source, value) for name, variable, source, value in
+            (line.split(None, 3) for line in lines)}  # fmt: skip
     assert set(rows) >= {"capture_content", "emit_event", "content_max_length", "providers", "provider_map"}
-    assert rows["capture_content"] == "SPAN_ONLY", result.stdout
-    assert rows["content_max_length"] == "16384", result.stdout
-    assert rows["providers"] == ",".join(sorted(KNOWN_PROVIDERS)), result.stdout
-    assert rows["traces exporter"] == "console", result.stdout
-    assert rows["metrics exporter"] == "none", result.stdout
+    assert rows["capture_content"] == (
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+        "environment",
+        "SPAN_ONLY",
+    ), result.stdout
+    assert rows["content_max_length"] == ("LLMLENS_CONTENT_MAX_LENGTH", "default", "16384"), result.stdout
+    assert rows["providers"][2] == ",".join(sorted(KNOWN_PROVIDERS)), result.stdout
+    assert rows["traces_exporter"] == ("OTEL_TRACES_EXPORTER", "environment", "console"), result.stdout
+    assert rows["metrics_exporter"][2] == "none (no OTLP endpoint is set)", result.stdout
 
 
 @pytest.mark.parametrize(

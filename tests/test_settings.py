@@ -3,8 +3,14 @@ what `Instrumentor().instrument()` does with a bad value (one error line, then t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -340,9 +346,9 @@ def test_provider_map_argument_hosts_are_case_insensitive() -> None:
         ("content_max_length", "lots", "integer >= 0"),
         ("providers", [UNKNOWN_PROVIDER], "openai"),
         ("emit_event", "maybe", "true, false"),
-        # The keyword takes a dict (docs/configuration.md); anything else must not be taken as-is.
-        ("provider_map", "127.0.0.1=openai", "provider"),
+        # The keyword takes a dict or the variable's text; anything else must not be taken as-is.
         ("provider_map", 42, "provider"),
+        ("provider_map", {"127.0.0.1": ""}, "provider"),
     ],
 )
 def test_invalid_arguments(name: str, value: Any, accepted: str) -> None:
@@ -577,3 +583,373 @@ def test_proxy_route_formats_are_the_proxys() -> None:
     from llmlens.settings import PROXY_ROUTE_FORMATS
 
     assert set(PROXY_ROUTE_FORMATS) == set(FORMATS)
+
+
+# ------------------------------------------------------------------ the table: every setting, one way
+#
+# Each row of llmlens.settings.SETTINGS / OTEL_SETTINGS, with a valid value and (where one exists) a bad
+# one. Written out here rather than derived from the table, so that a row the table gains or loses
+# fails `test_the_samples_cover_the_table`.
+
+PRICES_FILE = "<prices file>"  # replaced by a real JSON file of prices in the tests
+PRICES = {"openai/x": (1, 2)}  # input, output
+
+# (variable, table, field, valid text, its value, bad text or None when every text is valid)
+S, OT = "Settings", "OtelSettings"
+SAMPLES: list[tuple[str, str, str, str, Any, str | None]] = [
+    (ENV_CAPTURE_CONTENT, S, "capture_content", " span_and_event ", ContentMode.SPAN_AND_EVENT, "maybe"),
+    (ENV_EMIT_EVENT, S, "emit_event", "On", True, "maybe"),
+    (ENV_CONTENT_MAX_LENGTH, S, "content_max_length", " 42 ", 42, "10k"),
+    (ENV_PROVIDERS, S, "providers", "OpenAI, cohere", frozenset({"openai", "cohere"}), UNKNOWN_PROVIDER),
+    (ENV_PROVIDER_MAP, S, "provider_map", "LocalHost:8000 = vllm", {"localhost:8000": "vllm"}, "nonsense"),
+    (ENV_PRICING, S, "pricing", "off", False, "maybe"),
+    (ENV_PRICES, S, "prices", PRICES_FILE, PRICES, "/nonexistent/prices.json"),
+    (ENV_STORE, S, "store", "no", False, "sometimes"),
+    (ENV_DB, S, "db_path", " /tmp/x.db ", "/tmp/x.db", None),
+    (ENV_PEER_INSTRUMENTATIONS, S, "peer_instrumentations", "Defer", PeerMode.DEFER, "ignore"),
+    (ENV_PROXY_AUTO, S, "proxy_auto", "0", False, "maybe"),
+    (ENV_PROXY_ROUTES, S, "proxy_routes", "/x/chat=OPENAI_CHAT", {"/x/chat": "openai_chat"}, "/x=nosuch"),
+    (ENV_PROXY_PATH_PREFIXES, S, "proxy_path_prefixes", "/api, /codex", ("/api", "/codex"), "api"),
+    (ENV_PROXY_TRUSTED_PROXIES, S, "proxy_trusted_proxies", "10.0.0.0/8, ::1", ("10.0.0.0/8", "::1"),
+     "10.0.0.300"),
+    (ENV_PROXY_API_KEY_NAMES, S, "proxy_api_key_names", "abc = team-a", {"abc": "team-a"}, "label-no-name"),
+    (ENV_PROXY_KEY_SECRET, S, "proxy_key_secret", " s3cret ", "s3cret", None),
+    (ENV_PROXY_MAX_BODY, S, "proxy_max_body", "1000", 1000, "-1"),
+    ("LLMLENS_STORE_MAX_SUCCESS", S, "store_max_success", " 1000 ", 1000, "abc"),
+    ("LLMLENS_STORE_MAX_ERRORS", S, "store_max_errors", "0", 0, "1e3"),
+    ("LLMLENS_STORE_MAX_AGE_DAYS", S, "store_max_age_days", "0.5", 0.5, "nan"),
+    ("LLMLENS_HEALTH_WINDOW_S", S, "health_window_s", "60", 60.0, "soon"),
+    ("LLMLENS_HEALTH_MIN_REQUESTS", S, "health_min_requests", "3", 3, "2.5"),
+    ("LLMLENS_HEALTH_DEGRADED_ERROR_RATE", S, "health_degraded_error_rate", "0.1", 0.1, "lots"),
+    ("LLMLENS_HEALTH_CRITICAL_ERROR_RATE", S, "health_critical_error_rate", "0.7", 0.7, "1.5"),
+    ("LLMLENS_HEALTH_DEGRADED_P95_MS", S, "health_degraded_p95_ms", "1000", 1000.0, "nan"),
+    ("LLMLENS_HEALTH_CRITICAL_P95_MS", S, "health_critical_p95_ms", "200000", 200000.0, "-5"),
+    ("OTEL_SERVICE_NAME", OT, "service_name", " my-app ", "my-app", None),
+    ("OTEL_TRACES_EXPORTER", OT, "traces_exporter", "Console, otlp", ("console", "otlp"), "zipkin"),
+    ("OTEL_METRICS_EXPORTER", OT, "metrics_exporter", "none", (), "kafka"),
+    ("OTEL_LOGS_EXPORTER", OT, "logs_exporter", "console", ("console",), "bogus"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", OT, "otlp_endpoint", "http://h:9", "http://h:9", None),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", OT, "otlp_traces_endpoint", "http://h:9/t", "http://h:9/t", None),
+    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", OT, "otlp_metrics_endpoint", "http://h/m", "http://h/m", None),
+    ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", OT, "otlp_logs_endpoint", "http://h:9/l", "http://h:9/l", None),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", OT, "otlp_protocol", " GRPC ", "grpc", "thrift"),
+]  # fmt: skip
+BAD_SAMPLES = [(var, table, name, bad) for var, table, name, _, _, bad in SAMPLES if bad is not None]
+SECRETS = {ENV_PROXY_KEY_SECRET: "hunter2-secret", ENV_PROXY_API_KEY_NAMES: "sk-label-secret=team-secret"}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def table_class(table: str) -> Any:
+    return getattr(settings_module, table)
+
+
+def all_rows() -> list[Any]:
+    return [*settings_module.SETTINGS, *settings_module.OTEL_SETTINGS]
+
+
+def real_value(raw: str, tmp_path: Path) -> str:
+    if raw != PRICES_FILE:
+        return raw
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({k: {"input": i, "output": o} for k, (i, o) in PRICES.items()}))
+    return str(path)
+
+
+def expected_value(value: Any) -> Any:
+    if value is PRICES:
+        from llmlens.pricing import TokenPrices
+
+        return {k: TokenPrices(float(i), float(o)) for k, (i, o) in PRICES.items()}
+    return value
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any OTEL_*/LLMLENS_* variable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMLENS_"))}
+    env.update(extra)
+    return env
+
+
+def run_llmlens(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The `llmlens` command of this interpreter's environment, in a clean environment plus `env`."""
+    command = Path(sys.executable).parent / "llmlens"
+    return subprocess.run(
+        [str(command), *args], env=clean_env(**env), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_samples_cover_the_table() -> None:
+    tables = {S: settings_module.SETTINGS, OT: settings_module.OTEL_SETTINGS}
+    rows = {(name, s.env, s.name) for name, table in tables.items() for s in table}
+    assert rows == {(table, var, name) for var, table, name, *_ in SAMPLES}
+    # One row per field: the table is the dataclass, nothing is declared twice.
+    assert [s.name for s in settings_module.SETTINGS] == [f.name for f in dataclasses.fields(Settings)]
+    assert len({s.env for s in all_rows()}) == len(all_rows())
+
+
+@pytest.mark.parametrize(
+    ("var", "table", "name", "raw", "value", "bad"), SAMPLES, ids=[s[0] for s in SAMPLES]
+)
+def test_variable_and_keyword_are_parsed_alike(
+    tmp_path: Path, var: str, table: str, name: str, raw: str, value: Any, bad: str | None
+) -> None:
+    cls, raw = table_class(table), real_value(raw, tmp_path)
+    from_variable = cls.from_env({var: raw})
+    from_keyword = cls.from_env({}, **{name: raw})
+    assert getattr(from_variable, name) == expected_value(value)
+    assert from_keyword == from_variable
+    assert cls().with_overrides(**{name: raw}) == from_variable
+    # Unset, empty and blank all mean the default.
+    for unset in ({}, {var: ""}, {var: "  "}):
+        assert getattr(cls.from_env(unset), name) == getattr(cls(), name)
+    assert cls.from_env({}, **{name: None}) == cls()
+
+
+@pytest.mark.parametrize(("var", "table", "name", "bad"), BAD_SAMPLES, ids=[s[0] for s in BAD_SAMPLES])
+def test_a_bad_value_is_one_line_naming_the_variable_or_keyword(
+    var: str, table: str, name: str, bad: str
+) -> None:
+    cls = table_class(table)
+    for environ, keywords, where in (({var: bad}, {}, var), ({}, {name: bad}, name)):
+        with pytest.raises(SettingsError) as error:
+            cls.from_env(environ, **keywords)
+        message = str(error.value)
+        assert "\n" not in message and "\r" not in message
+        assert message.startswith(f"{where}="), message
+        assert "accepted values: " in message, message
+
+
+STORE_AND_HEALTH = [s for s in SAMPLES if s[2].startswith(("store_max_", "health_"))]
+
+
+@pytest.mark.parametrize(("var", "table", "name", "raw", "value", "bad"), STORE_AND_HEALTH,
+                         ids=[s[0] for s in STORE_AND_HEALTH])  # fmt: skip
+def test_retention_and_health_thresholds_come_from_the_table(
+    var: str, table: str, name: str, raw: str, value: Any, bad: str
+) -> None:
+    from llmlens.store.queries import HealthThresholds
+    from llmlens.store.retention import Retention
+
+    cls, keyword = (Retention, name[len("store_"):]) if name.startswith("store_") else (
+        HealthThresholds, name[len("health_"):])  # fmt: skip
+    # The defaults are the table's, and the variable and the keyword give the same value.
+    assert getattr(cls(), keyword) == getattr(Settings(), name)
+    assert getattr(cls.from_env({var: raw}), keyword) == value
+    assert getattr(cls.from_env({}, **{keyword: raw}), keyword) == value
+    with pytest.raises(SettingsError) as error:
+        cls.from_env({var: bad})
+    with pytest.raises(SettingsError) as same:
+        Settings.from_env({var: bad})
+    assert str(error.value) == str(same.value)
+
+
+def test_health_thresholds_checked_together_blame_the_one_set() -> None:
+    from llmlens.store.queries import HealthThresholds
+
+    env = {"LLMLENS_HEALTH_DEGRADED_ERROR_RATE": "0.9"}  # above the default critical rate, 0.5
+    message = (
+        "LLMLENS_HEALTH_DEGRADED_ERROR_RATE=0.9 is not valid; accepted values: at most the critical error "
+        "rate (0.5)"
+    )
+    for build in (lambda: Settings.from_env(env), lambda: HealthThresholds.from_env(env)):
+        with pytest.raises(SettingsError) as error:
+            build()
+        assert str(error.value) == message
+    with pytest.raises(
+        SettingsError, match=r"^health_critical_p95_ms=10\.0 is not valid; accepted values: at least"
+    ):
+        Settings.from_env({}, health_critical_p95_ms=10)
+
+
+# ------------------------------------------------------------------------------------- llmlens config
+
+
+def config_rows(stdout: str) -> dict[str, tuple[str, str, str]]:
+    """name -> (variable, source, value) from `llmlens config`'s table (a header line, then one row per
+    setting: name, variable and source padded, the value last)."""
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["setting", "variable", "source", "value"], stdout
+    rows = {}
+    for line in lines[1:]:
+        name, variable, source, value = line.split(None, 3)
+        rows[name] = (variable, source, value)
+    return rows
+
+
+def test_config_shows_every_setting_with_its_variable_value_and_source(tmp_path: Path) -> None:
+    env = {**SECRETS, "LLMLENS_STORE_MAX_SUCCESS": "7", "LLMLENS_HEALTH_WINDOW_S": "60",
+           "OTEL_SERVICE_NAME": "config-test", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+           ENV_CAPTURE_CONTENT: "span_only", ENV_DB: str(tmp_path / "x.db")}  # fmt: skip
+    result = run_llmlens("config", **env)
+    assert result.returncode == 0 and result.stderr == "", result
+    rows = config_rows(result.stdout)
+    assert {name: variable for name, (variable, _, _) in rows.items()} == {s.name: s.env for s in all_rows()}
+    assert {name for name, (_, source, _) in rows.items() if source == "environment"} == {
+        "proxy_key_secret", "proxy_api_key_names", "store_max_success", "health_window_s", "service_name",
+        "otlp_endpoint", "capture_content", "db_path",
+    }  # fmt: skip
+    assert {source for _, source, _ in rows.values()} == {"environment", "default"}
+    assert rows["store_max_success"][2] == "7"
+    assert rows["store_max_errors"][2] == "10000"
+    assert rows["health_window_s"][2] == "60"
+    assert rows["service_name"][2] == "config-test"
+    assert rows["otlp_endpoint"][2] == "http://127.0.0.1:9"
+    assert rows["traces_exporter"][2].startswith("otlp ")  # an endpoint is set: OTLP
+    assert rows["otlp_protocol"][2] == "http/protobuf"
+    assert rows["capture_content"][2] == "SPAN_ONLY"
+    assert rows["db_path"][2] == str(tmp_path / "x.db")
+    assert rows["proxy_key_secret"][2] == rows["proxy_api_key_names"][2] == "(set, not shown)"
+    for secret in ("hunter2", "sk-label-secret", "team-secret"):
+        assert secret not in result.stdout
+
+
+def test_config_json(tmp_path: Path) -> None:
+    result = run_llmlens("config", "--json", **SECRETS, LLMLENS_STORE_MAX_AGE_DAYS="0.5")
+    assert result.returncode == 0 and result.stderr == "", result
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert list(rows) == [s.name for s in all_rows()]
+    assert rows["store_max_age_days"] == {
+        "name": "store_max_age_days", "variable": "LLMLENS_STORE_MAX_AGE_DAYS", "source": "environment",
+        "value": 0.5,
+    }  # fmt: skip
+    assert rows["providers"]["value"] == sorted(KNOWN_PROVIDERS) and rows["providers"]["source"] == "default"
+    assert rows["metrics_exporter"]["value"] == []
+    for secret in ("hunter2", "sk-label-secret", "team-secret"):
+        assert secret not in result.stdout
+
+
+def consumer_message(table: str, var: str, bad: str) -> str:
+    """What the code that reads the variable says about the bad value."""
+    environ = {var: bad}
+    if var.startswith("LLMLENS_STORE_MAX_"):
+        from llmlens.store.retention import Retention
+
+        build: Any = lambda: Retention.from_env(environ)  # noqa: E731
+    elif var.startswith("LLMLENS_HEALTH_"):
+        from llmlens.store.queries import HealthThresholds
+
+        build = lambda: HealthThresholds.from_env(environ)  # noqa: E731
+    elif table == "OtelSettings":
+        from llmlens.sdk_setup import exporter_names, otlp_protocol
+
+        build = lambda: (exporter_names(None, environ), otlp_protocol(environ))  # noqa: E731
+    else:
+        build = lambda: Settings.from_env(environ)  # noqa: E731 (what instrument() logs)
+    with pytest.raises(SettingsError) as error:
+        build()
+    return str(error.value)
+
+
+@pytest.mark.parametrize(("var", "table", "name", "bad"), BAD_SAMPLES, ids=[s[0] for s in BAD_SAMPLES])
+def test_config_rejects_every_bad_value_with_exit_2_and_the_users_line(
+    var: str, table: str, name: str, bad: str
+) -> None:
+    result = run_llmlens("config", **{var: bad})
+    assert (result.returncode, result.stdout) == (2, ""), result
+    assert result.stderr.splitlines() == [f"llmlens: {consumer_message(table, var, bad)}"]
+    assert result.stderr.startswith(f"llmlens: {var}=")
+
+
+@pytest.mark.parametrize(
+    ("command", "env"),
+    [
+        ("prune", {"LLMLENS_STORE_MAX_SUCCESS": "abc"}),  # the issue's example
+        ("prune", {"LLMLENS_STORE_MAX_AGE_DAYS": "inf"}),
+        ("health", {"LLMLENS_HEALTH_MIN_REQUESTS": "2.5"}),
+        ("health", {"LLMLENS_HEALTH_DEGRADED_ERROR_RATE": "0.9"}),  # valid alone, not with the critical rate
+    ],
+)
+def test_config_and_the_command_that_reads_it_say_the_same(
+    tmp_path: Path, command: str, env: dict[str, str]
+) -> None:
+    env = {**env, ENV_DB: str(tmp_path / "none.db")}  # the setting is checked before the store is opened
+    config, user = run_llmlens("config", **env), run_llmlens(command, **env)
+    assert config.returncode == user.returncode == 2, (config, user)
+    assert len(config.stderr.splitlines()) == 1, config.stderr
+    assert config.stderr == user.stderr
+
+
+def test_config_reports_every_bad_variable_one_line_each() -> None:
+    result = run_llmlens(
+        "config", LLMLENS_STORE_MAX_ERRORS="-5", OTEL_LOGS_EXPORTER="kafka", LLMLENS_PRICING="maybe"
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result
+    assert [line.split("=")[0] for line in result.stderr.splitlines()] == [
+        "llmlens: LLMLENS_PRICING", "llmlens: LLMLENS_STORE_MAX_ERRORS", "llmlens: OTEL_LOGS_EXPORTER",
+    ]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- instrument() + table
+
+
+def test_instrument_keywords_are_the_tables(
+    otel: Any, instrument: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    from llmlens import instrumentor as instrumentor_module
+
+    assert set(instrumentor_module._OPTION_NAMES) == {
+        s.name for s in settings_module.SETTINGS if s.api == "instrument()"
+    }
+    # The store's retention comes from the same settings; a bad health threshold is `llmlens health`'s
+    # business, not a reason for instrument() to drop the other settings.
+    monkeypatch.setenv("LLMLENS_STORE_MAX_SUCCESS", "7")
+    monkeypatch.setenv("LLMLENS_HEALTH_WINDOW_S", "soon")
+    monkeypatch.setenv(ENV_CAPTURE_CONTENT, "span_only")
+    with caplog.at_level(logging.WARNING, logger="llmlens"):
+        instrumentor = instrument()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("llmlens")] == []
+    assert instrumentor.settings.capture_content is ContentMode.SPAN_ONLY
+    assert instrumentor.settings.store_max_success == 7
+    from llmlens.store.attach import attached_store
+
+    assert attached_store(otel.tracer_provider).retention.max_success == 7
+
+
+def test_instrument_with_a_bad_retention_value_logs_one_line_and_carries_on(
+    otel: Any, instrument: Any, client: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    monkeypatch.setenv("LLMLENS_STORE_MAX_SUCCESS", "abc")
+    with caplog.at_level(logging.DEBUG, logger="llmlens"):
+        instrumentor = instrument()  # today's code raised SettingsError out of instrument()
+    errors = [r.getMessage() for r in caplog.records if r.name == "llmlens" and r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and errors[0].startswith("llmlens: LLMLENS_STORE_MAX_SUCCESS='abc' is not valid")
+    assert instrumentor.settings == Settings()
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert otel.span().name == "chat gpt-4o-mini"
+
+
+# ----------------------------------------------------------------------------------------------- docs
+
+
+def test_the_docs_list_every_setting_from_the_table() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for table in (settings_module.SETTINGS, settings_module.OTEL_SETTINGS):
+        expected = settings_module.docs_table(table)
+        assert expected in doc, (
+            "docs/configuration.md is out of date with llmlens.settings; its table must be:\n" + expected
+        )
+    documented = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", doc, flags=re.MULTILINE)
+    assert documented == [s.env for s in all_rows()]
+
+
+# ---------------------------------------------------------------------- nobody else reads the environment
+
+# Module (relative to src/llmlens) -> why it may read the environment.
+ENVIRONMENT_READERS = {
+    "settings.py": "the one place llmlens reads its variables (and the platform's data directory ones)",
+}
+READS_ENVIRONMENT = re.compile(
+    r"\bos\.environ\b|\bgetenv\b|\benviron\.get\(|\benviron\[|from os import .*\benviron\b"
+)
+
+
+def test_no_module_outside_settings_reads_the_environment() -> None:
+    root = REPO / "src" / "llmlens"
+    readers = {}
+    for path in sorted(root.rglob("*.py")):
+        lines = [
+            line for line in path.read_text(encoding="utf-8").splitlines() if READS_ENVIRONMENT.search(line)
+        ]
+        if lines:
+            readers[path.relative_to(root).as_posix()] = lines
+    assert set(readers) == set(ENVIRONMENT_READERS), readers

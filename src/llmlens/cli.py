@@ -39,7 +39,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the local store to record into (default: $LLMLENS_DB or the user data dir)",
     )
-    commands.add_parser("config", help="print the effective settings read from the environment")
+    config = commands.add_parser(
+        "config",
+        help="print every setting: its variable, effective value and source (and fail on a bad one)",
+        description=(
+            "Print every llmlens setting and the OpenTelemetry variables llmlens interprets: the name, the "
+            "environment variable, whether the value comes from the environment or is the default, and the "
+            "effective value (secrets are never printed). Exits with status 2, one line per bad variable, "
+            "when a variable has a value llmlens cannot use: the line the command that reads it would give."
+        ),
+    )
+    config.add_argument("--json", action="store_true", help="one JSON object per setting, in a list")
     commands.add_parser("version", help="print the llmlens version")
     store_cli.register(commands, parser)
     return parser
@@ -54,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             capture_content=args.capture_content, db_path=args.db or getattr(args, "db_global", None)
         )
     if args.command == "config":
-        return _config()
+        return _config(as_json=args.json)
     from llmlens.store import cli as store_cli
 
     if args.command in store_cli.COMMANDS:
@@ -68,37 +78,78 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _config() -> int:
-    from dataclasses import fields
+def _config(as_json: bool = False) -> int:
+    """`llmlens config`: every row of llmlens.settings' tables, with its effective value and source."""
+    import json
 
-    from llmlens.sdk_setup import exporter_names, otlp_protocol
-    from llmlens.settings import Settings, SettingsError
+    from llmlens.settings import (
+        OTEL_SETTINGS,
+        SETTINGS,
+        OtelSettings,
+        Settings,
+        plain,
+        validate_environment,
+    )
 
-    try:
-        settings = Settings.from_env()
-        exporters = exporter_names(None)
-        protocol = otlp_protocol()
-    except SettingsError as error:
-        print(f"llmlens: {error}", file=sys.stderr)
+    errors = validate_environment()
+    if errors:
+        for error in errors:
+            print(f"llmlens: {error}", file=sys.stderr)
         return 2
-    rows: list[tuple[str, object]] = []
-    for field in fields(settings):
-        value = getattr(settings, field.name)
-        if isinstance(value, frozenset):
-            value = ",".join(sorted(value))
-        elif field.name == "db_path" and value is None:
-            from llmlens.store.paths import default_db_path
-
-            value = f"{default_db_path()} (default)"
-        elif "secret" in field.name and value:
-            value = "(set, not shown)"  # never print a secret
-        rows.append((field.name, getattr(value, "value", value)))
-    rows += [(f"{signal} exporter", ",".join(names) or "none") for signal, names in exporters.items()]
-    rows.append(("otlp protocol", protocol))
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:{width}}  {value}")
+    settings, otel = Settings.from_env(), OtelSettings.from_env()
+    sources = {**settings.sources(), **otel.sources()}
+    exporters = otel.exporters()
+    rows: list[dict[str, object]] = []
+    for table, source in ((SETTINGS, settings), (OTEL_SETTINGS, otel)):
+        for row in table:
+            text, value = _shown(row.name, getattr(source, row.name), settings, exporters)
+            if row.secret and value not in (None, {}, ""):
+                text = value = "(set, not shown)"  # never print a secret
+            rows.append({"name": row.name, "variable": row.env, "source": sources[row.name],
+                         "value": plain(value), "text": text})  # fmt: skip
+    if as_json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "text"} for r in rows], indent=2))
+        return 0
+    lines = [("setting", "variable", "source", "value")]
+    lines += [(str(r["name"]), str(r["variable"]), str(r["source"]), str(r["text"])) for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(3)]
+    for line in lines:
+        print(*(cell.ljust(width) for cell, width in zip(line, widths, strict=False)), line[3], sep="  ")
     return 0
+
+
+def _shown(name: str, value: object, settings: object, exporters: dict[str, list[str]]) -> tuple[str, object]:
+    """(text, JSON value) of a setting's effective value; a default in words says what it amounts to."""
+    from llmlens.settings import as_text
+
+    if name == "db_path" and value is None:
+        from llmlens.store.paths import default_db_path
+
+        value = default_db_path()
+        return value, value
+    if name == "emit_event" and value is None:
+        value = settings.event_enabled  # type: ignore[attr-defined]
+        return f"{as_text(value)} (follows capture_content)", value
+    if name.endswith("_exporter") and value is None:
+        names = exporters[name.removesuffix("_exporter")]
+        return f"{','.join(names) or 'none'} ({'an' if names else 'no'} OTLP endpoint is set)", names
+    if name == "service_name" and value is None:
+        try:  # what the SDK makes of OTEL_RESOURCE_ATTRIBUTES, which it reads itself
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+            return f"{Resource.create().attributes.get(SERVICE_NAME)} (the SDK's default)", None
+        except Exception:
+            return "(the SDK's default)", None
+    if name == "prices" and value:
+        return f"{len(value)} prices (models or patterns)", value  # type: ignore[arg-type]
+    if isinstance(value, str) and "@" in value and "://" in value:  # a URL with credentials in it
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.password:
+            value = parts._replace(netloc=f"{parts.username}:***@{parts.hostname}"
+                                   + (f":{parts.port}" if parts.port else "")).geturl()  # fmt: skip
+    return (as_text(value) or "(none)"), value
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from llmlens.peers import PeerClaims
-from llmlens.settings import KNOWN_PROVIDERS, Settings, SettingsError
+from llmlens.settings import INSTRUMENT_KEYWORDS, INSTRUMENT_READS, KNOWN_PROVIDERS, Settings, SettingsError
 
 _log = logging.getLogger("llmlens")
 
@@ -35,11 +35,7 @@ _PROVIDER_MODULES = {
     "bedrock": ("botocore", "llmlens.providers.bedrock"),
 }
 
-_OPTION_NAMES = (
-    "capture_content", "emit_event", "content_max_length", "providers", "provider_map", "store", "db_path",
-    "pricing", "prices", "proxy_auto", "proxy_routes", "proxy_path_prefixes", "proxy_trusted_proxies",
-    "proxy_api_key_names", "proxy_key_secret", "proxy_max_body", "peer_instrumentations",
-)  # fmt: skip
+_OPTION_NAMES = INSTRUMENT_KEYWORDS  # the instrument() rows of llmlens.settings.SETTINGS
 
 
 class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -64,7 +60,7 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         options = {k: kwargs[k] for k in _OPTION_NAMES if kwargs.get(k) is not None}
         try:
-            settings = Settings.from_env(**options)
+            settings = Settings.from_env(only=INSTRUMENT_READS, **options)
         except SettingsError as error:
             # One clear line, then carry on with defaults: bad telemetry settings must not stop the app.
             _log.error("llmlens: %s; using the defaults", error)
@@ -79,8 +75,9 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
         )
         if settings.store:
             from llmlens.store.attach import attach_store
+            from llmlens.store.retention import Retention
 
-            attach_store(kwargs.get("tracer_provider"), settings.db_path)
+            attach_store(kwargs.get("tracer_provider"), settings.db_path, Retention.from_settings(settings))
         # Other GenAI instrumentations of the same SDKs stand aside, or llmlens does (llmlens.peers).
         peers = PeerClaims(settings.peer_instrumentations)
         self._patches.append(peers)

@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmlens.settings import Settings, SettingsError
+from llmlens.settings import INSTRUMENT_READS, OtelSettings, Settings
 
 _log = logging.getLogger("llmlens")
-
-SIGNALS = ("traces", "metrics", "logs")
-EXPORTER_NAMES = ("otlp", "console", "none")
-_SIGNAL_ENV = {s: f"OTEL_{s.upper()}_EXPORTER" for s in SIGNALS}
-_PROTOCOLS = ("http/protobuf", "grpc")
 
 
 @dataclass
@@ -56,36 +50,12 @@ class Configured:
 
 def exporter_names(exporter: str | None, environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """Exporter names per signal from the argument or the environment, validated."""
-    env = os.environ if environ is None else environ
-    result: dict[str, list[str]] = {}
-    for signal in SIGNALS:
-        var = _SIGNAL_ENV[signal]
-        # An OTLP endpoint for this signal (or for all) means "send it there"; none means "nowhere".
-        endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
-            f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
-        )
-        raw = exporter if exporter is not None else (env.get(var) or ("otlp" if endpoint else "none"))
-        names = [n.strip().lower() for n in raw.split(",") if n.strip()] or ["none"]
-        unknown = [n for n in names if n not in EXPORTER_NAMES]
-        if unknown:
-            source = "exporter" if exporter is not None else var
-            raise SettingsError(
-                f"{source}={raw!r} is not valid; accepted values: "
-                f"{', '.join(EXPORTER_NAMES)} (comma-separated)"
-            )
-        result[signal] = [n for n in names if n != "none"]
-    return result
+    return OtelSettings.from_env(environ).exporters(exporter)
 
 
 def otlp_protocol(environ: Mapping[str, str] | None = None) -> str:
     """`OTEL_EXPORTER_OTLP_PROTOCOL`, validated (`http/protobuf` when unset)."""
-    environ = os.environ if environ is None else environ
-    raw = (environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip().lower()
-    if raw not in _PROTOCOLS:
-        raise SettingsError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={raw!r} is not valid; accepted values: {', '.join(_PROTOCOLS)}"
-        )
-    return raw
+    return OtelSettings.from_env(environ).otlp_protocol
 
 
 def _exporter(signal: str, name: str, protocol: str) -> Any:
@@ -113,7 +83,9 @@ def _exporter(signal: str, name: str, protocol: str) -> Any:
 
 
 def _sampler(options: dict[str, Any]) -> Any:
-    """The OTEL_TRACES_SAMPLER sampler; wrapped so unsampled LLM spans still reach the local store."""
+    """The OTEL_TRACES_SAMPLER sampler; wrapped so unsampled LLM spans still reach the local store.
+
+    The SDK reads OTEL_TRACES_SAMPLER (and its argument) itself: llmlens does not interpret them."""
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     try:
@@ -123,7 +95,7 @@ def _sampler(options: dict[str, Any]) -> Any:
     except Exception:  # a private helper of the SDK: fall back to its documented default
         base = ParentBased(TraceIdRatioBased(1.0))
     overrides = {"store": options["store"]} if options.get("store") is not None else {}
-    if not Settings.from_env(**overrides).store:
+    if not Settings.from_env(only=INSTRUMENT_READS, **overrides).store:
         return base
     from llmlens.store.sampling import RecordGenAISampler
 
@@ -156,8 +128,12 @@ def configure(
 
     from llmlens.instrumentor import Instrumentor
 
-    names = exporter_names(exporter)
-    protocol = otlp_protocol()
+    # What llmlens interprets of the OTEL_* variables (llmlens.settings.OtelSettings); the exporters read
+    # their own endpoint, headers and timeout variables, and the SDK its sampler and resource ones.
+    otel = OtelSettings.from_env()
+    names = otel.exporters(exporter)
+    protocol = otel.otlp_protocol
+    service_name = service_name or otel.service_name
     resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
 
     tracer_provider = TracerProvider(resource=resource, sampler=_sampler(instrument_options))

@@ -13,13 +13,17 @@ import weakref
 from typing import Any
 
 from llmlens.store.processor import SQLiteSpanProcessor
+from llmlens.store.retention import Retention
 
 _log = logging.getLogger("llmlens.store")
 _attached: weakref.WeakKeyDictionary[Any, SQLiteSpanProcessor] = weakref.WeakKeyDictionary()
 
 
-def attach_store(tracer_provider: Any | None, db_path: str | None = None) -> SQLiteSpanProcessor | None:
-    """The store's processor on `tracer_provider` (the global one if None), added if missing."""
+def attach_store(
+    tracer_provider: Any | None, db_path: str | None = None, retention: Retention | None = None
+) -> SQLiteSpanProcessor | None:
+    """The store's processor on `tracer_provider` (the global one if None), added if missing;
+    `retention` (else the environment's) is what it keeps."""
     if tracer_provider is None:
         from opentelemetry import trace
 
@@ -32,9 +36,11 @@ def attach_store(tracer_provider: Any | None, db_path: str | None = None) -> SQL
     if processor is None or (db_path is not None and processor.path != db_path):
         if processor is not None:
             processor.disable()
-        processor = SQLiteSpanProcessor(db_path)
+        processor = SQLiteSpanProcessor(db_path, retention=retention)
         tracer_provider.add_span_processor(processor)
         _attached[tracer_provider] = processor
+    elif retention is not None:
+        processor.retention = retention
     processor.enabled = True
     return processor
 

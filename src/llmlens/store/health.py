@@ -1,5 +1,6 @@
 """Provider health: ok, degraded or critical per provider, from the error rate and p95 latency of a
-recent window, with the thresholds (`HealthThresholds`) read from `LLMLENS_HEALTH_*` variables.
+recent window, with the thresholds (`HealthThresholds`) read from `LLMLENS_HEALTH_*` variables (by
+llmlens.settings).
 
 The window is read from the request rows when it holds at most `EXACT_MAX_ROWS` requests, else from
 the rollups over its whole minutes.
@@ -8,16 +9,13 @@ the rollups over its whole minutes.
 from __future__ import annotations
 
 import json
-import math
-import os
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from llmlens.settings import SettingsError
+from llmlens.settings import Settings, check_health_thresholds
 from llmlens.store import inputs
-from llmlens.store.inputs import QueryError
 from llmlens.store.percentiles import exact_percentile
 from llmlens.store.query_common import (
     EXACT_MAX_ROWS,
@@ -32,80 +30,30 @@ from llmlens.store.query_common import (
 from llmlens.store.rollup_reads import Window, rollup_source
 from llmlens.store.rollups import percentile_from_hist
 
-ENV_HEALTH_PREFIX = "LLMLENS_HEALTH_"
+ENV_HEALTH_PREFIX = "LLMLENS_HEALTH_"  # + the field's name in capitals: its variable (llmlens.settings)
 
 
 @dataclass(frozen=True)
 class HealthThresholds:
-    """When a provider is degraded or critical. Each field has an `LLMLENS_HEALTH_<FIELD>` variable."""
+    """When a provider is degraded or critical. The defaults, the `LLMLENS_HEALTH_<FIELD>` variables and
+    the checks are the `health_*` rows of `llmlens.settings.SETTINGS`."""
 
-    window_s: float = 300.0  # only requests that started this recently count
-    min_requests: int = 5  # fewer requests in the window can make a provider degraded, never critical
-    degraded_error_rate: float = 0.05
-    critical_error_rate: float = 0.5
-    degraded_p95_ms: float = 30_000.0  # p95 latency: time to first chunk for streams, else duration
-    critical_p95_ms: float = 120_000.0
+    window_s: float = Settings.health_window_s  # only requests that started this recently count
+    min_requests: int = Settings.health_min_requests  # fewer in the window: degraded at worst
+    degraded_error_rate: float = Settings.health_degraded_error_rate
+    critical_error_rate: float = Settings.health_critical_error_rate
+    # p95 latency: time to first chunk for streams, else duration
+    degraded_p95_ms: float = Settings.health_degraded_p95_ms
+    critical_p95_ms: float = Settings.health_critical_p95_ms
 
     def __post_init__(self) -> None:
-        _check_thresholds(asdict(self), {})
+        check_health_thresholds(asdict(self), {})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> HealthThresholds:
-        """Defaults, then `LLMLENS_HEALTH_*` variables, then `overrides`; a bad value raises SettingsError."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {f.name: f.default for f in fields(cls)}
-        names: dict[str, str] = {}
-        for f in fields(cls):
-            var = f"{ENV_HEALTH_PREFIX}{f.name.upper()}"
-            raw = (env.get(var) or "").strip()
-            if not raw:
-                continue
-            kind = int if f.name == "min_requests" else float
-            try:
-                value = kind(raw)
-                if not math.isfinite(value):
-                    raise ValueError(raw)
-            except ValueError:
-                noun = "an integer" if kind is int else "a number"
-                raise SettingsError(f"{var}={raw!r} is not valid; accepted values: {noun}") from None
-            values[f.name] = value
-            names[f.name] = var
-        for name, value in overrides.items():
-            if value is not None:
-                values[name] = value
-                names.pop(name, None)
-        _check_thresholds(values, names)
-        return cls(**values)
-
-
-def _check_thresholds(values: Mapping[str, Any], names: Mapping[str, str]) -> None:
-    """Raise SettingsError (naming the variable when the value came from one) for a bad threshold."""
-
-    def fail(name: str, accepted: str) -> None:
-        raise SettingsError(
-            f"{names.get(name, name)}={values[name]!r} is not valid; accepted values: {accepted}"
-        )
-
-    try:
-        inputs.duration(values["window_s"])
-    except QueryError:
-        fail("window_s", f"a number of {inputs.SECONDS_RANGE}")
-    if values["min_requests"] < 1:
-        fail("min_requests", "an integer >= 1")
-    for name in ("degraded_error_rate", "critical_error_rate"):
-        if not 0 < values[name] <= 1:
-            fail(name, "a fraction > 0 and <= 1 (0.05 = 5%)")
-    for name in ("degraded_p95_ms", "critical_p95_ms"):
-        if not values[name] > 0:
-            fail(name, "milliseconds > 0")
-    for low, high, what in (
-        ("degraded_error_rate", "critical_error_rate", "error rate"),
-        ("degraded_p95_ms", "critical_p95_ms", "p95"),
-    ):
-        if values[low] > values[high]:  # blame the one that was set, if only one was
-            if high in names and low not in names:
-                fail(high, f"at least the degraded {what} ({values[low]})")
-            fail(low, f"at most the critical {what} ({values[high]})")
+        """Defaults, then the `LLMLENS_HEALTH_*` variables (the process's, unless `environ` is given), then
+        `overrides` (None = not given); a bad value raises SettingsError."""
+        return cls(**Settings.for_api("HealthThresholds", environ, **overrides))
 
 
 @dataclass

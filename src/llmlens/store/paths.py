@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-ENV_DB = "LLMLENS_DB"
+from llmlens.settings import ENV_DB, Settings, platform_data_home
+
+__all__ = ["ENV_DB", "FILE_NAME", "default_db_path", "user_data_dir"]
+
 FILE_NAME = "llmlens.db"
 
 
 def user_data_dir() -> Path:
     """The per-user data directory of the platform (XDG on Linux), with an `llmlens` folder."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "llmlens"
+    return Path(platform_data_home()) / "llmlens"
 
 
 def default_db_path() -> str:
     """`$LLMLENS_DB` if set, else `<user data dir>/llmlens/llmlens.db`."""
-    return os.environ.get(ENV_DB) or str(user_data_dir() / FILE_NAME)
+    return Settings.from_env(only=("db_path",)).db_path or str(user_data_dir() / FILE_NAME)

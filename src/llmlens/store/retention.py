@@ -8,55 +8,37 @@ or day row when its whole hour or day has).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from llmlens.settings import SettingsError
-from llmlens.store.inputs import INT64_MAX, MAX_DURATION_DAYS
+from llmlens.settings import SETTINGS, Settings
 
-ENV_MAX_SUCCESS = "LLMLENS_STORE_MAX_SUCCESS"
-ENV_MAX_ERRORS = "LLMLENS_STORE_MAX_ERRORS"
-ENV_MAX_AGE_DAYS = "LLMLENS_STORE_MAX_AGE_DAYS"
+_ENV = {s.name: s.env for s in SETTINGS}
+ENV_MAX_SUCCESS = _ENV["store_max_success"]
+ENV_MAX_ERRORS = _ENV["store_max_errors"]
+ENV_MAX_AGE_DAYS = _ENV["store_max_age_days"]
 
 
 @dataclass(frozen=True)
 class Retention:
-    """How much the store keeps. 0 means no limit."""
+    """How much the store keeps. 0 means no limit. The defaults, variables and checks are the
+    `store_max_*` rows of `llmlens.settings.SETTINGS`."""
 
-    max_success: int = 50_000
-    max_errors: int = 10_000
-    max_age_days: float = 90.0
+    max_success: int = Settings.store_max_success
+    max_errors: int = Settings.store_max_errors
+    max_age_days: float = Settings.store_max_age_days
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Retention:
-        env = os.environ if environ is None else environ
-        values: dict[str, float] = {}
-        for name, var, kind in (
-            ("max_success", ENV_MAX_SUCCESS, int),
-            ("max_errors", ENV_MAX_ERRORS, int),
-            ("max_age_days", ENV_MAX_AGE_DAYS, float),
-        ):
-            raw = (env.get(var) or "").strip()
-            if not raw:
-                continue
-            try:
-                value = kind(raw)
-            except ValueError:
-                value = -1
-            # a value beyond 64 bits, "inf" or a huge age would overflow, "nan" would disable the limit
-            if kind is int:
-                valid = 0 <= value <= INT64_MAX
-                accepted = f"an integer from 0 to {INT64_MAX}"
-            else:
-                valid = 0 <= value <= MAX_DURATION_DAYS  # (False for nan)
-                accepted = f"days from 0 to {MAX_DURATION_DAYS}"
-            if not valid:
-                raise SettingsError(f"{var}={raw!r} is not valid; accepted values: {accepted} (0 = no limit)")
-            values[name] = value
-        return cls(**values)  # type: ignore[arg-type]
+    def from_env(cls, environ: Mapping[str, str] | None = None, **keywords: object) -> Retention:
+        """The `LLMLENS_STORE_MAX_*` variables (the process's, unless `environ` is given), then
+        `keywords` (None = not given); a bad value raises SettingsError."""
+        return cls(**Settings.for_api("Retention", environ, **keywords))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Retention:
+        return cls(**settings.values_for("Retention"))
 
 
 @dataclass
