@@ -121,13 +121,11 @@ class MethodPatch:
         return inv, route
 
     def _result(self, inv: Invocation, route: Route, result: Any) -> Any:
-        """Attach the end of the invocation to what the SDK returned. Never raises."""
-        try:
-            if inv.stream and (hasattr(result, "__next__") or hasattr(result, "__anext__")):
-                return self._proxy(inv, route, result)
-            route.response(inv, result)
-        except Exception:
-            _log.debug("llmlens: could not read the response", exc_info=True)
+        """Attach the end of the invocation to what the SDK returned (core/lifecycle.py makes a failure
+        here a finished invocation and the SDK's own result)."""
+        if inv.stream and (hasattr(result, "__next__") or hasattr(result, "__anext__")):
+            return self._proxy(inv, route, result)
+        route.response(inv, result)
         inv.finish()
         return result
 

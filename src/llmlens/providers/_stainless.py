@@ -157,25 +157,22 @@ class StainlessPatch:
         return self._result(inv, route, result, is_async=True)
 
     def _result(self, inv: Invocation, route: Route, result: Any, is_async: bool, raw: Any = None) -> Any:
-        """Attach the end of the invocation to whatever the SDK returned. Never raises.
+        """Attach the end of the invocation to whatever the SDK returned (core/lifecycle.py makes a
+        failure here a finished invocation and the SDK's own result).
 
         `raw`: the APIResponse that `result` was parsed from, which is what the caller gets back.
         """
         returned = result if raw is None else raw
-        try:
-            if isinstance(result, (self._sync_stream, self._async_stream)):
-                return self._proxy(inv, route, result, is_async)
-            if isinstance(result, self._legacy_response):
-                return self._raw_response(inv, route, result, is_async)
-            if isinstance(result, self._api_response) and _body_read(result):
-                result = result.parse()  # cached by the SDK: the user's parse() is free
-            elif isinstance(result, (self._api_response, self._async_api_response)):
-                return self._streaming_response(inv, route, result, is_async)
-            route.response(inv, result)
-            inv.finish()
-        except Exception:
-            _log.debug("llmlens: could not read the response", exc_info=True)
-            inv.finish()
+        if isinstance(result, (self._sync_stream, self._async_stream)):
+            return self._proxy(inv, route, result, is_async)
+        if isinstance(result, self._legacy_response):
+            return self._raw_response(inv, route, result, is_async)
+        if isinstance(result, self._api_response) and _body_read(result):
+            result = result.parse()  # cached by the SDK: the user's parse() is free
+        elif isinstance(result, (self._api_response, self._async_api_response)):
+            return self._streaming_response(inv, route, result, is_async)
+        route.response(inv, result)
+        inv.finish()
         return returned
 
     def _proxy(

@@ -119,26 +119,22 @@ class BedrockPatch:
         return found
 
     def _result(self, inv: Invocation, route: tuple[str, Any], result: Any) -> Any:
-        """Attach the end of the invocation to what botocore returned. Never raises."""
+        """Attach the end of the invocation to what botocore returned (core/lifecycle.py makes a
+        failure here a finished invocation and botocore's own result)."""
         operation, call = route
-        try:
-            _request_id(inv, result)
-            key = _STREAM_KEYS.get(operation)
-            if key is not None:
-                event_stream = result.get(key)
-                if event_stream is None:
-                    inv.finish()
-                    return result
+        _request_id(inv, result)
+        key = _STREAM_KEYS.get(operation)
+        if key is not None:
+            event_stream = result.get(key)
+            if event_stream is not None:
                 on_event, on_end = call.stream(inv)
-                result[key] = EventStreamProxy(
-                    event_stream, StreamState(inv, on_event, on_end), hook_close=False
-                )
+                state = StreamState(inv, on_event, on_end)
+                result[key] = EventStreamProxy(event_stream, state, hook_close=False)
                 return result
-            if operation == "InvokeModel":
-                return self._invoke_result(inv, call, result)
+        elif operation == "InvokeModel":
+            return self._invoke_result(inv, call, result)
+        else:
             call.response(inv, result)
-        except Exception:
-            _log.debug("llmlens: could not read the response", exc_info=True)
         inv.finish()
         return result
 
