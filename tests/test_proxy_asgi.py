@@ -808,3 +808,27 @@ def test_an_httpx_upstream_call_is_a_child(wrap: Any, otel: Any, fake: Any) -> N
     assert server.attributes["gen_ai.usage.output_tokens"] > 0
     traceparent = fake.requests[-1].headers.get("traceparent", "")
     assert f"{server.context.trace_id:032x}" in traceparent
+
+
+# --- settings from the environment --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [("LLMLENS_HEALTH_WINDOW_S", "abc"), ("LLMLENS_STORE_MAX_SUCCESS", "abc"), ("LLMLENS_PROVIDERS", "nope")],
+)
+def test_a_bad_variable_never_fails_the_proxied_request(
+    telemetry: Telemetry, otel: Any, monkeypatch: Any, caplog: Any, variable: str, value: str
+) -> None:
+    # A middleware without settings of its own reads them from the environment (as a standalone
+    # proxy does): a store or health variable is not its business, a bad instrumentation one is
+    # one error line and the defaults. The request goes through and is recorded either way.
+    monkeypatch.setenv(variable, value)
+    middleware = LLMProxyMiddleware(Canned(scenario="chunks=2"), telemetry=telemetry)
+    with caplog.at_level("ERROR", logger="llmlens"):
+        result = run(drive(middleware, CHAT, {"model": "m", "messages": HI}))
+    assert result.error is None and result.start["status"] == 200
+    assert server_span(otel).name == "chat m"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    expected = 1 if variable == "LLMLENS_PROVIDERS" else 0  # only instrumentation's own variables count
+    assert len(errors) == expected and all(variable in e for e in errors)

@@ -35,7 +35,7 @@ from llmlens.core.limits import cap_text
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
 from llmlens.core.streams import StreamState
 from llmlens.proxy import identity
-from llmlens.proxy.config import ProxyConfig, active_telemetry, standalone_telemetry
+from llmlens.proxy.config import ProxyConfig, active_telemetry, proxy_settings, standalone_telemetry
 from llmlens.proxy.exits import request_exits
 from llmlens.proxy.formats import StreamReader, WireFormat
 from llmlens.proxy.logging import install_log_correlation, request_id_var
@@ -92,7 +92,7 @@ class LLMProxyMiddleware:
 
                 instrumentor = Instrumentor()
                 settings = instrumentor.settings if instrumentor.is_instrumented_by_opentelemetry else None
-            config = self._config = ProxyConfig(settings or Settings.from_env(), self._routes)
+            config = self._config = ProxyConfig(settings or proxy_settings(), self._routes)
         return config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

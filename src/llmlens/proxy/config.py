@@ -4,12 +4,15 @@ built once, and the Telemetry a proxy records with. Shared by the ASGI middlewar
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llmlens.proxy import identity
 from llmlens.proxy.formats import FORMATS, WireFormat
-from llmlens.settings import Settings
+from llmlens.settings import INSTRUMENT_KEYWORDS, Settings, SettingsError
+
+_log = logging.getLogger("llmlens")
 
 # Path suffix -> wire format. A suffix matches whatever comes before it (`/api/v1/chat/completions`);
 # Gemini's `:method` suffixes match `.../models/{model}:method`.
@@ -97,5 +100,16 @@ def standalone_telemetry() -> Any:
     if not _standalone:
         from llmlens.core.telemetry import Telemetry
 
-        _standalone.append(Telemetry(Settings.from_env()))
+        _standalone.append(Telemetry(proxy_settings()))
     return _standalone[0]
+
+
+def proxy_settings() -> Settings:
+    """The settings of a proxy used without `instrument()`: only what instrumentation reads comes from
+    the environment (a bad store or health variable is not the proxy's error), and a bad one is one
+    error line and the defaults, as in `instrument()`: a proxy's requests never fail for telemetry."""
+    try:
+        return Settings.from_env(only=INSTRUMENT_KEYWORDS)
+    except SettingsError as error:
+        _log.error("llmlens: %s; using the defaults", error)
+        return Settings()
