@@ -56,6 +56,8 @@ STREAM = "stream"  # the stream itself, which is also a context manager (openai.
 GENERATOR = "generator"  # a plain (async) generator: no `with`
 MANAGER = "manager"  # only a context manager; the stream is inside its `with` block
 
+UNCHECKED = "unchecked"  # Adapter.error_event_status: not checked
+
 # What an exit path may end as instead of the contract's outcome (`Adapter.expect`).
 NO_SPAN = "no span"  # no request was sent, so there is no call to record
 
@@ -151,6 +153,10 @@ class Adapter:
     error_event: str | None = None
     error_event_type: Callable[[BaseException], str] | None = None  # None: the exception's public name
     http_error: tuple[str, int] | None = None  # (scenario, status)
+    # http.response.status_code on an error event's span: the status of the response (200) or None
+    # (absent: the provider's error carries no HTTP status).
+    error_event_status: Any = UNCHECKED
+    lazy: bool = False  # a generator that sends its request when it is first read
     finish: tuple[str, ...] = ("stop",)
     usage_when_complete: bool = True
     client_before_instrument: bool = False
@@ -200,12 +206,17 @@ class Adapter:
     async def aclose(self, stream: Any, how: str) -> None:
         await getattr(stream, how)()
 
-    def drain(self, stream: Any) -> Tally:
-        """DRAIN: let the SDK read the stream itself; the tally of the final result."""
+    def drain(self, stream: Any, how: str) -> Tally:
+        """DRAIN: let the SDK read the stream itself (`how`: a helper's name, or the default one); the
+        tally of the final result."""
         raise NotImplementedError
 
-    async def adrain(self, stream: Any) -> Tally:
+    async def adrain(self, stream: Any, how: str) -> Tally:
         raise NotImplementedError
+
+    def upstream_closed(self) -> bool | None:
+        """After an early close: was what the stream reads from closed too (None: not observable)?"""
+        return None
 
     def tally(self) -> Tally:
         raise NotImplementedError
@@ -374,10 +385,10 @@ class OpenAIResponses(Adapter):
             return client.responses.stream(**_responses_kwargs(scenario))
         return await client.responses.create(stream=True, **_responses_kwargs(scenario))
 
-    def drain(self, stream: Any) -> Tally:
+    def drain(self, stream: Any, how: str) -> Tally:
         return _responses_final(stream.get_final_response())
 
-    async def adrain(self, stream: Any) -> Tally:
+    async def adrain(self, stream: Any, how: str) -> Tally:
         return _responses_final(await stream.get_final_response())
 
     def tally(self) -> Tally:
@@ -480,13 +491,15 @@ def _anthropic_kwargs(scenario: str) -> dict[str, Any]:
 @dataclass
 class AnthropicMessages(Adapter):
     """`messages.create(stream=True)` (`via` plain, raw or streaming_response), or (`helper`) the
-    `messages.stream()` manager, whose stream the user reads as events or (`text`) as `text_stream`."""
+    `messages.stream()` manager, whose stream the user reads as events or (`text`) as `text_stream`;
+    `beta`: the same through `client.beta.messages`."""
 
     modules: tuple[str, ...] = ("anthropic",)
 
     via: str = "plain"
     helper: bool = False
     text: bool = False
+    beta: bool = False  # client.beta.messages
     # message_start, content_block_start, ping, two deltas; then the cut.
     cut: str = f"chunks={WORDS},abort_after=5"
     error_event: str | None = "stream_error=overloaded_error"
@@ -506,7 +519,7 @@ class AnthropicMessages(Adapter):
         return anthropic.Anthropic(api_key="k", base_url=root, max_retries=0, http_client=http)
 
     def _create(self, client: Any) -> Any:
-        messages = client.messages
+        messages = client.beta.messages if self.beta else client.messages
         if self.helper:
             return messages.stream
         if self.via in ("raw", "raw_temporary"):
@@ -544,12 +557,12 @@ class AnthropicMessages(Adapter):
     async def aclose(self, stream: Any, how: str) -> None:
         await stream.close()  # anthropic's AsyncStream has no aclose()
 
-    def drain(self, stream: Any) -> Tally:
-        stream.until_done()
+    def drain(self, stream: Any, how: str) -> Tally:
+        getattr(stream, how or "until_done")()  # until_done, get_final_message, get_final_text
         return _anthropic_final(stream.get_final_message())
 
-    async def adrain(self, stream: Any) -> Tally:
-        await stream.until_done()
+    async def adrain(self, stream: Any, how: str) -> Tally:
+        await getattr(stream, how or "until_done")()
         return _anthropic_final(await stream.get_final_message())
 
     def tally(self) -> Tally:
@@ -592,7 +605,9 @@ class Gemini(Adapter):
     form: str = GENERATOR
     exits: frozenset[str] = GENERATOR_EXITS | {ERROR_EVENT, HTTP_ERROR}
     error_event: str | None = f"chunks={WORDS},error_after=2"
+    error_event_status: Any = 200  # the error came as an event inside a 200 response
     http_error: tuple[str, int] | None = ("status=429", 429)
+    lazy: bool = True
     expect: dict[str, Expect] = field(
         default_factory=lambda: {
             CLOSE_UNREAD: Expect(NO_SPAN, "a generator closed unread sends no request"),
@@ -736,8 +751,10 @@ class Bedrock(Adapter):
         {COMPLETE, CLOSE_AFTER_BREAK, CLOSE_UNREAD, DROP_AFTER_BREAK, DROP_UNREAD, TRANSPORT_ERROR,
          ERROR_EVENT, "error_event:throttlingException"}
     )  # fmt: skip
+    base: str = f"chunks={WORDS},cache_read=6,cache_write=4"  # the cached input is a part of the input
     cut: str = f"chunks={WORDS},abort_after=4"
     error_event: str | None = f"chunks={WORDS},stream_error=modelStreamErrorException,error_after=3"
+    error_event_status: Any = None  # the HTTP response itself was a 200
     # botocore's EventStreamError: error.type is the service's own code (`throttlingException`).
     error_event_type: Callable[[BaseException], str] | None = lambda error: str(
         error.response["Error"]["Code"]  # type: ignore[attr-defined]
@@ -836,6 +853,7 @@ class Cohere(Adapter):
     # message-start, content-start and two deltas, then the cut.
     cut: str = f"chunks={WORDS},abort_after=4"
     http_error: tuple[str, int] | None = ("status=429", 429)
+    lazy: bool = True
 
     def importable(self) -> bool:
         return _has("cohere")
@@ -904,7 +922,9 @@ class Ollama(Adapter):
     exits: frozenset[str] = GENERATOR_EXITS | {ERROR_EVENT, HTTP_ERROR}
     cut: str = "abort_after=3"
     error_event: str | None = "stream_error=model runner crashed"
+    error_event_status: Any = None  # the client's ResponseError has status -1: not an HTTP status
     http_error: tuple[str, int] | None = ("status=404", 404)
+    lazy: bool = True
     instrument_options: dict[str, Any] = field(default_factory=lambda: {"store": False})
 
     def importable(self) -> bool:
@@ -976,6 +996,7 @@ class Proxy(Adapter):
     cut: str = "cut_after=5"  # message_start, content_block_start, ping, two deltas
     error_event: str | None = "stream_error=overloaded_error"
     error_event_type: Callable[[BaseException], str] | None = lambda error: "overloaded_error"
+    _last: Any = None
     expect: dict[str, Expect] = field(
         default_factory=lambda: {
             CLOSE_AFTER_BREAK: Expect("client_disconnected", "docs/proxy.md: closed early"),
@@ -1028,7 +1049,13 @@ class Proxy(Adapter):
                     await asyncio.sleep(delay)
                 yield frame
 
-        return upstream() if mode == "sync" else aupstream()
+        self._last = upstream() if mode == "sync" else aupstream()
+        return self._last
+
+    def upstream_closed(self) -> bool | None:
+        """docs/proxy.md: closed early, the wrapped stream is closed too."""
+        last = self._last
+        return (last.gi_frame if hasattr(last, "gi_frame") else last.ag_frame) is None
 
     def _record(self, telemetry: Any) -> Any:
         import llmlens
@@ -1094,7 +1121,13 @@ def adapters() -> list[Adapter]:
         AnthropicMessages("anthropic-create-streaming-response", "chat claude-haiku-4-5", "anthropic", "fake",
                           form=MANAGER, exits=MANAGER_EXITS, via="streaming_response"),
         AnthropicMessages("anthropic-stream", "chat claude-haiku-4-5", "anthropic", "fake", form=MANAGER,
-                          exits=MANAGER_EXITS | {DRAIN, ERROR_EVENT}, helper=True),
+                          exits=MANAGER_EXITS | {DRAIN, f"{DRAIN}:get_final_message",
+                                                 f"{DRAIN}:get_final_text", ERROR_EVENT}, helper=True),
+        AnthropicMessages("anthropic-beta-create", "chat claude-haiku-4-5", "anthropic", "fake", beta=True,
+                          exits=frozenset({COMPLETE, CLOSE_AFTER_BREAK, DROP_AFTER_BREAK, TRANSPORT_ERROR})),
+        AnthropicMessages("anthropic-beta-stream", "chat claude-haiku-4-5", "anthropic", "fake", form=MANAGER,
+                          helper=True, beta=True,
+                          exits=frozenset({COMPLETE, DRAIN, WITH_EXIT_AFTER_BREAK, TRANSPORT_ERROR})),
         AnthropicMessages("anthropic-stream-text", "chat claude-haiku-4-5", "anthropic", "fake",
                           form=MANAGER, exits=MANAGER_EXITS | {ERROR_EVENT}, helper=True, text=True),
         Gemini("gemini", gen, "gcp.gemini", "fake"),
