@@ -39,6 +39,10 @@ CANCELLED = "cancelled"  # the task reading it is cancelled (async only)
 ASYNCIO_RUN = "asyncio_run"  # `async with await create(...) as s: async for _ in s: break` in asyncio.run
 
 ASYNC_ONLY = frozenset({CANCELLED, ASYNCIO_RUN})
+ALL_EXITS = frozenset(
+    {COMPLETE, COMPLETE_NEXT, DRAIN, CLOSE_AFTER_BREAK, CLOSE_UNREAD, WITH_EXIT_AFTER_BREAK, WITH_EXIT_UNREAD,
+     DROP_AFTER_BREAK, DROP_UNREAD, TRANSPORT_ERROR, ERROR_EVENT, HTTP_ERROR, CANCELLED, ASYNCIO_RUN}
+)  # fmt: skip
 STREAM_EXITS = frozenset(
     {COMPLETE, COMPLETE_NEXT, CLOSE_AFTER_BREAK, CLOSE_UNREAD, WITH_EXIT_AFTER_BREAK, WITH_EXIT_UNREAD,
      DROP_AFTER_BREAK, DROP_UNREAD, TRANSPORT_ERROR, CANCELLED}
@@ -157,7 +161,7 @@ class Adapter:
     # (absent: the provider's error carries no HTTP status).
     error_event_status: Any = UNCHECKED
     lazy: bool = False  # a generator that sends its request when it is first read
-    finish: tuple[str, ...] = ("stop",)
+    finish: tuple[str, ...] | None = ("stop",)  # None: none (nothing tells the reason)
     usage_when_complete: bool = True
     client_before_instrument: bool = False
     instrument_options: dict[str, Any] = field(default_factory=lambda: {"pricing": False, "store": False})
@@ -597,7 +601,7 @@ class GeminiTally(Tally):
 class Gemini(Adapter):
     """`client.models.generate_content_stream()` (`chat`: `client.chats.create().send_message_stream()`),
     sync and `client.aio`. A plain generator that sends nothing until it is first read: closed or dropped
-    unread, it made no request and there is no span (tests/test_google_genai_streams.py)."""
+    unread, it made no request and there is no span (as without llmlens)."""
 
     modules: tuple[str, ...] = ("google.genai", "google.genai.types")
 
@@ -977,6 +981,13 @@ class ProxyTally(Tally):
             self.output = data["usage"]["output_tokens"]
 
 
+class ItemTally(Tally):
+    """Items with no wire format: each one a chunk, no ids, no usage."""
+
+    def see(self, item: Any) -> None:
+        self.chunks += 1
+
+
 class UpstreamCut(ConnectionError):
     """What the proxy's upstream raises when its connection is cut (the proxy's own exception)."""
 
@@ -996,6 +1007,7 @@ class Proxy(Adapter):
     cut: str = "cut_after=5"  # message_start, content_block_start, ping, two deltas
     error_event: str | None = "stream_error=overloaded_error"
     error_event_type: Callable[[BaseException], str] | None = lambda error: "overloaded_error"
+    source_format: str | None = "anthropic"  # None: `llm_request("chat", model="m", stream=True)`, items
     _last: Any = None
     expect: dict[str, Expect] = field(
         default_factory=lambda: {
@@ -1030,7 +1042,10 @@ class Proxy(Adapter):
         delay = int(options.pop("chunk_delay_ms", 0)) / 1000
         body = {"model": "claude-x", "max_tokens": 9, "messages": [{"role": "user", "content": "Hi"}],
                 "stream": True}  # fmt: skip
-        frames = fake_reply("/v1/messages", body, ",".join(f"{k}={v}" for k, v in options.items())).events
+        if self.source_format is None:  # anything, counted
+            frames: list[Any] = [f"chunk {number}" for number in range(int(options.get("chunks", WORDS)))]
+        else:
+            frames = fake_reply("/v1/messages", body, ",".join(f"{k}={v}" for k, v in options.items())).events
         assert frames
 
         def upstream() -> Iterator[bytes]:
@@ -1060,6 +1075,8 @@ class Proxy(Adapter):
     def _record(self, telemetry: Any) -> Any:
         import llmlens
 
+        if self.source_format is None:
+            return llmlens.llm_request("chat", model="m", stream=True, telemetry=telemetry)
         body = {"model": "claude-x", "max_tokens": 9, "messages": [{"role": "user", "content": "Hi"}],
                 "stream": True}  # fmt: skip
         return llmlens.llm_request(source_format="anthropic", body=body, telemetry=telemetry)
@@ -1079,12 +1096,12 @@ class Proxy(Adapter):
             return request.wrap_async_stream(upstream)
 
     def tally(self) -> Tally:
-        return ProxyTally()
+        return ItemTally() if self.source_format is None else ProxyTally()
 
     def view(self, item: Any) -> Any:
         import re
 
-        return re.sub(rb'"id": ?"[^"]*"', b'"id":""', item)
+        return item if isinstance(item, str) else re.sub(rb'"id": ?"[^"]*"', b'"id":""', item)
 
 
 # ============================================================================================= registry
@@ -1143,4 +1160,6 @@ def adapters() -> list[Adapter]:
         Ollama("ollama-generate", "text_completion llama3.2", "ollama", "ollama_server", generate=True,
                exits=frozenset({COMPLETE, CLOSE_AFTER_BREAK, DROP_AFTER_BREAK, TRANSPORT_ERROR})),
         Proxy("proxy", "chat claude-x", "anthropic", "proxy_telemetry"),
+        Proxy("proxy-plain", "chat m", "unknown", "proxy_telemetry", source_format=None,
+              exits=GENERATOR_EXITS, finish=None, usage_when_complete=False),
     ]  # fmt: skip

@@ -5,7 +5,7 @@ Span attributes are compared as whole dicts; values that vary between runs (ids,
 response or the server. Pricing is off in these tests (its attributes have their own tests), so the
 dicts do not depend on whether the price data has loaded yet.
 
-Streams, on every exit path, are in tests/test_anthropic_streams.py.
+Streams: every exit path in tests/test_stream_contract.py, the rest in tests/test_anthropic_streams.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Non-streaming calls (`converse`, `invoke_model` for each model family), tool use, usage mapping with
 prompt-cache tokens, finish reasons, HTTP errors, content capture, the endpoint, and the patch point
-itself (other AWS calls pass through; uninstrument restores botocore). Streams: test_bedrock_streams.py.
+itself (other AWS calls pass through; uninstrument restores botocore). Streams: test_stream_contract.py
+(exit paths) and test_bedrock_streams.py.
 """
 
 from __future__ import annotations

@@ -1,27 +1,20 @@
-"""Bedrock streams: exactly one span per `converse_stream` / `invoke_model_with_response_stream` call, on
-every exit path, for every model family. Real boto3 against the fake Bedrock on 127.0.0.1.
+"""Bedrock streams: what the stream contract (tests/test_stream_contract.py) does not check.
 
-The stream is a botocore `EventStream` in the response dict (`response["stream"]` for ConverseStream,
-`response["body"]` for InvokeModelWithResponseStream); llmlens puts its proxy in that entry.
-
-| exit path                                    | outcome   | status | end time            |
-|----------------------------------------------|-----------|--------|---------------------|
-| read to the end                              | completed | OK     | the last read       |
-| `response["stream"].close()`                 | closed    | UNSET  | the close           |
-| break, then garbage collection               | abandoned | UNSET  | the last chunk read |
-| an exception event in the stream             | error     | ERROR  | the event           |
-| the connection breaks                        | error     | ERROR  | the exception       |
+Every exit path of `converse_stream` and `invoke_model_with_response_stream`, for every model family
+(read to the end, `close()` after a break or unread, break then garbage collection, dropped unread, an
+exception event in the stream, the connection breaking), is in the contract suite (the `bedrock-*`
+adapters of tests/stream_adapters.py). Here: the fake's event-stream framing, the proxy passing for the
+botocore `EventStream` (not an iterator; every `iter()` resumes the same events), the request id, and
+what a stream carries (tool use, finish reasons, content). Real boto3 against the fake Bedrock on
+127.0.0.1.
 
 What counts as an output chunk: a `contentBlockDelta` (Converse, Nova), a `content_block_delta`
 (Anthropic), a chunk with `generation` text (Llama), a chunk with output text or tool calls (Mistral).
-The tallies below read the events the test's own loop saw and say what llmlens must report.
 """
 
 from __future__ import annotations
 
-import gc
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +25,6 @@ from opentelemetry.trace import StatusCode
 pytest.importorskip("boto3")
 
 from botocore.eventstream import EventStream
-from botocore.exceptions import EventStreamError
-from urllib3.exceptions import ProtocolError
 
 from fakes.bedrock_server import BedrockServer
 
@@ -44,7 +35,6 @@ MISTRAL = "mistral.mistral-7b-instruct-v0:2"
 MISTRAL_LARGE = "mistral.mistral-large-2407-v1:0"
 MESSAGES: list[Any] = [{"role": "user", "content": [{"text": "Say something"}]}]
 WORDS = 8
-SLACK_NS = 100_000_000  # well under the 300 ms the abandoned-stream tests sleep
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -205,62 +195,19 @@ KINDS = [
 every_kind = pytest.mark.parametrize("kind", KINDS, ids=[k.name for k in KINDS])
 
 
-def check_span(
-    otel: Any,
-    kind: Kind,
-    seen: Tally,
-    *,
-    outcome: str,
-    error: BaseException | None = None,
-    error_type: str | None = None,
-) -> Any:
-    """Assert the one span and the metrics of a streamed call; returns the span."""
+def check_span(otel: Any, kind: Kind, seen: Tally) -> Any:
+    """Assert the one span of a stream read to the end; returns the span."""
     span = otel.span()
     attrs = dict(span.attributes or {})
     assert span.name == kind.span_name
     assert attrs["gen_ai.provider.name"] == "aws.bedrock"
-    assert attrs["gen_ai.request.stream"] is True
-    assert attrs["llmlens.stream.outcome"] == outcome
+    assert attrs["llmlens.stream.outcome"] == "completed"
+    assert span.status.status_code is StatusCode.OK
     assert attrs["llmlens.stream.chunk_count"] == seen.chunks
-    assert span.start_time <= span.end_time <= time.time_ns()
-    if outcome == "completed":
-        assert span.status.status_code is StatusCode.OK
-        assert seen.reason is not None
-        assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
-    else:
-        assert attrs["gen_ai.response.finish_reasons"] == ("error",)
-    if outcome == "error":
-        assert error is not None
-        assert span.status.status_code is StatusCode.ERROR
-        assert attrs["error.type"] == error_type
-        assert "http.response.status_code" not in attrs  # the HTTP response itself was a 200
-        (exception,) = [e for e in span.events if e.name == "exception"]
-        assert type(error).__name__ in str(exception.attributes["exception.type"])
-    else:
-        assert "error.type" not in attrs
-        assert not [e for e in span.events if e.name == "exception"]
-    if outcome in ("closed", "abandoned"):
-        assert span.status.status_code is StatusCode.UNSET
+    assert seen.reason is not None
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
     tokens = (attrs.get("gen_ai.usage.input_tokens"), attrs.get("gen_ai.usage.output_tokens"))
-    assert tokens == (seen.tokens or (None, None))
-    if seen.chunks:
-        ttfc = attrs["gen_ai.response.time_to_first_chunk"]
-        assert 0 < ttfc <= (span.end_time - span.start_time) / 1e9 + 1e-3
-    else:
-        assert "gen_ai.response.time_to_first_chunk" not in attrs
-
-    metrics = otel.metrics()
-    (duration,) = metrics["gen_ai.client.operation.duration"]
-    assert duration.count == 1
-    assert duration.attributes.get("error.type") == error_type
-    ttfc_points = metrics.get("gen_ai.client.operation.time_to_first_chunk", [])
-    tpoc_points = metrics.get("gen_ai.client.operation.time_per_output_chunk", [])
-    if seen.chunks and outcome != "error":
-        assert sum(p.count for p in ttfc_points) == 1
-    else:
-        assert sum(p.count for p in ttfc_points) == 0
-    expected_gaps = 0 if outcome == "error" or seen.chunks < 2 else seen.chunks - 1
-    assert sum(p.count for p in tpoc_points) == expected_gaps
+    assert tokens == seen.tokens
     return span
 
 
@@ -293,104 +240,15 @@ def test_event_stream_framing_is_what_botocore_reads() -> None:
         list(buffer)
 
 
-# ------------------------------------------------------------------------------------------- the matrix
-
-
 @every_kind
-def test_read_to_the_end(otel: Any, instrumented: Any, bedrock: BedrockServer, kind: Kind) -> None:
-    response = kind.call(bedrock.client(scenario=f"chunks={WORDS},cache_read=6,cache_write=4"))
-    assert isinstance(response[kind.key], EventStream)  # the proxy passes for the real thing
-    seen = kind.tally()
-    for event in response[kind.key]:
-        seen.see(event)
-    after = time.time_ns()
-    assert seen.chunks == WORDS and seen.tokens is not None
-    if kind.name in ("converse", "converse-nova", "anthropic", "nova"):  # models with prompt caching
-        assert seen.tokens[0] > 10
-    span = check_span(otel, kind, seen, outcome="completed")
-    assert span.end_time <= after
-    assert dict(span.attributes)["aws.request_id"] == response["ResponseMetadata"]["RequestId"]
-
-
-@every_kind
-def test_break_then_gc(otel: Any, instrumented: Any, bedrock: BedrockServer, kind: Kind) -> None:
-    response = kind.call(bedrock.client(scenario=f"chunks={WORDS},chunk_delay_ms=20"))
-    seen = kind.tally()
-    for event in response[kind.key]:
-        seen.see(event)
-        if seen.chunks == 2:
-            break
-    t_after_break = time.time_ns()
-    time.sleep(0.3)
-    assert otel.spans() == []  # a stream that is merely not being read is not over
-    del response, event
-    gc.collect()
-    span = check_span(otel, kind, seen, outcome="abandoned")
-    # The end is the last chunk read (>= 20 ms after the first), not the garbage collection 300 ms later.
-    assert span.end_time < t_after_break + SLACK_NS
-    assert span.end_time - span.start_time >= 15_000_000
-
-
-@every_kind
-def test_close_after_break(otel: Any, instrumented: Any, bedrock: BedrockServer, kind: Kind) -> None:
-    response = kind.call(bedrock.client(scenario=f"chunks={WORDS},chunk_delay_ms=20"))
-    seen = kind.tally()
-    for event in response[kind.key]:
-        seen.see(event)
-        if seen.chunks == 2:
-            break
-    assert otel.spans() == []
-    t_close = time.time_ns()
-    response[kind.key].close()
-    t_closed = time.time_ns()
-    time.sleep(0.3)
-    del response, event
-    gc.collect()
-    span = check_span(otel, kind, seen, outcome="closed")
-    assert t_close <= span.end_time <= t_closed
-
-
-@every_kind
-def test_close_without_iterating(otel: Any, instrumented: Any, bedrock: BedrockServer, kind: Kind) -> None:
-    response = kind.call(bedrock.client())
-    assert otel.spans() == []
-    t_close = time.time_ns()
-    response[kind.key].close()
-    t_closed = time.time_ns()
-    del response
-    gc.collect()
-    span = check_span(otel, kind, kind.tally(), outcome="closed")
-    assert t_close <= span.end_time <= t_closed
-
-
-@every_kind
-@pytest.mark.parametrize("exception", ["modelStreamErrorException", "throttlingException"])
-def test_exception_event_mid_stream(
-    otel: Any, instrumented: Any, bedrock: BedrockServer, kind: Kind, exception: str
-) -> None:
-    response = kind.call(bedrock.client(scenario=f"chunks={WORDS},stream_error={exception},error_after=3"))
-    seen = kind.tally()
-    with pytest.raises(EventStreamError) as caught:
-        for event in response[kind.key]:
-            seen.see(event)
-    assert caught.value.response["Error"]["Code"] == exception
-    assert seen.chunks == 3
-    check_span(otel, kind, seen, outcome="error", error=caught.value, error_type=exception)
-
-
-@every_kind
-def test_connection_breaks_mid_stream(
+def test_the_stream_is_an_event_stream_and_the_span_names_the_request(
     otel: Any, instrumented: Any, bedrock: BedrockServer, kind: Kind
 ) -> None:
-    response = kind.call(bedrock.client(scenario=f"chunks={WORDS},abort_after=4"))
-    seen = kind.tally()
-    with pytest.raises(ProtocolError) as caught:
-        for event in response[kind.key]:
-            seen.see(event)
-    assert seen.items == 4
-    check_span(
-        otel, kind, seen, outcome="error", error=caught.value, error_type="urllib3.exceptions.ProtocolError"
-    )
+    response = kind.call(bedrock.client(scenario="chunks=2"))
+    assert isinstance(response[kind.key], EventStream)  # the proxy passes for the real thing
+    for _ in response[kind.key]:
+        pass
+    assert dict(otel.span().attributes)["aws.request_id"] == response["ResponseMetadata"]["RequestId"]
 
 
 # ------------------------------------------------------------------------------------------ beyond exits
@@ -407,7 +265,7 @@ def test_next_on_the_stream_fails_as_without_llmlens(
     seen = kind.tally()
     for event in iter(response["stream"]):
         seen.see(event)
-    check_span(otel, kind, seen, outcome="completed")
+    check_span(otel, kind, seen)
 
 
 def test_two_loops_over_one_stream(otel: Any, instrumented: Any, bedrock: BedrockServer) -> None:
@@ -422,7 +280,7 @@ def test_two_loops_over_one_stream(otel: Any, instrumented: Any, bedrock: Bedroc
     for event in response["stream"]:
         seen.see(event)
     assert seen.chunks == WORDS
-    check_span(otel, kind, seen, outcome="completed")
+    check_span(otel, kind, seen)
 
 
 TOOL_KINDS = [k for k in KINDS if k.name in ("converse", "anthropic", "nova", "mistral-chat")]

@@ -4,19 +4,16 @@ Span attributes are compared as whole dicts. The usage model under test: Cohere 
 (`usage.billed_units`) and consumed ones (`usage.tokens`, with Cohere's own preamble); the span's
 `gen_ai.usage.*` and the cost are the billed counts, the consumed ones are `cohere.usage.tokens.*`.
 
-The stream matrix covers every exit path of `chat_stream`, which returns a generator: read to the end,
-`break` then garbage collection, `close()` before and after reading, a transport error in the middle, an
-HTTP error (raised by the first step, when the SDK sends the request), and task cancellation. A generator
-has no `with` form, so there is no `with`-exit path to test.
+The exit paths of `chat_stream` (a generator: read to the end, `break` then garbage collection,
+`close()` before and after reading, a transport error, an HTTP error raised by the first step, task
+cancellation), sync and async, for clients made after and before instrument() and through
+`with_raw_response`, are in the stream contract suite (tests/test_stream_contract.py, the `cohere*`
+adapters of tests/stream_adapters.py). Here: what a cohere stream carries.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
-import time
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,7 +54,6 @@ WEATHER_TOOL: dict[str, Any] = {
 TOOL_PLAN = "I will call get_weather to answer the question."
 TOOL_CALL_OUTPUT = len(TOOL_PLAN.split()) + 3  # plan words and three argument fragments
 ERROR_429 = "cohere.errors.too_many_requests_error.TooManyRequestsError"
-SLACK_NS = 100_000_000
 DURATION = "gen_ai.client.operation.duration"
 TOKEN_USAGE = "gen_ai.client.token.usage"
 CONTENT_KEYS = frozenset(
@@ -648,86 +644,6 @@ def test_embed_http_error(otel: Any, instrumented: Any, co: Any, server: Any) ->
 # ======================================================================================= streams, sync
 
 
-def test_stream_to_the_end(otel: Any, instrumented: Any, co: Any, server: Any) -> None:
-    stream = co.chat_stream(**stream_kwargs())
-    assert isinstance(stream, types.GeneratorType)  # still what the SDK returns
-    seen = Tally()
-    for event in stream:
-        seen.see(event)
-    after = time.time_ns()
-    assert seen.chunks == WORDS and seen.end.delta.finish_reason == "COMPLETE"
-    span = check_stream(
-        otel, server, outcome="completed", chunks=WORDS, tokens=(BILLED_INPUT, WORDS, CONSUMED_INPUT)
-    )
-    assert span.attributes["gen_ai.response.id"] == seen.events[0].id
-    assert span.end_time <= after
-
-
-def test_stream_break_then_gc(otel: Any, instrumented: Any, co: Any, server: Any) -> None:
-    stream = co.chat_stream(**stream_kwargs(f"chunks={WORDS},chunk_delay_ms=20"))
-    seen = Tally()
-    for event in stream:
-        seen.see(event)
-        if seen.chunks == 2:
-            break
-    t_after_break = time.time_ns()
-    time.sleep(0.3)
-    assert otel.spans() == []  # a stream that is merely not being read is not over
-    del stream, event
-    gc.collect()
-    span = check_stream(otel, server, outcome="abandoned", chunks=2)
-    # The end is the last chunk read (>= 20 ms after the first), not the garbage collection 300 ms later.
-    assert span.end_time < t_after_break + SLACK_NS
-    assert span.end_time - span.start_time >= 15_000_000
-
-
-def test_stream_close_without_iterating(otel: Any, instrumented: Any, co: Any, server: Any) -> None:
-    before = len(server.requests)
-    stream = co.chat_stream(**stream_kwargs())
-    t_close = time.time_ns()
-    stream.close()
-    t_closed = time.time_ns()
-    del stream
-    gc.collect()
-    span = check_stream(otel, server, outcome="closed", chunks=0)
-    assert t_close <= span.end_time <= t_closed
-    assert len(server.requests) == before  # the SDK's generator never ran: no request was sent
-
-
-def test_stream_close_after_break(otel: Any, instrumented: Any, co: Any, server: Any) -> None:
-    stream = co.chat_stream(**stream_kwargs(f"chunks={WORDS},chunk_delay_ms=20"))
-    seen = Tally()
-    for event in stream:
-        seen.see(event)
-        if seen.chunks == 2:
-            break
-    assert otel.spans() == []
-    t_close = time.time_ns()
-    stream.close()
-    t_closed = time.time_ns()
-    span = check_stream(otel, server, outcome="closed", chunks=2)
-    assert t_close <= span.end_time <= t_closed
-
-
-def test_stream_transport_error(otel: Any, instrumented: Any, co: Any, server: Any) -> None:
-    # message-start, content-start and two deltas, then the connection is cut.
-    stream = co.chat_stream(**stream_kwargs(f"chunks={WORDS},abort_after=4"))
-    seen = Tally()
-    with pytest.raises(httpx.RemoteProtocolError) as caught:
-        for event in stream:
-            seen.see(event)
-    assert seen.chunks == 2
-    check_stream(otel, server, outcome="error", chunks=2, error=caught.value)
-
-
-def test_stream_http_error(otel: Any, instrumented: Any, co: Any, server: Any) -> None:
-    stream = co.chat_stream(**stream_kwargs("status=429"))
-    with pytest.raises(cohere.TooManyRequestsError) as caught:
-        next(stream)  # the request goes out with the first step
-    span = check_stream(otel, server, outcome="error", chunks=0, error=caught.value)
-    assert span.attributes["error.type"] == ERROR_429
-
-
 def test_stream_generation_error(otel: Any, instrumented: Any, co: Any, server: Any) -> None:
     """`message-end` with finish reason ERROR: the stream was read to its end, the answer failed."""
     seen = Tally()
@@ -824,109 +740,6 @@ def test_user_sees_identical_events(otel: Any, instrument: Any, server: Any) -> 
     instrument()
     assert view() == plain
     assert len(otel.spans()) == 1
-
-
-# ====================================================================================== streams, async
-
-
-@pytest.mark.asyncio
-async def test_async_stream_to_the_end(otel: Any, instrumented: Any, aco: Any, server: Any) -> None:
-    stream = aco.chat_stream(**stream_kwargs())
-    assert isinstance(stream, types.AsyncGeneratorType)
-    seen = Tally()
-    async for event in stream:
-        seen.see(event)
-    assert seen.chunks == WORDS
-    check_stream(
-        otel, server, outcome="completed", chunks=WORDS, tokens=(BILLED_INPUT, WORDS, CONSUMED_INPUT)
-    )
-
-
-@pytest.mark.asyncio
-async def test_async_stream_break_then_gc(otel: Any, instrumented: Any, aco: Any, server: Any) -> None:
-    stream = aco.chat_stream(**stream_kwargs(f"chunks={WORDS},chunk_delay_ms=20"))
-    seen = Tally()
-    async for event in stream:
-        seen.see(event)
-        if seen.chunks == 2:
-            break
-    t_after_break = time.time_ns()
-    await asyncio.sleep(0.3)
-    assert otel.spans() == []
-    del stream, event
-    gc.collect()
-    await asyncio.sleep(0)  # the SDK's async generator is finalised by the loop: no second end
-    span = check_stream(otel, server, outcome="abandoned", chunks=2)
-    assert span.end_time < t_after_break + SLACK_NS
-
-
-@pytest.mark.asyncio
-async def test_async_stream_aclose_without_iterating(
-    otel: Any, instrumented: Any, aco: Any, server: Any
-) -> None:
-    stream = aco.chat_stream(**stream_kwargs())
-    t_close = time.time_ns()
-    await stream.aclose()
-    t_closed = time.time_ns()
-    span = check_stream(otel, server, outcome="closed", chunks=0)
-    assert t_close <= span.end_time <= t_closed
-
-
-@pytest.mark.asyncio
-async def test_async_stream_aclose_after_break(otel: Any, instrumented: Any, aco: Any, server: Any) -> None:
-    stream = aco.chat_stream(**stream_kwargs(f"chunks={WORDS},chunk_delay_ms=20"))
-    seen = Tally()
-    async for event in stream:
-        seen.see(event)
-        if seen.chunks == 3:
-            break
-    t_close = time.time_ns()
-    await stream.aclose()
-    t_closed = time.time_ns()
-    span = check_stream(otel, server, outcome="closed", chunks=3)
-    assert t_close <= span.end_time <= t_closed
-
-
-@pytest.mark.asyncio
-async def test_async_stream_transport_error(otel: Any, instrumented: Any, aco: Any, server: Any) -> None:
-    seen = Tally()
-    with pytest.raises(httpx.RemoteProtocolError) as caught:
-        async for event in aco.chat_stream(**stream_kwargs(f"chunks={WORDS},abort_after=5")):
-            seen.see(event)
-    assert seen.chunks == 3
-    check_stream(otel, server, outcome="error", chunks=3, error=caught.value)
-
-
-@pytest.mark.asyncio
-async def test_async_stream_http_error(otel: Any, instrumented: Any, aco: Any, server: Any) -> None:
-    with pytest.raises(cohere.TooManyRequestsError) as caught:
-        async for _ in aco.chat_stream(**stream_kwargs("status=429")):
-            pass
-    check_stream(otel, server, outcome="error", chunks=0, error=caught.value)
-
-
-@pytest.mark.asyncio
-async def test_async_stream_task_cancelled(otel: Any, instrumented: Any, aco: Any, server: Any) -> None:
-    stream = aco.chat_stream(**stream_kwargs(f"chunks={WORDS},chunk_delay_ms=100"))
-    seen = Tally()
-    first = asyncio.Event()
-
-    async def consume() -> None:
-        async for event in stream:
-            seen.see(event)
-            if seen.chunks:
-                first.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 5)
-    t_cancel = time.time_ns()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    t_cancelled = time.time_ns()
-    assert 1 <= seen.chunks < WORDS
-    span = check_stream(otel, server, outcome="cancelled", chunks=seen.chunks)
-    assert t_cancel <= span.end_time <= t_cancelled
 
 
 # ============================================================================ recorded real responses
@@ -1100,69 +913,6 @@ def test_early_client_chat(otel: Any, early: Any, server: Any) -> None:
         **usage(BILLED_INPUT, WORDS, CONSUMED_INPUT),
         **cost(BILLED_INPUT, WORDS),
     }
-
-
-def test_early_client_stream_to_the_end(otel: Any, early: Any, server: Any) -> None:
-    co, _ = early
-    seen = Tally()
-    for event in co.chat_stream(**stream_kwargs()):
-        seen.see(event)
-    assert seen.chunks == WORDS
-    span = check_stream(
-        otel, server, outcome="completed", chunks=WORDS, tokens=(BILLED_INPUT, WORDS, CONSUMED_INPUT)
-    )
-    assert span.attributes["gen_ai.response.id"] == seen.events[0].id
-
-
-def test_early_client_stream_dropped_ends_closed(otel: Any, early: Any, server: Any) -> None:
-    co, _ = early
-    stream = co.chat_stream(**stream_kwargs(f"chunks={WORDS},chunk_delay_ms=20"))
-    seen = Tally()
-    for event in stream:
-        seen.see(event)
-        if seen.chunks == 2:
-            break
-    time.sleep(0.1)
-    assert otel.spans() == []
-    del stream, event
-    gc.collect()
-    check_stream(otel, server, outcome="closed", chunks=2)  # the SDK's generator closes on collection
-
-
-def test_early_client_stream_never_iterated_sends_nothing(otel: Any, early: Any, server: Any) -> None:
-    co, _ = early
-    before = len(server.requests)
-    co.chat_stream(**stream_kwargs()).close()
-    assert otel.spans() == [] and len(server.requests) == before
-
-
-def test_early_client_stream_http_error(otel: Any, early: Any, server: Any) -> None:
-    co, _ = early
-    with pytest.raises(cohere.TooManyRequestsError) as caught:
-        list(co.chat_stream(**stream_kwargs("status=429")))
-    check_stream(otel, server, outcome="error", chunks=0, error=caught.value)
-
-
-@pytest.mark.asyncio
-async def test_early_async_client_stream(otel: Any, early: Any, server: Any) -> None:
-    _, aco = early
-    seen = Tally()
-    async for event in aco.chat_stream(**stream_kwargs()):
-        seen.see(event)
-    check_stream(
-        otel, server, outcome="completed", chunks=WORDS, tokens=(BILLED_INPUT, WORDS, CONSUMED_INPUT)
-    )
-
-
-def test_raw_chat_stream(otel: Any, co: Any, server: Any) -> None:
-    seen = Tally()
-    with co.with_raw_response.chat_stream(**stream_kwargs()) as raw:
-        assert raw.headers["content-type"] == "text/event-stream"
-        for event in raw.data:
-            seen.see(event)
-    check_stream(
-        otel, server, outcome="completed", chunks=WORDS, tokens=(BILLED_INPUT, WORDS, CONSUMED_INPUT)
-    )
 
 
 # ============================================================================================ plumbing

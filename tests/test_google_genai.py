@@ -2,7 +2,7 @@
 
 Span attributes are compared as whole dicts; values that vary (ids, the port) come from the response or
 the fake server. Recorded real Gemini and Vertex responses (tests/recordings/gemini/) are replayed at the
-end of this file. The streaming exit paths are in tests/test_google_genai_streams.py.
+end of this file. The streaming exit paths are in tests/test_stream_contract.py.
 """
 
 from __future__ import annotations

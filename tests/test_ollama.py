@@ -3,21 +3,17 @@
 Span attributes are compared as whole dicts. Usage: `prompt_eval_count` is the input, `eval_count` the
 output; Ollama is a local runtime, so the cost is 0 (`llmlens.cost.price_source` `free`).
 
-The stream matrix covers every exit path of `chat(stream=True)` / `generate(stream=True)`, which return
-generators: read to the end, `break` then garbage collection, `close()` before and after reading, a
-transport error, an error line inside the stream, an HTTP error (raised by the first step, when the
-client sends the request), and task cancellation. A generator has no `with` form, so there is no
-`with`-exit path to test.
+The exit paths of `chat(stream=True)` / `generate(stream=True)` (generators: read to the end, `break`
+then garbage collection, `close()` before and after reading, a transport error, an error line inside
+the stream, an HTTP error raised by the first step, task cancellation), sync and async, are in the
+stream contract suite (tests/test_stream_contract.py, the `ollama-*` adapters of
+tests/stream_adapters.py). Here: what an ollama stream carries.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
 import socket
-import time
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,11 +43,8 @@ FREE = {
     "gen_ai.usage.cost.source": "local",
     "llmlens.cost.price_source": "free",
 }
-SLACK_NS = 100_000_000
 DURATION = "gen_ai.client.operation.duration"
 TOKEN_USAGE = "gen_ai.client.token.usage"
-TTFC = "gen_ai.client.operation.time_to_first_chunk"
-TPOC = "gen_ai.client.operation.time_per_output_chunk"
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -130,57 +123,6 @@ class Tally:
         self.parts.append(part)
         if not part.done:
             self.chunks += 1
-
-
-def check_stream(
-    otel: Any,
-    server: OllamaServer,
-    *,
-    outcome: str,
-    chunks: int,
-    tokens: tuple[int, int] | None = None,
-    error: BaseException | None = None,
-    finish: str | None = None,
-    operation: str = "chat",
-) -> Any:
-    """The one span of a streamed call and its metrics, attribute for attribute; returns the span."""
-    span = otel.span()
-    assert span.name == f"{operation} {MODEL}"
-    expected: dict[str, Any] = {**base(server, operation=operation), "gen_ai.request.stream": True}
-    expected["llmlens.stream.chunk_count"] = chunks
-    expected["llmlens.stream.outcome"] = outcome
-    expected["gen_ai.response.finish_reasons"] = (finish or ("stop" if outcome == "completed" else "error"),)
-    if chunks:
-        expected["gen_ai.response.model"] = MODEL
-    if tokens is not None:
-        expected.update(answer(*tokens, finish=expected["gen_ai.response.finish_reasons"][0]))
-    if error is not None:
-        expected["error.type"] = f"{type(error).__module__.split('.')[0]}.{type(error).__qualname__}"
-        status = getattr(error, "status_code", None)
-        if isinstance(status, int) and status >= 100:
-            expected["http.response.status_code"] = status
-    attributes = dict(span.attributes)
-    if chunks:
-        ttfc = attributes.pop("gen_ai.response.time_to_first_chunk")
-        assert 0 < ttfc <= (span.end_time - span.start_time) / 1e9
-    assert attributes == expected
-
-    if outcome == "completed":
-        assert span.status.status_code is StatusCode.OK
-    elif outcome == "error":
-        assert span.status.status_code is StatusCode.ERROR
-        assert [e.name for e in span.events] == ["exception"]
-    else:
-        assert span.status.status_code is StatusCode.UNSET
-    metrics = otel.metrics()
-    (duration,) = metrics[DURATION]
-    assert duration.count == 1
-    assert duration.attributes.get("error.type") == expected.get("error.type")
-    assert sum(p.count for p in metrics.get(TTFC, [])) == (1 if chunks and outcome != "error" else 0)
-    gaps = chunks - 1 if chunks > 1 and outcome != "error" else 0
-    assert sum(p.count for p in metrics.get(TPOC, [])) == gaps
-    assert token_sums(otel) == ({} if tokens is None else {"input": tokens[0], "output": tokens[1]})
-    return span
 
 
 def chat_kwargs(**extra: Any) -> dict[str, Any]:
@@ -484,88 +426,6 @@ def base_for_port(port: int) -> dict[str, Any]:
 # ======================================================================================= streams, sync
 
 
-def test_stream_to_the_end(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = client(server).chat(**chat_kwargs())
-    assert isinstance(stream, types.GeneratorType)  # still what the client returns
-    seen = Tally()
-    for part in stream:
-        seen.see(part)
-    after = time.time_ns()
-    assert seen.chunks == WORDS and seen.parts[-1].done
-    span = check_stream(otel, server, outcome="completed", chunks=WORDS, tokens=(PROMPT_TOKENS, WORDS))
-    assert span.end_time <= after
-
-
-def test_stream_break_then_gc(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = client(server, "chunk_delay_ms=20").chat(**chat_kwargs())
-    seen = Tally()
-    for part in stream:
-        seen.see(part)
-        if seen.chunks == 2:
-            break
-    t_after_break = time.time_ns()
-    time.sleep(0.3)
-    assert otel.spans() == []
-    del stream, part
-    gc.collect()
-    span = check_stream(otel, server, outcome="abandoned", chunks=2)
-    assert span.end_time < t_after_break + SLACK_NS
-    assert span.end_time - span.start_time >= 15_000_000
-
-
-def test_stream_close_without_iterating(otel: Any, instrumented: Any, server: Any) -> None:
-    before = len(server.requests)
-    stream = client(server).chat(**chat_kwargs())
-    t_close = time.time_ns()
-    stream.close()
-    t_closed = time.time_ns()
-    span = check_stream(otel, server, outcome="closed", chunks=0)
-    assert t_close <= span.end_time <= t_closed
-    assert len(server.requests) == before  # the client's generator never ran: nothing was sent
-
-
-def test_stream_close_after_break(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = client(server, "chunk_delay_ms=20").chat(**chat_kwargs())
-    seen = Tally()
-    for part in stream:
-        seen.see(part)
-        if seen.chunks == 3:
-            break
-    t_close = time.time_ns()
-    stream.close()
-    t_closed = time.time_ns()
-    span = check_stream(otel, server, outcome="closed", chunks=3)
-    assert t_close <= span.end_time <= t_closed
-
-
-def test_stream_transport_error(otel: Any, instrumented: Any, server: Any) -> None:
-    seen = Tally()
-    with pytest.raises(httpx.RemoteProtocolError) as caught:
-        for part in client(server, "abort_after=3").chat(**chat_kwargs()):
-            seen.see(part)
-    assert seen.chunks == 3
-    check_stream(otel, server, outcome="error", chunks=3, error=caught.value)
-
-
-def test_stream_error_line(otel: Any, instrumented: Any, server: Any) -> None:
-    """An `{"error": ...}` line inside a 200 stream: the client raises ResponseError, status -1."""
-    seen = Tally()
-    with pytest.raises(ollama.ResponseError) as caught:
-        for part in client(server, "stream_error=model runner crashed").chat(**chat_kwargs()):
-            seen.see(part)
-    assert (caught.value.error, caught.value.status_code) == ("model runner crashed", -1)
-    span = check_stream(otel, server, outcome="error", chunks=2, error=caught.value)
-    assert "http.response.status_code" not in span.attributes  # -1 is not an HTTP status
-
-
-def test_stream_http_error(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = client(server, "status=404").chat(**chat_kwargs())
-    with pytest.raises(ollama.ResponseError) as caught:
-        next(stream)  # the request goes out with the first step
-    span = check_stream(otel, server, outcome="error", chunks=0, error=caught.value)
-    assert span.attributes["http.response.status_code"] == 404
-
-
 def test_stream_tool_call(otel: Any, instrument: Any, server: Any) -> None:
     instrument(capture_content=True)
     seen = Tally()
@@ -619,16 +479,6 @@ def test_stream_abandoned_content_keeps_what_arrived(otel: Any, instrument: Any,
     ]
 
 
-def test_generate_stream(otel: Any, instrumented: Any, server: Any) -> None:
-    seen = Tally()
-    for part in client(server).generate(model=MODEL, prompt="Why?", stream=True):
-        seen.see(part)
-    assert seen.parts[-1].context  # the last part carries the context, as from a real server
-    check_stream(
-        otel, server, outcome="completed", chunks=WORDS, tokens=(4, WORDS), operation="text_completion"
-    )
-
-
 def test_user_sees_identical_parts(otel: Any, instrument: Any, server: Any) -> None:
     def view() -> list[Any]:
         return [(type(p), p.model_dump()) for p in client(server, "thinking=2").chat(**chat_kwargs())]
@@ -638,121 +488,6 @@ def test_user_sees_identical_parts(otel: Any, instrument: Any, server: Any) -> N
     instrument()
     assert view() == plain
     assert len(otel.spans()) == 1
-
-
-# ====================================================================================== streams, async
-
-
-@pytest.mark.asyncio
-async def test_async_stream_to_the_end(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = await client(server, is_async=True).chat(**chat_kwargs())
-    assert isinstance(stream, types.AsyncGeneratorType)
-    seen = Tally()
-    async for part in stream:
-        seen.see(part)
-    check_stream(otel, server, outcome="completed", chunks=WORDS, tokens=(PROMPT_TOKENS, WORDS))
-
-
-@pytest.mark.asyncio
-async def test_async_generate_stream(otel: Any, instrumented: Any, server: Any) -> None:
-    async for _ in await client(server, is_async=True).generate(model=MODEL, prompt="Why?", stream=True):
-        pass
-    check_stream(
-        otel, server, outcome="completed", chunks=WORDS, tokens=(4, WORDS), operation="text_completion"
-    )
-
-
-@pytest.mark.asyncio
-async def test_async_stream_break_then_gc(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = await client(server, "chunk_delay_ms=20", is_async=True).chat(**chat_kwargs())
-    seen = Tally()
-    async for part in stream:
-        seen.see(part)
-        if seen.chunks == 2:
-            break
-    t_after_break = time.time_ns()
-    await asyncio.sleep(0.3)
-    assert otel.spans() == []
-    del stream, part
-    gc.collect()
-    await asyncio.sleep(0)
-    span = check_stream(otel, server, outcome="abandoned", chunks=2)
-    assert span.end_time < t_after_break + SLACK_NS
-
-
-@pytest.mark.asyncio
-async def test_async_stream_aclose_without_iterating(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = await client(server, is_async=True).chat(**chat_kwargs())
-    t_close = time.time_ns()
-    await stream.aclose()
-    t_closed = time.time_ns()
-    span = check_stream(otel, server, outcome="closed", chunks=0)
-    assert t_close <= span.end_time <= t_closed
-
-
-@pytest.mark.asyncio
-async def test_async_stream_aclose_after_break(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = await client(server, "chunk_delay_ms=20", is_async=True).chat(**chat_kwargs())
-    seen = Tally()
-    async for part in stream:
-        seen.see(part)
-        if seen.chunks == 2:
-            break
-    t_close = time.time_ns()
-    await stream.aclose()
-    t_closed = time.time_ns()
-    span = check_stream(otel, server, outcome="closed", chunks=2)
-    assert t_close <= span.end_time <= t_closed
-
-
-@pytest.mark.asyncio
-async def test_async_stream_transport_error(otel: Any, instrumented: Any, server: Any) -> None:
-    seen = Tally()
-    with pytest.raises(httpx.RemoteProtocolError) as caught:
-        async for part in await client(server, "abort_after=4", is_async=True).chat(**chat_kwargs()):
-            seen.see(part)
-    assert seen.chunks == 4
-    check_stream(otel, server, outcome="error", chunks=4, error=caught.value)
-
-
-@pytest.mark.asyncio
-async def test_async_stream_error_line(otel: Any, instrumented: Any, server: Any) -> None:
-    with pytest.raises(ollama.ResponseError) as caught:
-        async for _ in await client(server, "stream_error=boom", is_async=True).chat(**chat_kwargs()):
-            pass
-    check_stream(otel, server, outcome="error", chunks=2, error=caught.value)
-
-
-@pytest.mark.asyncio
-async def test_async_stream_http_error(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = await client(server, "status=404", is_async=True).chat(**chat_kwargs())
-    with pytest.raises(ollama.ResponseError) as caught:
-        async for _ in stream:
-            pass
-    check_stream(otel, server, outcome="error", chunks=0, error=caught.value)
-
-
-@pytest.mark.asyncio
-async def test_async_stream_task_cancelled(otel: Any, instrumented: Any, server: Any) -> None:
-    stream = await client(server, "chunk_delay_ms=100", is_async=True).chat(**chat_kwargs())
-    seen = Tally()
-    first = asyncio.Event()
-
-    async def consume() -> None:
-        async for part in stream:
-            seen.see(part)
-            first.set()
-
-    task = asyncio.create_task(consume())
-    await asyncio.wait_for(first.wait(), 5)
-    t_cancel = time.time_ns()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    t_cancelled = time.time_ns()
-    assert 1 <= seen.chunks < WORDS
-    span = check_stream(otel, server, outcome="cancelled", chunks=seen.chunks)
-    assert t_cancel <= span.end_time <= t_cancelled
 
 
 # ============================================================================================ plumbing

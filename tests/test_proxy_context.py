@@ -1,14 +1,16 @@
 """`llmlens.llm_request(...)` and `llmlens.traced_operation(...)`: the proxy record for servers that are not
-ASGI, as a context manager, a decorator and a stream wrapper, and wired into a plain asyncio server."""
+ASGI, as a context manager, a decorator and a stream wrapper, and wired into a plain asyncio server.
+
+The exit paths of `wrap_stream()`/`wrap_async_stream()` (read to the end, closed early, dropped read or
+unread, an exception, an error event, cancellation) are in the stream contract suite
+(tests/test_stream_contract.py, the `proxy*` adapters of tests/stream_adapters.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -86,77 +88,6 @@ def test_an_exception_is_a_server_exception(telemetry: Any, otel: Any) -> None:
     (span,) = servers(otel)
     assert span.attributes["llmlens.stream.outcome"] == "server_exception"
     assert span.status.status_code == StatusCode.ERROR
-
-
-def test_a_wrapped_stream_ends_the_span_when_it_ends(telemetry: Any, otel: Any) -> None:
-    events = fake_reply("/v1/messages", {**CHAT_BODY, "max_tokens": 9}, "chunks=4").events
-    body = {"model": "claude-x", "max_tokens": 9, "messages": HI, "stream": True}
-
-    async def upstream() -> AsyncIterator[bytes]:
-        for event in events or ():
-            yield event
-
-    async def main() -> list[bytes]:
-        async with llmlens.llm_request(source_format="anthropic", body=body, telemetry=telemetry) as request:
-            stream = request.wrap_async_stream(upstream())
-        assert servers(otel) == []  # the handler returned; the stream has not been sent yet
-        return [chunk async for chunk in stream]
-
-    assert asyncio.run(main()) == events
-    (span,) = servers(otel)
-    assert span.name == "chat claude-x"
-    assert span.attributes["llmlens.stream.outcome"] == "completed"
-    assert span.attributes["gen_ai.usage.output_tokens"] == 4
-    assert span.attributes["llmlens.stream.chunk_count"] == 4
-
-
-def test_a_stream_closed_early_is_a_client_disconnect(telemetry: Any, otel: Any) -> None:
-    closed = []
-
-    def upstream() -> Iterator[str]:
-        try:
-            for number in range(10):
-                yield f"chunk {number}"
-        finally:
-            closed.append(True)
-
-    with llmlens.llm_request("chat", model="m", stream=True, telemetry=telemetry) as request:
-        stream = request.wrap_stream(upstream())
-    for number, _ in enumerate(stream):
-        if number == 2:
-            break
-    stream.close()  # type: ignore[attr-defined]
-    assert closed == [True]  # the upstream stream is closed too
-    (span,) = servers(otel)
-    assert span.attributes["llmlens.stream.outcome"] == "client_disconnected"
-    assert span.attributes["llmlens.stream.chunk_count"] == 3
-
-
-@pytest.mark.parametrize("kind", ["sync", "async"])
-def test_a_stream_never_read_ends_as_abandoned_when_dropped(kind: str, telemetry: Any, otel: Any) -> None:
-    # A generator that never started runs none of its body when closed or freed: only the
-    # finalizer can end the request, and it ends it as of the hand-over, not of the collection.
-    def upstream() -> Iterator[str]:
-        yield "never read"
-
-    async def upstream_async() -> AsyncIterator[str]:
-        yield "never read"
-
-    with llmlens.llm_request("chat", model="m", stream=True, telemetry=telemetry) as request:
-        if kind == "sync":
-            stream: Any = request.wrap_stream(upstream())
-        else:
-            stream = request.wrap_async_stream(upstream_async())
-    handed_ns = time.time_ns()
-    time.sleep(0.05)
-    assert servers(otel) == []  # nothing ends it while the stream is alive
-    del stream
-    gc.collect()
-    (span,) = servers(otel)
-    assert span.attributes["llmlens.stream.outcome"] == "abandoned"
-    assert span.attributes["llmlens.stream.chunk_count"] == 0
-    assert span.status.status_code == StatusCode.UNSET
-    assert span.end_time <= handed_ns + 10_000_000  # the hand-over, not the collection 50 ms later
 
 
 def test_decorators_and_traced_operation(telemetry: Any, otel: Any, instrument: Any) -> None:

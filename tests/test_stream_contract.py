@@ -323,9 +323,10 @@ class Case:
 
         if outcome == "completed":
             assert span.status.status_code is StatusCode.OK
-            assert attrs["gen_ai.response.finish_reasons"] == adapter.finish
+            assert attrs.get("gen_ai.response.finish_reasons") == adapter.finish
         else:
-            assert attrs["gen_ai.response.finish_reasons"] == ("error",)
+            if adapter.finish is not None:  # `error` in the slot of a reason that never came
+                assert attrs["gen_ai.response.finish_reasons"] == ("error",)
             expected_status = StatusCode.ERROR if outcome in ERROR_OUTCOMES else StatusCode.UNSET
             assert span.status.status_code is expected_status
         exceptions = [e for e in span.events if e.name == "exception"]
@@ -872,5 +873,5 @@ def test_every_adapter_runs_the_contract() -> None:
             assert sa.COMPLETE in exits, adapter.name
             assert exits & {sa.CLOSE_AFTER_BREAK, sa.WITH_EXIT_AFTER_BREAK}, adapter.name
             assert exits & {sa.TRANSPORT_ERROR, sa.ERROR_EVENT}, adapter.name
-        for exit_path in adapter.expect:
-            assert exit_path in adapter.exits, (adapter.name, exit_path)
+        for exit_path in {*adapter.expect, *(e.partition(":")[0] for e in adapter.exits)}:
+            assert exit_path in sa.ALL_EXITS, (adapter.name, exit_path)
