@@ -37,7 +37,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from types import GeneratorType, MethodType
+from types import GeneratorType
 from typing import Any
 
 import wrapt
@@ -60,7 +60,7 @@ class StreamState:
     `error_response` (proxy/exits.py).
     """
 
-    __slots__ = ("handed_perf", "inv", "on_chunk", "on_end", "reading", "settle", "source")
+    __slots__ = ("__weakref__", "handed_perf", "inv", "on_chunk", "on_end", "reading", "settle", "source")
 
     def __init__(
         self,
@@ -143,71 +143,78 @@ class StreamState:
                 _log.debug("llmlens: stream end handler failed", exc_info=True)
 
 
-def hook_response_close(response: Any, state: StreamState, is_async: bool) -> None:
-    """End the stream when its HTTP response is closed by anyone (SDK helpers close it directly)."""
+def hook_response_close(response: Any, state: StreamState) -> None:
+    """End the stream when its HTTP response is closed by anyone (SDK helpers close it directly).
+
+    The response's class becomes a subclass (made once per class, same name) whose `close()` and
+    `aclose()` run the original and then end the stream, which the response holds weakly. Nothing
+    llmlens adds holds the response, so it is freed by reference counting as without llmlens; and the
+    original close is always reachable, even from the SDK's own clean-up of a stream that is cyclic
+    garbage, which runs after the weak references to the response are gone.
+    """
     if response is None:
         return
-    name = "aclose" if is_async else "close"
-    original = getattr(response, name, None)
-    if original is None:
-        return
-    method = weak_method(original)
-    if is_async:
-
-        async def aclose() -> None:
-            try:
-                await method()
-            finally:
-                if not state.sdk_busy():
-                    state.end(semconv.OUTCOME_CLOSED)
-
-        hook: Any = aclose
-    else:
-
-        def close() -> None:
-            try:
-                method()
-            finally:
-                if not state.sdk_busy():
-                    state.end(semconv.OUTCOME_CLOSED)
-
-        hook = close
     try:
-        setattr(response, name, hook)
-    except Exception:  # a response type that refuses instance attributes: the proxy still covers us
+        cls = type(response)
+        hooked = _HOOKED_CLASSES.get(cls)
+        if hooked is None:
+            hooked = _HOOKED_CLASSES[cls] = _close_hooked_class(cls)
+        response.__dict__[_STATE_ATTRIBUTE] = weakref.ref(state)
+        if hooked is not cls:
+            response.__class__ = hooked
+    except Exception:  # a response type that refuses either: the stream proxy still covers the exits
         _log.debug("llmlens: cannot hook response close", exc_info=True)
 
 
-def weak_method(method: Any) -> Callable[..., Any]:
-    """`method`, callable as itself, without keeping its object alive.
+_HOOKED_CLASSES: dict[type, type] = {}
+_STATE_ATTRIBUTE = "_llmlens_stream_state"
 
-    A hook stored on the object it wraps (`response.close = hook`) that held the bound method would
-    make a cycle (response -> hook -> bound method -> response): every stream's HTTP response, span
-    and buffers would then wait for the cyclic garbage collector. The hook can only be called through
-    a live object, so the weak reference holds. (One C weak reference and a closure: cheaper than
-    `weakref.WeakMethod`, whose constructor is Python code, once per stream.)
-    """
-    if not isinstance(method, MethodType):
-        return method  # type: ignore[no-any-return]
-    func, target = method.__func__, weakref.ref(method.__self__)
 
-    def call(*args: Any, **kwargs: Any) -> Any:
-        owner = target()
-        if owner is None:  # unreachable through the hook (see above); a stray reference gets None
-            return None
-        return func(owner, *args, **kwargs)
+def _close_hooked_class(cls: type) -> type:
+    if _STATE_ATTRIBUTE in cls.__dict__:  # already one of ours
+        return cls
+    namespace: dict[str, Any] = {
+        "__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+        _STATE_ATTRIBUTE: None,
+    }  # fmt: skip
+    close, aclose = getattr(cls, "close", None), getattr(cls, "aclose", None)
+    if close is not None:
 
-    return call
+        def hooked_close(self: Any) -> Any:
+            try:
+                return close(self)
+            finally:
+                _closed(self)
+
+        namespace["close"] = hooked_close
+    if aclose is not None:
+
+        async def hooked_aclose(self: Any) -> Any:
+            try:
+                return await aclose(self)
+            finally:
+                _closed(self)
+
+        namespace["aclose"] = hooked_aclose
+    return type(cls.__name__, (cls,), namespace)
+
+
+def _closed(response: Any) -> None:
+    """The response was closed: unless the SDK closed it itself while reading, the stream ends here."""
+    ref = response.__dict__.get(_STATE_ATTRIBUTE)
+    state = ref() if ref is not None else None
+    if state is not None and not state.sdk_busy():
+        state.end(semconv.OUTCOME_CLOSED)
 
 
 class _StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """What the sync and async proxies share: the state, and the exits that need no awaiting."""
 
-    def __init__(self, wrapped: Any, state: StreamState, hook_close: bool, is_async: bool) -> None:
+    def __init__(self, wrapped: Any, state: StreamState, hook_close: bool) -> None:
         super().__init__(wrapped)
         self._self_state = state
         if hook_close:
-            hook_response_close(getattr(wrapped, "response", None), state, is_async)
+            hook_response_close(getattr(wrapped, "response", None), state)
 
     def __del__(self) -> None:
         try:
@@ -227,7 +234,7 @@ class SyncStreamProxy(_StreamProxy):
     def __init__(
         self, wrapped: Any, state: StreamState, hook_close: bool = True, source: Iterator[Any] | None = None
     ) -> None:
-        super().__init__(wrapped, state, hook_close, is_async=False)
+        super().__init__(wrapped, state, hook_close)
         if isinstance(source, GeneratorType):
             state.source = source
 
@@ -318,7 +325,7 @@ class AsyncStreamProxy(_StreamProxy):
         hook_close: bool = True,
         source: AsyncIterator[Any] | None = None,
     ) -> None:
-        super().__init__(wrapped, state, hook_close, is_async=True)
+        super().__init__(wrapped, state, hook_close)
         self._self_source = source
 
     async def __aiter__(self) -> AsyncIterator[Any]:

@@ -20,6 +20,7 @@ as the SDK sends it (anthropic 2.x takes `temperature`, `top_p` and `top_k` only
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import weakref
 from collections.abc import Callable, Mapping
@@ -34,7 +35,6 @@ from llmlens.core.streams import (
     StreamState,
     SyncStreamProxy,
     hook_response_close,
-    weak_method,
 )
 from llmlens.core.telemetry import Telemetry
 
@@ -208,7 +208,7 @@ class StainlessPatch:
             return raw
         # LegacyAPIResponse.parse() is synchronous even on the async client, but there it returns an
         # AsyncStream over an HTTP response that is closed with `aclose()`.
-        self._hook_parse(inv, route, raw, is_async, stream=True, sync_parse=True)
+        self._hook_parse(inv, route, raw, is_async, stream=True)
         return raw
 
     def _streaming_response(self, inv: Invocation, route: Route, response: Any, is_async: bool) -> Any:
@@ -217,28 +217,18 @@ class StainlessPatch:
         )
         return response
 
-    def _hook_parse(
-        self,
-        inv: Invocation,
-        route: Route,
-        response: Any,
-        is_async: bool,
-        stream: bool,
-        sync_parse: bool = False,
-    ) -> None:
+    def _hook_parse(self, inv: Invocation, route: Route, response: Any, is_async: bool, stream: bool) -> None:
         """End the invocation through `parse()`, a close of the HTTP response, or garbage collection."""
         if stream:
             on_chunk, on_end = route.stream(inv)
             state = StreamState(inv, on_chunk, on_end)
         else:
             state = StreamState(inv, _ignore_chunk, None)
-        http_response = getattr(response, "http_response", None)
-        hook_response_close(http_response, state, is_async)
+        hook_response_close(getattr(response, "http_response", None), state)
         # Dropped unparsed: abandoned. Once parse() has handed out a stream, the stream's own proxy
         # decides that instead: `r = r.parse()` drops the response while its stream is being read.
         dropped = weakref.finalize(response, state.abandon)
         proxies: dict[int, Any] = {}
-        original = weak_method(response.parse)  # no response -> parse -> response cycle
 
         def on_parsed(parsed: Any) -> Any:
             try:
@@ -257,27 +247,71 @@ class StainlessPatch:
                 inv.finish()
             return parsed
 
-        if is_async and not sync_parse:
+        try:
+            cls = type(response)
+            hooked = _PARSE_HOOKED.get(cls)
+            if hooked is None:
+                hooked = _PARSE_HOOKED[cls] = _parse_hooked_class(cls)
+            response.__dict__[_PARSE_HOOK] = ParseHook(state, on_parsed)
+            if hooked is not cls:
+                response.__class__ = hooked
+        except Exception:  # the response's close hook and its finaliser still end the invocation
+            _log.debug("llmlens: cannot hook parse()", exc_info=True)
 
-            async def parse(*args: Any, **kwargs: Any) -> Any:
-                state.reading = True  # parse() closes the response after reading: not a user close
-                try:
-                    parsed = await original(*args, **kwargs)
-                finally:
-                    state.reading = False
-                return on_parsed(parsed)
 
-        else:
+class ParseHook:
+    """What a hooked raw response's `parse()` reports to: the stream state, and the reader of the result.
+    Held by the response (its `__dict__`), holding nothing of it: no cycle keeps a response alive."""
 
-            def parse(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-                state.reading = True
-                try:
-                    parsed = original(*args, **kwargs)
-                finally:
-                    state.reading = False
-                return on_parsed(parsed)
+    __slots__ = ("on_parsed", "state")
 
-        response.parse = parse
+    def __init__(self, state: StreamState, on_parsed: Callable[[Any], Any]) -> None:
+        self.state = state
+        self.on_parsed = on_parsed
+
+
+_PARSE_HOOK = "_llmlens_parse_hook"
+_PARSE_HOOKED: dict[type, type] = {}
+
+
+def _parse_hooked_class(cls: type) -> type:
+    """`cls` with a `parse()` that reports to the instance's ParseHook (made once per class, same name).
+
+    A method of the class, not a function stored on the instance: `(await create(...)).parse()` keeps
+    the response alive through the bound method while parse() runs. While the SDK parses (and closes
+    the HTTP response after reading it), `state.reading` says that close is not the user's.
+    """
+    if _PARSE_HOOK in cls.__dict__:
+        return cls
+    original = cls.parse  # type: ignore[attr-defined]
+    if inspect.iscoroutinefunction(original):
+
+        async def parse(self: Any, *args: Any, **kwargs: Any) -> Any:
+            hook = self.__dict__.get(_PARSE_HOOK)
+            if hook is None:
+                return await original(self, *args, **kwargs)
+            hook.state.reading = True
+            try:
+                parsed = await original(self, *args, **kwargs)
+            finally:
+                hook.state.reading = False
+            return hook.on_parsed(parsed)
+
+    else:  # (LegacyAPIResponse.parse() is synchronous on the async client too)
+
+        def parse(self: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            hook = self.__dict__.get(_PARSE_HOOK)
+            if hook is None:
+                return original(self, *args, **kwargs)
+            hook.state.reading = True
+            try:
+                parsed = original(self, *args, **kwargs)
+            finally:
+                hook.state.reading = False
+            return hook.on_parsed(parsed)
+
+    namespace = {"__slots__": (), "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    return type(cls.__name__, (cls,), {**namespace, _PARSE_HOOK: None, "parse": parse})
 
 
 def _only_reyields(method: Any) -> bool:
