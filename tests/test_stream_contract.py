@@ -55,60 +55,16 @@ ERROR_OUTCOMES = frozenset({"error", "server_exception", "upstream_error", "erro
 
 ADAPTERS = sa.adapters()
 
-# (adapter, mode, exit) -> (the reason the case fails, the exception it fails with): real llmlens bugs,
-# reported, not fixed here (this suite only tests).
-RAW_PARSE_WEAK = (
-    "providers/_stainless.py: the async parse() llmlens puts on a raw response holds the response only "
-    "weakly (weak_method), so `await (await create(..., stream=True)).parse()` (any parse() coroutine "
-    "awaited after its response was dropped) raises TypeError: object NoneType can't be used in 'await' "
-    "expression; without llmlens it returns the stream"
-)
-CLOSE_HOOK_WEAK = (
-    "core/streams.py hook_response_close: the async close hook awaits weak_method(response.aclose), "
-    "which returns None once the response is cyclic garbage (CPython clears weak references before it "
-    "runs finalisers); the SDK's own cleanup of a stream left after a break (its async generator's "
-    "`await response.aclose()`, run by the loop after collection) then raises TypeError: object "
-    "NoneType can't be used in 'await' expression, logged as 'Task exception was never retrieved'; "
-    "without llmlens nothing is logged. The span itself is right."
-)
-XFAIL: dict[tuple[str, str, str], tuple[str, type[BaseException] | None]] = {
-    ("anthropic-create-raw-temporary", "async", "complete"): (RAW_PARSE_WEAK, TypeError),
-}
-
 
 class LoopErrors(AssertionError):
     """The event loop reported an error: the SDK's own cleanup of the stream failed under llmlens."""
 
 
-for _name, _exits in {
-    "openai-chat": ("close_after_break", "close_after_break:close", "drop_after_break",
-                    "with_exit_after_break"),
-    "openai-chat-raw": ("close_after_break", "close_after_break:close", "drop_after_break",
-                        "with_exit_after_break"),
-    "openai-chat-streaming-response": ("drop_after_break", "with_exit_after_break"),
-    "openai-responses": ("close_after_break", "close_after_break:close", "drop_after_break",
-                         "with_exit_after_break"),
-    "openai-responses-stream": ("drop_after_break", "with_exit_after_break"),
-    "anthropic-create": ("error_event",),
-    "anthropic-stream": ("drop_after_break", "error_event", "with_exit_after_break"),
-    "anthropic-stream-text": ("drop_after_break", "error_event", "with_exit_after_break"),
-    "anthropic-beta-stream": ("with_exit_after_break",),
-}.items():  # fmt: skip
-    for _exit in _exits:
-        XFAIL[(_name, "async", _exit)] = (CLOSE_HOOK_WEAK, LoopErrors)
-
-
 def _params() -> Iterator[Any]:
+    # Every SDK is in the test environment: a missing one fails its cases (at import), never skips them.
     for adapter in ADAPTERS:
         for mode, exit_id in adapter.cases():
-            marks = [
-                pytest.mark.skipif(not adapter.importable(), reason=f"{adapter.name}: SDK not installed")
-            ]
-            xfail = XFAIL.get((adapter.name, mode, exit_id))
-            if xfail:
-                reason, raises = xfail
-                marks.append(pytest.mark.xfail(strict=True, reason=reason, raises=raises))
-            yield pytest.param(adapter, mode, exit_id, id=f"{adapter.name}-{mode}-{exit_id}", marks=marks)
+            yield pytest.param(adapter, mode, exit_id, id=f"{adapter.name}-{mode}-{exit_id}")
 
 
 # ============================================================================================== servers
