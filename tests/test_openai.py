@@ -1798,7 +1798,7 @@ async def test_failing_span_start(
 
 
 def test_failing_span_end(otel: Any, instrumented: Any, client: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr(Telemetry, "_response_attributes", _boom)
+    monkeypatch.setattr(Telemetry, "response_attributes", _boom)
     completion = client.chat.completions.create(model=MODEL, messages=MESSAGES)
     assert completion.choices[0].message.content == ANSWER
     assert len(otel.spans()) == 1  # still ended, so never leaked
@@ -1832,11 +1832,20 @@ def test_an_sdk_call_for_a_proxied_request_is_its_upstream_leg(
 
     from llmlens.core.context import PROXY_REQUEST_KEY
 
-    token = otel_context.attach(otel_context.set_value(PROXY_REQUEST_KEY, object()))
+    class ProxyRecord:  # what the proxy puts in the context (core.context.ProxyRequest)
+        def __init__(self) -> None:
+            self.upstreams: list[Any] = []
+
+        def add_upstream(self, inv: Any) -> None:
+            self.upstreams.append(inv)
+
+    record = ProxyRecord()
+    token = otel_context.attach(otel_context.set_value(PROXY_REQUEST_KEY, record))
     try:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     finally:
         otel_context.detach(token)
     assert otel.span().attributes["llmlens.upstream"] is True
+    assert [inv.request_model for inv in record.upstreams] == [MODEL]
     # Measured once, by the proxy's server side: no client metrics for the upstream leg.
     assert "gen_ai.client.operation.duration" not in otel.metrics()

@@ -183,6 +183,51 @@ def test_service_tier_selects_the_price_variant() -> None:
     )
 
 
+def test_price_call_takes_plain_inputs_and_returns_a_value() -> None:
+    """What instrumentation calls: plain inputs in, a CallCost (or None) out, no span attributes."""
+    book = PriceBook()
+    usage = TokenUsage(input_tokens=1000, output_tokens=100)
+    p = per_million("openai", "gpt-4o", service_tier="priority")
+    cost = book.price_call("openai", "gpt-4o-2024-08-06", "gpt-4o", usage, "priority")
+    assert cost is not None and cost.priced and cost.unpriced_reason is None
+    assert cost.amount == pytest.approx((1000 * f(p["input_mtok"]) + 100 * f(p["output_mtok"])) / 1e6)
+    assert (cost.currency, cost.source) == ("USD", "local")
+    assert cost.price_source.startswith("genai-prices ")  # type: ignore[union-attr]
+    # the request model stands in for a response model the response did not name
+    assert book.price_call("openai", None, "gpt-4o", usage, "priority") == cost
+    unknown = book.price_call("openai", None, "no-such-model", usage)
+    assert unknown == pricing.CallCost(unpriced_reason=pricing.UNKNOWN_MODEL) and not unknown.priced
+    invalid = book.price_call("openai", None, "gpt-4o", usage, usage_invalid=True)
+    assert invalid == pricing.CallCost.unpriced(pricing.INVALID_USAGE)
+    assert book.price_call("openai", None, "gpt-4o", TokenUsage()) == pricing.CallCost.unpriced(
+        pricing.NO_USAGE
+    )
+    # a failed call that returned nothing is not billed: neither priced nor counted as unpriced
+    assert book.price_call("openai", None, "gpt-4o", TokenUsage(), failed=True) is None
+
+
+def test_telemetry_prices_the_invocation_and_writes_the_attributes(otel: Any) -> None:
+    """Pricing gives a value; Telemetry keeps it on the invocation and puts it on the span and metric."""
+    from llmlens.core.invocation import Invocation
+    from llmlens.core.telemetry import Telemetry
+
+    telemetry = Telemetry(Settings(store=False), otel.tracer_provider, otel.meter_provider)
+    inv = Invocation(telemetry, "chat", "openai", "gpt-4o", "api.openai.com", 443)
+    telemetry.start(inv)
+    inv.response_model, inv.service_tier, inv.api = "gpt-4o-2024-08-06", "priority", "openai"
+    inv.input_tokens, inv.output_tokens = 1000, 100
+    inv.finish()
+    assert inv.cost == telemetry.prices.price_call(  # type: ignore[union-attr]
+        "openai", "gpt-4o-2024-08-06", "gpt-4o", TokenUsage(1000, 100), "priority"
+    )
+    attributes = otel.span().attributes
+    assert attributes[semconv.OPENAI_RESPONSE_SERVICE_TIER] == "priority"
+    assert attributes[semconv.USAGE_COST_AMOUNT] == inv.cost.amount  # type: ignore[union-attr]
+    assert attributes[semconv.LLMLENS_COST_PRICE_SOURCE] == inv.cost.price_source  # type: ignore[union-attr]
+    (point,) = cost_points(otel)[0]
+    assert point.value == inv.cost.amount  # type: ignore[union-attr]
+
+
 def test_every_token_priced_model_agrees_with_genai_prices() -> None:
     """Our float arithmetic against genai-prices' Decimal one, for every model it prices by tokens."""
     import warnings
@@ -442,6 +487,28 @@ def test_a_bad_prices_keyword() -> None:
         Settings().with_overrides(prices={"openai/x": {}})
 
 
+def test_the_price_table_reader_has_its_own_error() -> None:
+    """llmlens.pricing knows nothing of settings: its reader raises PriceTableError unless asked for
+    another error type (settings.py asks for SettingsError)."""
+    with pytest.raises(pricing.PriceTableError, match=r"^prices=42 is not valid; accepted values: "):
+        pricing.load_price_table(42, "prices")
+    with pytest.raises(SettingsError, match="misses input and output") as error:
+        pricing.load_price_table({"openai/x": {}}, "prices", SettingsError)
+    assert not isinstance(error.value, pricing.PriceTableError)
+
+
+def test_pricing_imports_neither_settings_nor_core() -> None:
+    out = run_python(
+        """
+        import json, sys
+        from llmlens import pricing
+        names = [n for n in sys.modules if n.startswith(("llmlens.settings", "llmlens.core"))]
+        print(json.dumps(sorted(names)))
+        """
+    )
+    assert json.loads(out) == []
+
+
 def test_pricing_setting() -> None:
     assert Settings().pricing is True
     assert Settings.from_env({ENV_PRICING: "off"}).pricing is False
@@ -510,9 +577,9 @@ def test_prices_without_network() -> None:
 
 def test_a_call_before_the_data_is_loaded_is_unpriced(monkeypatch: Any) -> None:
     """A fresh process state: nothing loaded yet, so `prices_loading` (not memoised), then priced."""
-    fresh = pricing._PriceData()
+    fresh = pricing.data._PriceData()
     monkeypatch.setattr(fresh, "start", lambda: None)  # hold the load back
-    monkeypatch.setattr(pricing, "_DATA", fresh)
+    monkeypatch.setattr(pricing.data, "_DATA", fresh)
     book = PriceBook()
     usage = TokenUsage(input_tokens=1000, output_tokens=100)
     assert book.unpriced_reason("openai", "gpt-4o-mini", usage) == pricing.PRICES_LOADING
@@ -544,7 +611,7 @@ def test_fork_right_after_instrument_prices_in_the_child() -> None:
 
 
 def test_loading_restarts_in_a_forked_child_that_has_no_data() -> None:
-    fresh = pricing._PriceData()
+    fresh = pricing.data._PriceData()
     fresh.after_fork_in_child()  # as if forked before the load finished: starts its own thread
     assert fresh.loaded.wait(60) and fresh.snapshot is not None
 

@@ -229,7 +229,7 @@ def _parse_names(where: str, raw: object) -> Mapping[str, str]:
 def _parse_prices(var: str, raw: object) -> Mapping[str, TokenPrices]:
     from llmlens.pricing import load_price_table  # reads the override file (JSON or TOML)
 
-    return load_price_table(raw.strip() if isinstance(raw, str) else raw, var)
+    return load_price_table(raw.strip() if isinstance(raw, str) else raw, var, SettingsError)
 
 
 def _parse_proxy_routes(where: str, raw: object) -> Mapping[str, str]:

@@ -1,13 +1,15 @@
 """The server flavour of `Telemetry`: one SERVER span and the `gen_ai.server.*` metrics per proxied request.
 
 It shares the client `Telemetry`'s tracer, meter, prices, content settings and event logger, and its
-attribute building (`start`, `_response_attributes`), so a proxy's SERVER span carries the same
-`gen_ai.*` names as an SDK's CLIENT span. What is its own:
+public attribute building, pricing and metric recording (`start`, `response_attributes`, `price`,
+`record_usage`, `close_span`, ...), so a proxy's SERVER span carries the same `gen_ai.*` names as an
+SDK's CLIENT span. What is its own:
 
 - the span kind (SERVER) and its parent (the caller's `traceparent`);
 - how a proxied request ended (`llmlens.stream.outcome`: completed, client_disconnected,
   upstream_error, server_exception, error_response) and the span status that goes with it;
-- the upstream legs: SDK calls made while the request runs register themselves (core/context.py), so
+- the upstream legs: SDK calls made while the request runs register themselves (`ServerInvocation`
+  implements core/context.py's `ProxyRequest`), so
   the SERVER span names the upstream provider, format and model, and takes their usage and cost when
   the response sent to the client carries none;
 - metrics: `gen_ai.server.request.duration`, `gen_ai.server.time_to_first_token`,
@@ -18,24 +20,28 @@ attribute building (`start`, `_response_attributes`), so a proxy's SERVER span c
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.metrics import Observation
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
-from llmlens import semconv
-from llmlens.core.invocation import Invocation
+from llmlens import pricing, semconv
+from llmlens.core.invocation import USAGE_FIELDS, Invocation
 from llmlens.core.limits import cap, cap_text
-from llmlens.core.telemetry import Telemetry, _describe, _fast_histogram, mark_invalid_usage
+from llmlens.core.telemetry import (
+    Telemetry,
+    add_cost_attributes,
+    close_span,
+    end_guarded,
+    end_times,
+)
+from llmlens.observed import ObservedTotals
 
-_log = logging.getLogger("llmlens")
-_perf_ns = time.perf_counter_ns
 _SERVER = SpanKind.SERVER
 _MAX_UPSTREAMS = 64  # SDK calls remembered per request (a long tool loop keeps the first ones)
+_OF_LOCK = threading.Lock()
 
 # gen_ai.provider.name of an upstream SDK call -> its wire format (llmlens.proxy.target_format).
 _PROVIDER_FORMATS = {
@@ -47,31 +53,27 @@ _PROVIDER_FORMATS = {
     "cohere": "cohere",
     "ollama": "ollama",
 }
-_OK = Status(StatusCode.OK)
 
 
+@dataclass(eq=False, slots=True)
 class ServerInvocation(Invocation):
-    """One proxied request: an Invocation plus what only a server knows (status, outcome, upstreams)."""
+    """One proxied request: an Invocation plus what only a server knows (status, outcome, upstreams).
 
-    __slots__ = (
-        "active_attributes", "error_message", "failure", "owner", "source_format", "status_code",
-        "target_format", "upstream_model", "upstream_provider", "upstreams",
-    )  # fmt: skip
+    It is the `ProxyRequest` (core/context.py) the proxy puts in the context while the request runs.
+    """
 
-    def __init__(self, telemetry: Any, operation: str, provider: str, request_model: str | None,
-                 stream: bool = False) -> None:  # fmt: skip
-        super().__init__(telemetry, operation, provider, request_model, None, None, stream)
-        self.upstreams: list[Invocation] = []
-        self.source_format: str | None = None
-        self.target_format: str | None = None
-        self.upstream_provider: str | None = None
-        self.upstream_model: str | None = None
-        self.status_code: int | None = None
-        # error.type of a failure that raised nothing: an error event in a stream, an HTTP error status
-        self.failure: str | None = None
-        self.error_message: str | None = None
-        self.active_attributes: dict[str, Any] = {}
-        self.owner: Any = None  # what records it (an llm_request(...) record), for current_llm_request()
+    upstreams: list[Invocation] = field(default_factory=list, init=False, repr=False)
+    source_format: str | None = field(default=None, init=False)
+    target_format: str | None = field(default=None, init=False)
+    upstream_provider: str | None = field(default=None, init=False)
+    upstream_model: str | None = field(default=None, init=False)
+    status_code: int | None = field(default=None, init=False)
+    # error.type of a failure that raised nothing: an error event in a stream, an HTTP error status
+    failure: str | None = field(default=None, init=False)
+    error_message: str | None = field(default=None, init=False)
+    active_attributes: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    # what records it (an llm_request(...) record), for current_llm_request()
+    owner: Any = field(default=None, init=False, repr=False)
 
     def add_upstream(self, inv: Invocation) -> None:
         """Called by core Telemetry when an SDK call starts while this request runs."""
@@ -90,29 +92,13 @@ class ServerInvocation(Invocation):
             self.target_format = format
 
 
-class _PricedUsage:
-    """What PriceBook.price_call reads, for pricing by the upstream provider and model."""
-
-    __slots__ = (
-        "cache_creation_tokens", "cache_read_tokens", "chunk_times", "input_tokens", "output_tokens",
-        "provider", "reasoning_tokens", "request_model", "response_attributes", "response_model",
-    )  # fmt: skip
-
-    def __init__(self, inv: ServerInvocation, provider: str, model: str) -> None:
-        self.provider = provider
-        self.request_model = self.response_model = model
-        self.input_tokens, self.output_tokens = inv.input_tokens, inv.output_tokens
-        self.cache_read_tokens, self.cache_creation_tokens = inv.cache_read_tokens, inv.cache_creation_tokens
-        self.reasoning_tokens = inv.reasoning_tokens
-        self.response_attributes = inv.response_attributes
-        self.chunk_times = inv.chunk_times
-
-
 class ServerTelemetry:
     """SERVER spans and server metrics for proxied requests, on top of a client `Telemetry`.
 
+    It is the `Recorder` (core/invocation.py) of its ServerInvocations.
+
     Example:
-        >>> server = ServerTelemetry(telemetry)
+        >>> server = ServerTelemetry.of(telemetry)
         >>> inv = server.start_request("chat", "openai", "gpt-4o-mini", stream=True, source_format="openai")
         >>> inv.mark_chunk(); inv.output_tokens = 7
         >>> inv.finish(semconv.OUTCOME_COMPLETED)
@@ -122,40 +108,42 @@ class ServerTelemetry:
         self.client = telemetry
         self.settings = telemetry.settings
         self.capture_content = telemetry.capture_content
-        meter = telemetry.meter
         # Public API for the duration (exemplars link its buckets to traces), FastHistogram for the rest.
-        self.request_duration = meter.create_histogram(
+        self.request_duration = telemetry.meter.create_histogram(
             semconv.METRIC_SERVER_REQUEST_DURATION,
             unit="s",
             description="Duration of LLM requests handled by a proxy, to the last byte sent",
             explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
         )
-        self.time_to_first_token = _fast_histogram(
-            meter, semconv.METRIC_SERVER_TIME_TO_FIRST_TOKEN, "s",
+        self.time_to_first_token = telemetry.histogram(
+            semconv.METRIC_SERVER_TIME_TO_FIRST_TOKEN,
+            "s",
             "Time from the request to the first output chunk sent",
             semconv.SERVER_TIME_TO_FIRST_TOKEN_BUCKETS,
-        )  # fmt: skip
-        self.time_per_output_token = _fast_histogram(
-            meter, semconv.METRIC_SERVER_TIME_PER_OUTPUT_TOKEN, "s",
-            "Time per output token after the first", semconv.SERVER_TIME_PER_OUTPUT_TOKEN_BUCKETS,
+        )
+        self.time_per_output_token = telemetry.histogram(
+            semconv.METRIC_SERVER_TIME_PER_OUTPUT_TOKEN, "s", "Time per output token after the first",
+            semconv.SERVER_TIME_PER_OUTPUT_TOKEN_BUCKETS,
         )  # fmt: skip
         # Counted here and read at collection (an observable counter): two dict updates per request
         # instead of two trips through the SDK's measurement pipeline.
-        self._active: dict[tuple[tuple[str, Any], ...], int] = {}
-        self._active_lock = threading.Lock()
-        self.active_requests = meter.create_observable_up_down_counter(
+        self.active_requests = ObservedTotals.on(
+            telemetry.meter,
             semconv.METRIC_LLMLENS_SERVER_ACTIVE_REQUESTS,
-            callbacks=[self._observe_active],
-            unit="{request}",
-            description="LLM requests a proxy is handling (a stream counts until its last byte)",
+            "{request}",
+            "LLM requests a proxy is handling (a stream counts until its last byte)",
+            up_down=True,
         )
 
     @classmethod
     def of(cls, telemetry: Telemetry) -> ServerTelemetry:
-        """The ServerTelemetry of a Telemetry, made once."""
-        server = telemetry.__dict__.get("_llmlens_server")
+        """The ServerTelemetry of a Telemetry (its `server`), made once."""
+        server = telemetry.server
         if server is None:
-            server = telemetry.__dict__["_llmlens_server"] = cls(telemetry)
+            with _OF_LOCK:
+                server = telemetry.server
+                if server is None:
+                    server = telemetry.server = cls(telemetry)
         assert isinstance(server, ServerTelemetry)
         return server
 
@@ -178,7 +166,7 @@ class ServerTelemetry:
         content); its identity fields are set here.
         """
         if inv is None:
-            inv = ServerInvocation(self, operation, provider, request_model, stream)
+            inv = ServerInvocation(self, operation, provider, request_model, stream=stream)
         else:
             inv.operation, inv.provider = operation, provider
             inv.request_model, inv.stream = request_model, stream
@@ -192,17 +180,8 @@ class ServerTelemetry:
         if stream:
             active[semconv.REQUEST_STREAM] = True
         inv.active_attributes = active
-        self._count_active(active, 1)
+        self.active_requests.add(tuple(active.items()), 1)
         return inv
-
-    def _count_active(self, attributes: dict[str, Any], change: int) -> None:
-        key = tuple(attributes.items())
-        with self._active_lock:
-            self._active[key] = self._active.get(key, 0) + change
-
-    def _observe_active(self, options: Any) -> list[Observation]:
-        with self._active_lock:
-            return [Observation(count, dict(key)) for key, count in self._active.items()]
 
     def end(
         self, inv: Invocation, outcome: str | None, error: BaseException | None, end_perf: int | None
@@ -210,25 +189,17 @@ class ServerTelemetry:
         """Called once by Invocation.finish/fail: attributes, status, span end, metrics."""
         assert isinstance(inv, ServerInvocation)
         try:
-            self._end(inv, outcome, error, end_perf)
-        except Exception:  # never let telemetry break the request
-            _log.debug("llmlens: failed to end a proxied request", exc_info=True)
-            span = inv.span
-            if span is not None and span.is_recording():
-                span.end()
+            end_guarded(self._end, inv, outcome, error, end_perf)  # type: ignore[arg-type]
         finally:
-            self._count_active(inv.active_attributes, -1)
+            self.active_requests.add(tuple(inv.active_attributes.items()), -1)
 
     def _end(
         self, inv: ServerInvocation, outcome: str | None, error: BaseException | None, end_perf: int | None
     ) -> None:
-        if end_perf is None:
-            end_perf = _perf_ns()
-            end_ns = None
-        else:
-            end_ns = inv.start_ns + (end_perf - inv.start_perf)
+        client = self.client
+        end_perf, end_ns = end_times(inv, end_perf)
         upstream_cost = self._merge_upstreams(inv)
-        attributes = self.client._response_attributes(inv, outcome, error)
+        attributes = client.response_attributes(inv, outcome, error)
         if not inv.stream and outcome not in (None, semconv.OUTCOME_COMPLETED):
             attributes[semconv.LLMLENS_STREAM_OUTCOME] = outcome
         if inv.status_code is not None:
@@ -237,30 +208,27 @@ class ServerTelemetry:
             attributes[semconv.ERROR_TYPE] = inv.failure = cap(inv.failure)
         self._upstream_attributes(inv, attributes)
         err_type = attributes.get(semconv.ERROR_TYPE)
-        priced = self._price(inv, attributes, err_type is not None, upstream_cost)
-        span = inv.span
-        assert span is not None
-        if span.is_recording():
-            span.set_attributes(attributes)
-            if error is not None:
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, _describe(error)))
-            elif err_type is not None:
-                span.set_status(Status(StatusCode.ERROR, cap_text(inv.error_message or str(err_type))))
-            elif outcome in (None, semconv.OUTCOME_COMPLETED):
-                span.set_status(_OK)
-            # a client that went away: UNSET, as for a stream the caller closed early
-        span.end(end_time=end_ns)
+        if upstream_cost is not None:  # the upstream legs were priced by what they really used
+            inv.cost = upstream_cost
+        elif inv.upstream_model and inv.upstream_provider:  # priced as a call to the upstream
+            inv.cost = client.price(inv, err_type is not None, inv.upstream_provider, inv.upstream_model)
+        else:
+            inv.cost = client.price(inv, err_type is not None)
+        add_cost_attributes(attributes, inv.cost)
+        failure = None
+        if error is None and err_type is not None:
+            failure = cap_text(inv.error_message or str(err_type))
+        span = close_span(inv, attributes, error, outcome, failure, end_ns)
         context = trace.set_span_in_context(span)
-        self._record_metrics(inv, outcome, err_type, end_perf, context, priced)
-        if self.client.event_logger is not None:
-            self.client._emit_event(inv, {**inv.request_attributes, **attributes}, context)
+        self._record_metrics(inv, outcome, err_type, end_perf, span, context)
+        if client.event_logger is not None:
+            client.emit_event(inv, {**inv.request_attributes, **attributes}, context)
 
     # --- upstream legs ----------------------------------------------------------------------------
 
-    def _merge_upstreams(self, inv: ServerInvocation) -> float | None:
+    def _merge_upstreams(self, inv: ServerInvocation) -> pricing.CallCost | None:
         """Name the upstream from the SDK calls made for this request; take their usage if the response
-        to the client had none. Returns their summed cost, if they were priced."""
+        to the client had none. Returns their summed cost, if every one that ended was priced."""
         upstreams = inv.upstreams
         if not upstreams:
             return None
@@ -276,17 +244,18 @@ class ServerTelemetry:
                 inv.target_format = _PROVIDER_FORMATS.get(last.provider, "openai")
         ended = [u for u in upstreams if u.ended]
         if inv.input_tokens is None and inv.output_tokens is None:
-            for field in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
-                          "reasoning_tokens"):  # fmt: skip
-                values = [getattr(u, field) for u in ended if getattr(u, field) is not None]
+            for name in USAGE_FIELDS:
+                values = [getattr(u, name) for u in ended if getattr(u, name) is not None]
                 if values:
-                    setattr(inv, field, sum(values))
+                    setattr(inv, name, sum(values))
             for upstream in ended:  # a leg's invalid count is missing from the sums: say so here too
-                for key in upstream.response_attributes.get(semconv.LLMLENS_USAGE_INVALID) or ():
-                    mark_invalid_usage(inv.response_attributes, key)
-        costs = [u.response_attributes.get(semconv.USAGE_COST_AMOUNT) for u in ended]
-        priced = [c for c in costs if isinstance(c, (int, float))]
-        return sum(priced) if priced and len(priced) == len(ended) else None
+                for name in upstream.invalid_usage or ():
+                    inv.mark_invalid_usage(name)
+        amounts = [u.cost.amount for u in ended if u.cost is not None and u.cost.amount is not None]
+        if not amounts or len(amounts) != len(ended):
+            return None
+        source = last.cost.price_source if last.cost is not None else None
+        return pricing.CallCost(sum(amounts), pricing.CURRENCY, pricing.COST_SOURCE_LOCAL, source)
 
     def _upstream_attributes(self, inv: ServerInvocation, attributes: dict[str, Any]) -> None:
         # set_upstream() takes what the application passes: capped like every other name.
@@ -303,28 +272,6 @@ class ServerTelemetry:
             attributes[semconv.PROVIDER_NAME] = provider
             inv.provider = provider
 
-    def _price(
-        self, inv: ServerInvocation, attributes: dict[str, Any], failed: bool, upstream_cost: float | None
-    ) -> float | str | None:
-        if upstream_cost is not None:  # the upstream legs were priced by what they really used
-            attributes[semconv.USAGE_COST_AMOUNT] = upstream_cost
-            attributes[semconv.USAGE_COST_CURRENCY] = "USD"
-            attributes[semconv.USAGE_COST_SOURCE] = semconv.COST_SOURCE_LOCAL
-            source = inv.upstreams[-1].response_attributes.get(semconv.LLMLENS_COST_PRICE_SOURCE)
-            if source:
-                attributes[semconv.LLMLENS_COST_PRICE_SOURCE] = source
-            return upstream_cost
-        prices = self.client.prices
-        if prices is None:
-            return None
-        if inv.upstream_model and inv.upstream_provider:
-            return prices.price_call(
-                _PricedUsage(inv, inv.upstream_provider, inv.upstream_model),  # type: ignore[arg-type]
-                attributes,
-                failed,
-            )
-        return prices.price_call(inv, attributes, failed)
-
     # --- metrics ------------------------------------------------------------------------------------
 
     def _record_metrics(
@@ -333,32 +280,19 @@ class ServerTelemetry:
         outcome: str | None,
         err_type: str | None,
         end_perf: int,
+        span: Any,
         context: Any,
-        priced: float | str | None,
     ) -> None:
-        attrs: dict[str, Any] = {semconv.OPERATION_NAME: inv.operation, semconv.PROVIDER_NAME: inv.provider}
-        if inv.request_model:
-            attrs[semconv.REQUEST_MODEL] = inv.request_model
-        if inv.response_model:
-            attrs[semconv.RESPONSE_MODEL] = inv.response_model
-        duration_attrs = {**attrs, semconv.ERROR_TYPE: err_type} if err_type is not None else attrs
-        self.request_duration.record((end_perf - inv.start_perf) / 1e9, duration_attrs, context)
-        client = self.client
-        if inv.input_tokens is not None:
-            client.token_usage.record(
-                inv.input_tokens, {**attrs, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}, context
-            )
-        if inv.output_tokens is not None:
-            client.token_usage.record(
-                inv.output_tokens, {**attrs, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}, context
-            )
+        # The same attribute sets SDK calls record theirs with (a proxied request has no server.*).
+        sets = self.client.metric_attributes(inv, err_type)
+        self.request_duration.record((end_perf - inv.start_perf) / 1e9, sets.duration, context)
+        self.client.record_usage(inv, sets, span)
         times = inv.chunk_times
         if inv.stream and times and err_type is None and outcome == semconv.OUTCOME_COMPLETED:
             first = times[0]
-            self.time_to_first_token.record((first - inv.start_perf) / 1e9, attrs, context)
+            self.time_to_first_token.record_keyed((first - inv.start_perf) / 1e9, sets.key, sets.base, span)
             # Per output token after the first; without a count, streamed chunks stand in for tokens.
             tokens = inv.output_tokens if inv.output_tokens else len(times)
             if tokens > 1 and end_perf > first:
-                self.time_per_output_token.record((end_perf - first) / 1e9 / (tokens - 1), attrs, context)
-        if priced is not None and client.costs is not None:
-            client.costs.add(priced, attrs)
+                per_token = (end_perf - first) / 1e9 / (tokens - 1)
+                self.time_per_output_token.record_keyed(per_token, sets.key, sets.base, span)

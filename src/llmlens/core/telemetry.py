@@ -2,6 +2,11 @@
 
 Created once per `instrument()`; every instrument and the tracer are built up front so the per-call
 path only builds two attribute dicts, starts a span, and records a handful of histogram values.
+
+Pricing gives a value (`pricing.CallCost`); this module turns it into span attributes and cost metric
+points. The proxy's server side (core/server_telemetry.py) builds on the public methods here
+(`response_attributes`, `price`, `metric_attributes`, `record_usage`, `emit_event`, `histogram`) and
+the public functions `close_span`, `end_times`, `end_guarded` and `add_cost_attributes`.
 """
 
 from __future__ import annotations
@@ -19,20 +24,25 @@ from llmlens import pricing, semconv
 from llmlens._version import __version__
 from llmlens.core.context import ACTIVE_INVOCATION_KEY, proxy_request
 from llmlens.core.histograms import FastHistogram
-from llmlens.core.invocation import Invocation
+from llmlens.core.invocation import USAGE_FIELDS, Invocation
 from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
 from llmlens.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from opentelemetry._logs import LoggerProvider
     from opentelemetry.metrics import MeterProvider
-    from opentelemetry.trace import TracerProvider
+    from opentelemetry.trace import Span, TracerProvider
+
+    from llmlens.pricing import CallCost
 
 _log = logging.getLogger("llmlens")
 _perf_ns = time.perf_counter_ns
 _time_ns = time.time_ns
 _CLIENT = SpanKind.CLIENT
 _SCOPE = "llmlens"
+_OK = Status(StatusCode.OK)
 
 
 def error_type(error: BaseException) -> str:
@@ -63,7 +73,11 @@ def error_type(error: BaseException) -> str:
 
 
 class Telemetry:
-    """Spans, metrics and events for invocations, following the GenAI semantic conventions."""
+    """Spans, metrics and events for invocations, following the GenAI semantic conventions.
+
+    It is the `Recorder` (core/invocation.py) of the SDK calls' invocations: `Invocation.finish/fail`
+    call `end`.
+    """
 
     def __init__(
         self,
@@ -87,23 +101,19 @@ class Telemetry:
         # All four histograms go through FastHistogram (core/histograms.py): the exported points are
         # identical, at a fraction of the SDK's per-record cost, but only the first value of each
         # attribute set carries an exemplar. Spans are linked from the local store instead.
-        self.duration = _fast_histogram(
-            meter,
-            semconv.METRIC_OPERATION_DURATION,
-            "s",
-            "GenAI operation duration",
-            semconv.DURATION_BUCKETS,
+        self.duration = self.histogram(
+            semconv.METRIC_OPERATION_DURATION, "s", "GenAI operation duration", semconv.DURATION_BUCKETS
         )
-        self.token_usage = _fast_histogram(
-            meter, semconv.METRIC_TOKEN_USAGE, "{token}", "Number of input and output tokens used",
+        self.token_usage = self.histogram(
+            semconv.METRIC_TOKEN_USAGE, "{token}", "Number of input and output tokens used",
             semconv.TOKEN_BUCKETS,
         )  # fmt: skip
-        self.time_to_first_chunk = _fast_histogram(
-            meter, semconv.METRIC_TIME_TO_FIRST_CHUNK, "s",
+        self.time_to_first_chunk = self.histogram(
+            semconv.METRIC_TIME_TO_FIRST_CHUNK, "s",
             "Time from the request to the first chunk of a streamed response", semconv.DURATION_BUCKETS,
         )  # fmt: skip
-        self.time_per_output_chunk = _fast_histogram(
-            meter, semconv.METRIC_TIME_PER_OUTPUT_CHUNK, "s",
+        self.time_per_output_chunk = self.histogram(
+            semconv.METRIC_TIME_PER_OUTPUT_CHUNK, "s",
             "Time between consecutive chunks of a streamed response", semconv.DURATION_BUCKETS,
         )  # fmt: skip
         # (operation, provider, models, server, error type) -> the metric attribute sets of such calls
@@ -118,21 +128,27 @@ class Telemetry:
             self.event_logger = get_logger(
                 _SCOPE, __version__, logger_provider=logger_provider, schema_url=semconv.SCHEMA_URL
             )
+        # The proxy's ServerTelemetry built on this one (core/server_telemetry.py), made on first use.
+        self.server: object | None = None
+
+    def histogram(self, name: str, unit: str, description: str, buckets: tuple[float, ...]) -> FastHistogram:
+        """A histogram on this Telemetry's meter, with `buckets` as its advisory boundaries."""
+        histogram = self.meter.create_histogram(
+            name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
+        )
+        return FastHistogram(histogram)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start_invocation(
-        self,
-        operation: str,
-        provider: str,
-        request_model: str | None,
-        server_address: str | None = None,
-        server_port: int | None = None,
-        stream: bool = False,
-        request_attributes: dict[str, Any] | None = None,
+        self, *identity: Any, request_attributes: dict[str, Any] | None = None, **fields: Any
     ) -> Invocation:
-        """Build an Invocation and start its span (not yet made current: see `activate`)."""
-        inv = Invocation(self, operation, provider, request_model, server_address, server_port, stream)
+        """`Invocation(self, *identity, **fields)` with its span started (not yet current: see `activate`).
+
+        Example:
+            >>> inv = telemetry.start_invocation("chat", "openai", "gpt-4o-mini", "api.openai.com", 443)
+        """
+        inv = Invocation(self, *identity, **fields)
         if request_attributes:
             inv.request_attributes = request_attributes
         self.start(inv)
@@ -164,9 +180,7 @@ class Telemetry:
             # The upstream leg of a proxied request: the proxy's SERVER span is the record of it.
             inv.upstream = True
             attributes[semconv.LLMLENS_UPSTREAM] = True
-            add_upstream = getattr(proxy, "add_upstream", None)
-            if add_upstream is not None:  # so the SERVER span can name the upstream provider and model
-                add_upstream(inv)
+            proxy.add_upstream(inv)  # so the SERVER span can name the upstream provider and model
         name = f"{inv.operation} {inv.request_model}" if inv.request_model else inv.operation
         if not inv.start_ns:  # (a proxy request has its own: when it arrived)
             inv.start_ns = _time_ns()
@@ -194,49 +208,35 @@ class Telemetry:
         self, inv: Invocation, outcome: str | None, error: BaseException | None, end_perf: int | None
     ) -> None:
         """End the span and record metrics and the event. Called once, by Invocation.finish/fail."""
-        try:
-            self._end(inv, outcome, error, end_perf)
-        except Exception:  # never let telemetry break the caller
-            _log.debug("llmlens: failed to end invocation", exc_info=True)
-            span = inv.span
-            if span is not None and span.is_recording():
-                span.end()
+        end_guarded(self._end, inv, outcome, error, end_perf)
 
     def _end(
         self, inv: Invocation, outcome: str | None, error: BaseException | None, end_perf: int | None
     ) -> None:
-        now_perf = _perf_ns()
-        if end_perf is None:
-            end_perf = now_perf
-            end_ns = None
-        else:  # an exit that happened earlier than now (abandoned stream): keep its time
-            end_ns = inv.start_ns + (end_perf - inv.start_perf)
-        span = inv.span
-        assert span is not None
-        attributes = self._response_attributes(inv, outcome, error)
+        end_perf, end_ns = end_times(inv, end_perf)
+        attributes = self.response_attributes(inv, outcome, error)
         err_type = attributes.get(semconv.ERROR_TYPE)
-        prices = self.prices
-        priced = prices.price_call(inv, attributes, err_type is not None) if prices is not None else None
-        if span.is_recording():
-            span.set_attributes(attributes)
-            if error is not None:
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, _describe(error)))
-            elif outcome == semconv.OUTCOME_COMPLETED or outcome is None:
-                span.set_status(Status(StatusCode.OK))
-            # closed/abandoned/cancelled streams stay UNSET: the call did not fail, it was cut short.
-        span.end(end_time=end_ns)
+        if self.prices is not None:
+            inv.cost = self.price(inv, err_type is not None)
+            add_cost_attributes(attributes, inv.cost)
+        span = close_span(inv, attributes, error, outcome, None, end_ns)
         if not inv.upstream:  # a proxied request is measured once, on the server side
-            self._record_metrics(inv, err_type, end_perf, span, priced)
+            self._record_metrics(inv, err_type, end_perf, span)
         if self.event_logger is not None:
-            self._emit_event(inv, {**inv.request_attributes, **attributes}, trace.set_span_in_context(span))
+            self.emit_event(inv, {**inv.request_attributes, **attributes}, trace.set_span_in_context(span))
 
-    # --- pieces ---------------------------------------------------------------------------------
+    # --- what the server side shares (core/server_telemetry.py) -----------------------------------
 
-    def _response_attributes(
+    def response_attributes(
         self, inv: Invocation, outcome: str | None, error: BaseException | None
     ) -> dict[str, Any]:
-        attributes: dict[str, Any] = inv.response_attributes
+        """The span attributes of an ended invocation (its request's were set at start).
+
+        Checks the usage on the way: a count that is not one is cleared and named in
+        `inv.invalid_usage` (llmlens.usage.invalid); over-long names are capped on the invocation.
+        """
+        extras = inv.response_attributes
+        attributes: dict[str, Any] = dict(extras) if extras else {}
         # What the response names is capped like the request's names (core/limits.py).
         value = inv.response_id
         if value:
@@ -256,46 +256,23 @@ class Telemetry:
             if len(reasons) != 1 or type(reasons[0]) is not str or len(reasons[0]) > IDENTIFIER_MAX:
                 reasons = cap_all(reasons)
             attributes[semconv.RESPONSE_FINISH_REASONS] = reasons
+        if inv.service_tier is not None:
+            key = _SERVICE_TIER_KEYS.get(inv.api)  # type: ignore[arg-type]
+            if key is not None:
+                attributes[key] = inv.service_tier
         # Usage: a count that is not one (negative, not a whole number, absurdly large) is dropped here,
         # for every provider and the proxy, before metrics, pricing and the store see it, and named in
         # llmlens.usage.invalid. The check for a good count is two comparisons.
         most = TOKENS_MAX
-        tokens = inv.input_tokens
-        if tokens is not None:
-            if type(tokens) is not int or not 0 <= tokens <= most:
-                tokens = _check_usage(inv, "input_tokens", semconv.USAGE_INPUT_TOKENS, attributes)
+        for name, key in _USAGE_ATTRIBUTES:
+            tokens = getattr(inv, name)
             if tokens is not None:
-                attributes[semconv.USAGE_INPUT_TOKENS] = tokens
-        tokens = inv.output_tokens
-        if tokens is not None:
-            if type(tokens) is not int or not 0 <= tokens <= most:
-                tokens = _check_usage(inv, "output_tokens", semconv.USAGE_OUTPUT_TOKENS, attributes)
-            if tokens is not None:
-                attributes[semconv.USAGE_OUTPUT_TOKENS] = tokens
-        tokens = inv.cache_read_tokens
-        if tokens is not None:
-            if type(tokens) is not int or not 0 <= tokens <= most:
-                tokens = _check_usage(
-                    inv, "cache_read_tokens", semconv.USAGE_CACHE_READ_INPUT_TOKENS, attributes
-                )
-            if tokens is not None:
-                attributes[semconv.USAGE_CACHE_READ_INPUT_TOKENS] = tokens
-        tokens = inv.cache_creation_tokens
-        if tokens is not None:
-            if type(tokens) is not int or not 0 <= tokens <= most:
-                tokens = _check_usage(
-                    inv, "cache_creation_tokens", semconv.USAGE_CACHE_CREATION_INPUT_TOKENS, attributes
-                )
-            if tokens is not None:
-                attributes[semconv.USAGE_CACHE_CREATION_INPUT_TOKENS] = tokens
-        tokens = inv.reasoning_tokens
-        if tokens is not None:
-            if type(tokens) is not int or not 0 <= tokens <= most:
-                tokens = _check_usage(
-                    inv, "reasoning_tokens", semconv.USAGE_REASONING_OUTPUT_TOKENS, attributes
-                )
-            if tokens is not None:
-                attributes[semconv.USAGE_REASONING_OUTPUT_TOKENS] = tokens
+                if type(tokens) is not int or not 0 <= tokens <= most:
+                    tokens = _checked_usage(inv, name)
+                if tokens is not None:
+                    attributes[key] = tokens
+        if inv.invalid_usage:
+            attributes[semconv.LLMLENS_USAGE_INVALID] = [_USAGE_KEYS[name] for name in inv.invalid_usage]
         if inv.dimension_count is not None:
             attributes[semconv.EMBEDDINGS_DIMENSION_COUNT] = inv.dimension_count
         if inv.tool_call_count:
@@ -316,32 +293,29 @@ class Telemetry:
             attributes[semconv.OUTPUT_MESSAGES] = _json(inv.output_messages)
         return attributes
 
-    def _record_metrics(
-        self,
-        inv: Invocation,
-        err_type: str | None,
-        end_perf: int,
-        span: Any,
-        priced: float | str | None = None,
-    ) -> None:
-        # The attribute sets (and their keys) of calls like this one were built once: a value costs a
-        # dict lookup and a bucket update (FastHistogram's keyed forms), and the span's context, which
-        # only a first value of an attribute set needs (exemplars), is built only then.
-        sets = self._attribute_sets(inv, err_type)
-        self.duration.record_keyed((end_perf - inv.start_perf) / 1e9, sets.duration_key, sets.duration, span)
-        if inv.input_tokens is not None:
-            self.token_usage.record_keyed(inv.input_tokens, sets.input_key, sets.input, span)
-        if inv.output_tokens is not None:
-            self.token_usage.record_keyed(inv.output_tokens, sets.output_key, sets.output, span)
-        times = inv.chunk_times
-        if inv.stream and times and err_type is None:
-            first = (times[0] - inv.start_perf) / 1e9
-            self.time_to_first_chunk.record_keyed(first, sets.key, sets.base, span)
-            self.time_per_output_chunk.record_intervals_keyed(times, sets.key, sets.base, span)
-        if priced is not None and self.costs is not None:  # USD, or why the call has no cost
-            self.costs.add(priced, sets.base, sets.key)
+    def price(
+        self, inv: Invocation, failed: bool, provider: str | None = None, model: str | None = None
+    ) -> CallCost | None:
+        """What the invocation costs (None with pricing off, or for a failed call that returned nothing).
 
-    def _attribute_sets(self, inv: Invocation, err_type: str | None) -> MetricAttributes:
+        `provider` and `model`: price it as a call to these (a proxied request, by its upstream) instead
+        of its own provider, response model and request model.
+        """
+        prices = self.prices
+        if prices is None:
+            return None
+        return prices.price_call(
+            provider or inv.provider,
+            inv.response_model if model is None else model,
+            inv.request_model if model is None else model,
+            inv,
+            inv.service_tier,
+            usage_invalid=bool(inv.invalid_usage),
+            failed=failed and not inv.chunk_times,
+        )
+
+    def metric_attributes(self, inv: Invocation, err_type: str | None) -> MetricAttributes:
+        """The metric attribute sets of calls like this one, built once per kind of call."""
         identity = (
             inv.operation, inv.provider, inv.request_model, inv.response_model, inv.server_address,
             inv.server_port, err_type,
@@ -356,7 +330,18 @@ class Telemetry:
                 self._metric_attributes[identity] = found
         return found
 
-    def _emit_event(self, inv: Invocation, span_attributes: dict[str, Any], ctx: Any) -> None:
+    def record_usage(self, inv: Invocation, sets: MetricAttributes, span: Any) -> None:
+        """`gen_ai.client.token.usage` and the cost metrics (`inv.cost`) of one call or proxied request."""
+        if inv.input_tokens is not None:
+            self.token_usage.record_keyed(inv.input_tokens, sets.input_key, sets.input, span)
+        if inv.output_tokens is not None:
+            self.token_usage.record_keyed(inv.output_tokens, sets.output_key, sets.output, span)
+        cost = inv.cost
+        if cost is not None and self.costs is not None:  # USD, or why the call has no cost
+            self.costs.add(cost, sets.base, sets.key)
+
+    def emit_event(self, inv: Invocation, span_attributes: dict[str, Any], ctx: Any) -> None:
+        """The `gen_ai.client.inference.operation.details` event (call only with an event logger)."""
         attributes = {k: v for k, v in span_attributes.items() if k not in _STRINGIFIED_CONTENT}
         if self.capture_content:
             if inv.input_messages is not None:
@@ -378,6 +363,21 @@ class Telemetry:
             context=ctx,
             timestamp=_time_ns(),
         )
+
+    # --- pieces ---------------------------------------------------------------------------------
+
+    def _record_metrics(self, inv: Invocation, err_type: str | None, end_perf: int, span: Any) -> None:
+        # The attribute sets (and their keys) of calls like this one were built once: a value costs a
+        # dict lookup and a bucket update (FastHistogram's keyed forms), and the span's context, which
+        # only a first value of an attribute set needs (exemplars), is built only then.
+        sets = self.metric_attributes(inv, err_type)
+        self.duration.record_keyed((end_perf - inv.start_perf) / 1e9, sets.duration_key, sets.duration, span)
+        self.record_usage(inv, sets, span)
+        times = inv.chunk_times
+        if inv.stream and times and err_type is None:
+            first = (times[0] - inv.start_perf) / 1e9
+            self.time_to_first_chunk.record_keyed(first, sets.key, sets.base, span)
+            self.time_per_output_chunk.record_intervals_keyed(times, sets.key, sets.base, span)
 
 
 _MAX_ATTRIBUTE_SETS = 1000
@@ -407,22 +407,103 @@ class MetricAttributes:
         self.output_key = tuple(self.output.items())
 
 
-def _check_usage(inv: Invocation, field: str, key: str, attributes: dict[str, Any]) -> int | None:
+# --- the end of a span, for client and server ---------------------------------------------------------
+
+
+def end_times(inv: Invocation, end_perf: int | None) -> tuple[int, int | None]:
+    """(end perf_counter_ns, the span's end time or None for now): an exit that happened earlier than
+    now (an abandoned stream) keeps its time."""
+    if end_perf is None:
+        return _perf_ns(), None
+    return end_perf, inv.start_ns + (end_perf - inv.start_perf)
+
+
+def end_guarded(
+    end: Callable[[Invocation, str | None, BaseException | None, int | None], None],
+    inv: Invocation,
+    outcome: str | None,
+    error: BaseException | None,
+    end_perf: int | None,
+) -> None:
+    """Run `end`; if it fails, telemetry must not break the caller: log it and end the span anyway."""
+    try:
+        end(inv, outcome, error, end_perf)
+    except Exception:
+        _log.debug("llmlens: failed to end invocation", exc_info=True)
+        span = inv.span
+        if span is not None and span.is_recording():
+            span.end()
+
+
+def close_span(
+    inv: Invocation,
+    attributes: dict[str, Any],
+    error: BaseException | None,
+    outcome: str | None,
+    failure: str | None = None,
+    end_ns: int | None = None,
+) -> Span:
+    """Set the end attributes and the status, and end the span.
+
+    ERROR with the exception, or with `failure` (what a failure that raised nothing said); OK for a
+    completed call; closed, abandoned and cancelled streams (and a client that went away) stay UNSET:
+    the call did not fail, it was cut short.
+    """
+    span = inv.span
+    assert span is not None
+    if span.is_recording():
+        span.set_attributes(attributes)
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, _describe(error)))
+        elif failure is not None:
+            span.set_status(Status(StatusCode.ERROR, failure))
+        elif outcome is None or outcome == semconv.OUTCOME_COMPLETED:
+            span.set_status(_OK)
+    span.end(end_time=end_ns)
+    return span
+
+
+def add_cost_attributes(attributes: dict[str, Any], cost: CallCost | None) -> None:
+    """The `gen_ai.usage.cost.*` attributes of a priced call (none for an unpriced one)."""
+    if cost is not None and cost.amount is not None:
+        attributes[semconv.USAGE_COST_AMOUNT] = cost.amount
+        attributes[semconv.USAGE_COST_CURRENCY] = cost.currency
+        attributes[semconv.USAGE_COST_SOURCE] = cost.source
+        if cost.price_source:
+            attributes[semconv.LLMLENS_COST_PRICE_SOURCE] = cost.price_source
+
+
+# Invocation usage field -> its attribute.
+_USAGE_KEYS = dict(
+    zip(
+        USAGE_FIELDS,
+        (
+            semconv.USAGE_INPUT_TOKENS,
+            semconv.USAGE_OUTPUT_TOKENS,
+            semconv.USAGE_CACHE_READ_INPUT_TOKENS,
+            semconv.USAGE_CACHE_CREATION_INPUT_TOKENS,
+            semconv.USAGE_REASONING_OUTPUT_TOKENS,
+        ),
+        strict=True,
+    )
+)
+_USAGE_ATTRIBUTES = tuple(_USAGE_KEYS.items())
+# Invocation.api -> the attribute its service tier takes.
+_SERVICE_TIER_KEYS = {
+    "openai": semconv.OPENAI_RESPONSE_SERVICE_TIER,
+    "anthropic": semconv.ANTHROPIC_RESPONSE_SERVICE_TIER,
+}
+
+
+def _checked_usage(inv: Invocation, name: str) -> int | None:
     """A usage field that failed the quick check: the count it stands for (12.0 -> 12), or None after
-    clearing it and naming `key` in llmlens.usage.invalid."""
-    value = valid_token_count(getattr(inv, field))
-    setattr(inv, field, value)
+    clearing it and naming it in `inv.invalid_usage`."""
+    value = valid_token_count(getattr(inv, name))
+    setattr(inv, name, value)
     if value is None:
-        mark_invalid_usage(attributes, key)
+        inv.mark_invalid_usage(name)
     return value
-
-
-def mark_invalid_usage(attributes: dict[str, Any], key: str) -> None:
-    found = attributes.get(semconv.LLMLENS_USAGE_INVALID)
-    if not found:
-        attributes[semconv.LLMLENS_USAGE_INVALID] = [key]
-    elif key not in found:
-        attributes[semconv.LLMLENS_USAGE_INVALID] = [*found, key]
 
 
 def _add_server(attributes: dict[str, Any], inv: Invocation) -> None:
@@ -449,15 +530,6 @@ def _add_request_content(inv: Invocation, attributes: dict[str, Any]) -> None:
         attributes[semconv.SYSTEM_INSTRUCTIONS] = _json(inv.system_instructions)
     if inv.tool_definitions is not None:
         attributes[semconv.TOOL_DEFINITIONS] = _json(inv.tool_definitions)
-
-
-def _fast_histogram(
-    meter: Any, name: str, unit: str, description: str, buckets: tuple[float, ...]
-) -> FastHistogram:
-    histogram = meter.create_histogram(
-        name, unit=unit, description=description, explicit_bucket_boundaries_advisory=list(buckets)
-    )
-    return FastHistogram(histogram)
 
 
 def _json(value: Any) -> str:

@@ -241,7 +241,7 @@ def _usage_extras(inv: Invocation, usage: Any) -> None:
     attrs = inv.response_attributes
     tier = getattr(usage, "service_tier", None)
     if isinstance(tier, str):
-        attrs[semconv.ANTHROPIC_RESPONSE_SERVICE_TIER] = tier
+        inv.service_tier, inv.api = tier, "anthropic"
     split = getattr(usage, "cache_creation", None)
     if split is not None and getattr(usage, "cache_creation_input_tokens", None):
         for key, attribute in (

@@ -36,7 +36,6 @@ PROVIDER = "groq"
 _OPENAI_ONLY = (
     semconv.OPENAI_API_TYPE,
     semconv.OPENAI_REQUEST_SERVICE_TIER,
-    semconv.OPENAI_RESPONSE_SERVICE_TIER,
     semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT,
 )
 
@@ -44,6 +43,11 @@ _OPENAI_ONLY = (
 def _drop_openai_attributes(attributes: dict[str, Any]) -> None:
     for key in _OPENAI_ONLY:
         attributes.pop(key, None)
+
+
+def _drop_openai_response(inv: Invocation) -> None:
+    _drop_openai_attributes(inv.response_attributes)
+    inv.service_tier = inv.api = None  # (openai.response.service_tier)
 
 
 class GroqChatRoute(ChatCompletionsRoute):
@@ -55,7 +59,7 @@ class GroqChatRoute(ChatCompletionsRoute):
 
     def response(self, inv: Invocation, completion: Any) -> None:
         super().response(inv, completion)
-        _drop_openai_attributes(inv.response_attributes)
+        _drop_openai_response(inv)
         if inv.capture_content and inv.output_messages:
             choices = getattr(completion, "choices", None) or ()
             for choice, message in zip(choices, inv.output_messages, strict=False):
@@ -91,7 +95,7 @@ class GroqStreamAccumulator(ChatStreamAccumulator):
 
     def on_end(self) -> None:
         ChatStreamAccumulator.on_end(self)
-        _drop_openai_attributes(self.inv.response_attributes)
+        _drop_openai_response(self.inv)
         messages = self.inv.output_messages
         if self.capture and messages:
             for index, fragments in self.reasoning.items():

@@ -276,7 +276,7 @@ def _responses_usage(inv: Invocation, usage: Any) -> None:
 def _openai_response_attributes(inv: Invocation, response: Any) -> None:
     tier = getattr(response, "service_tier", None)
     if isinstance(tier, str):
-        inv.response_attributes[semconv.OPENAI_RESPONSE_SERVICE_TIER] = tier
+        inv.service_tier, inv.api = tier, "openai"
     fingerprint = getattr(response, "system_fingerprint", None)
     if isinstance(fingerprint, str):
         inv.response_attributes[semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
