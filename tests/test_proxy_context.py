@@ -168,3 +168,27 @@ def test_a_plain_asyncio_server(instrumented: Any, otel: Any, fake: FakeProvider
     records = [r for r in caplog.records if r.name == "tests.proxy"]
     assert records and all(r.request_id == "plain-1" for r in records)
     assert all(r.trace_id == f"{server.context.trace_id:032x}" for r in records)
+
+
+def test_a_record_that_cannot_start_never_breaks_the_request(
+    telemetry: Any, otel: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    # Telemetry failing at the start (here: the server side refuses to start the span) leaves the
+    # handler's own work and result untouched: the request goes on unrecorded, with a debug line.
+    from llmlens.core.server_telemetry import ServerTelemetry
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("telemetry is broken")
+
+    monkeypatch.setattr(ServerTelemetry, "start_request", refuse)
+    with (
+        caplog.at_level(logging.DEBUG, logger="llmlens"),
+        llmlens.llm_request(
+            source_format="openai", body={"model": "m", "messages": HI}, telemetry=telemetry
+        ) as request,
+    ):
+        request.set_response({"id": "x", "model": "m", "choices": []})
+        chunks = list(request.wrap_stream(iter([b"data: {}\n\n", b"data: [DONE]\n\n"])))
+    assert chunks == [b"data: {}\n\n", b"data: [DONE]\n\n"]
+    assert servers(otel) == []
+    assert "starting an LLM request record failed" in caplog.text

@@ -35,6 +35,7 @@ from opentelemetry.trace import SpanKind
 
 from llmlens import semconv
 from llmlens.core.context import PROXY_REQUEST_KEY
+from llmlens.core.lifecycle import fail_safe
 from llmlens.core.limits import cap_text
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
 from llmlens.core.streams import StreamState
@@ -178,10 +179,7 @@ class LLMRequest:
     def start(self) -> LLMRequest:
         """Start the span (once) without making it current; `with` does both."""
         if self.inv is None:
-            try:
-                self._start()
-            except Exception:
-                _log.debug("llmlens: could not start an LLM request record", exc_info=True)
+            self._start()
         return self
 
     def __enter__(self) -> LLMRequest:
@@ -205,6 +203,7 @@ class LLMRequest:
     async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
         self.__exit__(kind, error, tb)
 
+    @fail_safe("starting an LLM request record")  # the request goes on unrecorded
     def _start(self) -> None:
         args = self._args
         telemetry = _telemetry(args["telemetry"])
