@@ -37,7 +37,7 @@ pydantic) plus instrumentation.
 Reported per mode and workload: the median and the min of the per-round mean µs/call; Δ vs ``sdk``
 (median of the paired per-slice differences, R x S pairs); per-chunk overhead = the cost of one more
 chunk, (long-stream Δ - stream Δ) / 102, per SDK, with the fixed part of a streamed call, stream Δ -
-34 x per-chunk; and, for comparison with the earlier sessions and the peers' study, the estimate
+34 x per-chunk; and, for comparison with older measurements and the peers' study, the estimate
 (stream Δ - non-stream Δ) / 34, which assumes a stream's fixed part costs what a whole non-streaming
 call does. In blocks it does not: back-to-back non-streaming calls find llmlens' per-call code in
 the caches, a stream's start and end (3 ms of SDK parsing apart) do not, and the estimate charges
@@ -695,7 +695,7 @@ def report(
             f"{label}per-chunk overhead: ({delta[long]:.1f} - {delta[streamed]:.1f}) / {extra_chunks} "
             f"= {per_chunk:.2f} µs ({spread(round_slope, '.2f')} µs); fixed part of a streamed call: "
             f"{delta[streamed]:.1f} - {CONTENT_CHUNKS} x {per_chunk:.2f} = {fixed:.1f} µs",
-            f"{label}estimate from the {CONTENT_CHUNKS}-chunk stream alone (earlier sessions' formula): "
+            f"{label}estimate from the {CONTENT_CHUNKS}-chunk stream alone (older estimate): "
             f"({delta[streamed]:.1f} - {delta[unary]:.1f}) / {CONTENT_CHUNKS} = {estimate:.2f} µs "
             f"({spread(round_estimate, '.2f')} µs); it also counts the fixed part's excess over the "
             "non-streaming call's Δ",
