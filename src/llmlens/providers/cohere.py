@@ -43,7 +43,9 @@ from llmlens.providers.endpoints import default_port
 from llmlens.settings import Settings
 
 _perf_ns = time.perf_counter_ns
-INSTRUMENTS = "cohere >= 5.9, < 8"
+# 5.16: the first release with the raw clients (clients made before instrument() are traced) whose
+# chat_stream can be closed early (before, it swallows GeneratorExit and close() raises RuntimeError).
+INSTRUMENTS = "cohere >= 5.16, < 8"
 
 # Cohere finish reasons -> the output-message schema's values.
 _FINISH_REASONS = {
@@ -422,6 +424,6 @@ def _mapped(overrides: Mapping[str, str], host: str | None, port: int) -> str | 
 
 
 def _raw_module() -> str | None:
-    """The raw clients' module (cohere >= 5.15); older SDKs make the HTTP call in V2Client itself."""
+    """The raw clients' module (cohere >= 5.16); older SDKs make the HTTP call in V2Client itself."""
     name = "cohere.v2.raw_client"
     return name if importlib.util.find_spec(name) is not None else None

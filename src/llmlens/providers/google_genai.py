@@ -1,4 +1,4 @@
-"""google-genai (3.x): `generate_content` (plain and streamed), `embed_content`, their `client.aio`
+"""google-genai (1.50 - 3.x): `generate_content` (plain and streamed), `embed_content`, their `client.aio`
 twins, and chats, which call them.
 
 One span per model call, i.e. per HTTP request. google-genai is not a Stainless SDK (no single
@@ -54,7 +54,9 @@ from llmlens.settings import Settings
 
 _log = logging.getLogger("llmlens")
 _perf_ns = time.perf_counter_ns
-INSTRUMENTS = "google-genai >= 1.0, < 4"  # developed and tested against 3.4
+# 1.50: the first release that raises an error sent inside a stream (before, the stream just ends and
+# its span says completed). Developed and tested against 3.4.
+INSTRUMENTS = "google-genai >= 1.50, < 4"
 
 PROVIDER_GEMINI = "gcp.gemini"  # generativelanguage.googleapis.com
 PROVIDER_VERTEX = "gcp.vertex_ai"  # aiplatform.googleapis.com (`vertexai=True`)
@@ -486,7 +488,7 @@ def apply_embeddings(inv: Invocation, response: Any) -> None:
     embeddings = response.embeddings or ()
     if embeddings and isinstance(embeddings[0].values, list):
         inv.dimension_count = len(embeddings[0].values)
-    usage = response.usage_metadata
+    usage = getattr(response, "usage_metadata", None)  # google-genai 3.1 on
     tokens = _int(usage.prompt_token_count) if usage is not None else None
     if tokens is None:  # Vertex `predict`: a count per embedding (the Gemini API reports none)
         counts = [e.statistics.token_count for e in embeddings if e.statistics is not None]
@@ -511,6 +513,11 @@ _TARGETS = (
     ("google.genai.chats", "Chat.send_message_stream", "user_stream"),
     ("google.genai.chats", "AsyncChat.send_message_stream", "async_user_stream"),
 )
+# Before google-genai 1.64 the public `embed_content` makes the one request itself (no `_embed_content`).
+_FALLBACKS = {
+    "Models._embed_content": "Models.embed_content",
+    "AsyncModels._embed_content": "AsyncModels.embed_content",
+}
 
 
 class GoogleGenAIPatch:
@@ -543,6 +550,9 @@ class GoogleGenAIPatch:
             class_name, method = target.split(".")
             cls = getattr(importlib.import_module(module_name), class_name, None)
             original = cls.__dict__.get(method) if cls is not None else None
+            if original is None and target in _FALLBACKS:
+                method = _FALLBACKS[target].split(".")[1]
+                original = cls.__dict__.get(method) if cls is not None else None
             if original is None:  # tolerate SDK versions without one
                 continue
             if handler.startswith("async") and not inspect.iscoroutinefunction(original):

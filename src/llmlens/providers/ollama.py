@@ -248,10 +248,10 @@ class StreamAccumulator:
                 if calls:
                     inv.tool_call_count += len(calls)
                     self.calls.extend(calls)
-                if self.capture:
-                    self._keep(message.content, message.thinking)
+                if self.capture:  # (`thinking`: ollama 0.5 on)
+                    self._keep(message.content, getattr(message, "thinking", None))
             elif self.capture:
-                self._keep(part.response, part.thinking)
+                self._keep(part.response, getattr(part, "thinking", None))
             return
         self.reason = _done(inv, part, bool(self.calls))
 

@@ -240,6 +240,14 @@ def _responses_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> No
 # --- usage ----------------------------------------------------------------------------------------
 
 
+def _field(details: Any, name: str) -> Any:
+    """A field of a usage details object, or of the plain dict an SDK whose usage model predates the
+    field keeps it as (Stainless models keep unknown fields: groq before 0.35 types no token details)."""
+    if isinstance(details, Mapping):
+        return details.get(name)
+    return getattr(details, name, None)
+
+
 def _chat_usage(inv: Invocation, usage: Any) -> None:
     """`usage` of chat completions and legacy completions."""
     if usage is None:
@@ -248,13 +256,13 @@ def _chat_usage(inv: Invocation, usage: Any) -> None:
     inv.output_tokens = _int(getattr(usage, "completion_tokens", None))
     details = getattr(usage, "prompt_tokens_details", None)
     if details is not None:
-        inv.cache_read_tokens = _int(getattr(details, "cached_tokens", None))
-        cache_write = _int(getattr(details, "cache_write_tokens", None))
+        inv.cache_read_tokens = _int(_field(details, "cached_tokens"))
+        cache_write = _int(_field(details, "cache_write_tokens"))
         if cache_write is not None:
             inv.cache_creation_tokens = cache_write
     details = getattr(usage, "completion_tokens_details", None)
     if details is not None:
-        inv.reasoning_tokens = _int(getattr(details, "reasoning_tokens", None))
+        inv.reasoning_tokens = _int(_field(details, "reasoning_tokens"))
 
 
 def _responses_usage(inv: Invocation, usage: Any) -> None:
