@@ -13,26 +13,24 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import boto3  # a dev dependency: missing, the module fails to import (never skips)
 import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError, ResponseStreamingError
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
 from opentelemetry.trace import SpanKind, StatusCode
 
-boto3 = pytest.importorskip("boto3")
-
-from botocore.client import BaseClient  # noqa: E402
-from botocore.exceptions import ClientError, ResponseStreamingError  # noqa: E402
-from botocore.response import StreamingBody  # noqa: E402
-from botocore.stub import Stubber  # noqa: E402
-
-from fakes.bedrock_server import BedrockServer  # noqa: E402
-from llmlens.core.invocation import Invocation  # noqa: E402
-from llmlens.providers.bedrock.invoke_formats import (  # noqa: E402
+from fakes.bedrock_server import BedrockServer
+from llmlens.core.invocation import Invocation
+from llmlens.providers.bedrock.invoke_formats import (
     AnthropicFormat,
     LlamaFormat,
     NovaFormat,
     OtherFormat,
     format_for,
 )
-from llmlens.providers.bedrock.usage import converse_usage  # noqa: E402
+from llmlens.providers.bedrock.usage import converse_usage
 
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 NOVA = "amazon.nova-lite-v1:0"

@@ -20,11 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from opentelemetry.trace import StatusCode
-
-pytest.importorskip("boto3")
-
 from botocore.eventstream import EventStream
+from opentelemetry.trace import StatusCode
 
 from fakes.bedrock_server import BedrockServer
 

@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
+import llm_rosetta  # noqa: F401  (a dev dependency: missing, the module fails to import, never skips)
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llmlens.demo.fake_server import FakeProvider
-
-pytest.importorskip("llm_rosetta")
 
 HI = [{"role": "user", "content": "Hi"}]
 
