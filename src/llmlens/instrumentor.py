@@ -77,7 +77,13 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
             from llmlens.store.attach import attach_store
             from llmlens.store.retention import Retention
 
-            attach_store(kwargs.get("tracer_provider"), settings.db_path, Retention.from_settings(settings))
+            store = attach_store(
+                kwargs.get("tracer_provider"), settings.db_path, Retention.from_settings(settings)
+            )
+            if store is not None and settings.profiling:
+                from llmlens.profiling.switch import SWITCH
+
+                SWITCH.configure(store, settings)  # arms read from the store, profiles written to it
         # Other GenAI instrumentations of the same SDKs stand aside, or llmlens does (llmlens.peers).
         peers = PeerClaims(settings.peer_instrumentations)
         self._patches.append(peers)
@@ -113,8 +119,10 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
                 _log.warning("llmlens: could not instrument %s proxies", package, exc_info=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        from llmlens.profiling.switch import SWITCH
         from llmlens.store.attach import detach_stores
 
+        SWITCH.shutdown()
         detach_stores()
         for patch in self._patches:
             try:

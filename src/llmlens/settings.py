@@ -333,6 +333,27 @@ def _parse_health_ms(where: str, raw: object) -> float:
     return value
 
 
+def _parse_fraction(where: str, raw: object) -> float:
+    value = _real_number(raw)
+    if value is None or not 0 <= value <= 1:
+        raise _invalid(where, raw, "a fraction from 0 to 1 (0.01 = 1% of requests; 0 = off)")
+    return value
+
+
+def _parse_keep_ms(where: str, raw: object) -> float:
+    value = _real_number(raw)
+    if value is None or not 0 <= value <= MAX_DURATION_S * 1000:
+        raise _invalid(where, raw, "milliseconds >= 0 (0 = keep every sampled request)")
+    return value
+
+
+def _parse_interval_ms(where: str, raw: object) -> float:
+    value = _real_number(raw)
+    if value is None or not 0.05 <= value <= 1000:
+        raise _invalid(where, raw, "milliseconds from 0.05 to 1000")
+    return value
+
+
 def _parse_exporters(where: str, raw: object) -> tuple[str, ...]:
     """`otlp`, `console`, `none` or a comma-separated mix; `none` (or nothing) is the empty tuple."""
     accepted = f"{', '.join(EXPORTER_NAMES)} (comma-separated)"
@@ -649,6 +670,32 @@ class Settings(_Table):
         "LLMLENS_STORE_MAX_AGE_DAYS", _parse_age_days, 90.0, keyword="max_age_days", api="Retention",
         values=f"days from 0 to {MAX_DURATION_DAYS} (0 = no limit)",
         doc="Requests and rollups older than this are pruned.",
+    )  # fmt: skip
+
+    store_max_profiles: int = _setting(
+        "LLMLENS_STORE_MAX_PROFILES", _parse_cap, 200, keyword="max_profiles", api="Retention",
+        values="integer >= 0 (0 = no limit)",
+        doc="Profiles kept (see [profiling.md](profiling.md)); the oldest go first.",
+    )  # fmt: skip
+
+    # --- profiling (llmlens.profiling; docs/profiling.md) ---
+    profiling: bool = _setting(
+        "LLMLENS_PROFILING", _parse_bool, True, values="`true`, `false`",
+        doc="Watch the store for `llmlens profile arm` (a read of the store every 0.5 s in a background "
+        "thread) and allow sampling. Off: no profile is ever taken.",
+    )  # fmt: skip
+    profile_sample: float = _setting(
+        "LLMLENS_PROFILE_SAMPLE", _parse_fraction, 0.0, values="a fraction from 0 to 1",
+        doc="Profile this fraction of LLM requests all the time; keep only those slower than "
+        "`LLMLENS_PROFILE_KEEP_MS` or failed.",
+    )  # fmt: skip
+    profile_keep_ms: float = _setting(
+        "LLMLENS_PROFILE_KEEP_MS", _parse_keep_ms, 2000.0, values="milliseconds >= 0",
+        doc="A sampled profile is kept when its request took at least this long (or failed).",
+    )  # fmt: skip
+    profile_interval_ms: float = _setting(
+        "LLMLENS_PROFILE_INTERVAL_MS", _parse_interval_ms, 1.0, values="milliseconds from 0.05 to 1000",
+        doc="pyinstrument's sampling interval for every profile.",
     )  # fmt: skip
 
     # --- provider health (`llmlens health`; llmlens.store's HealthThresholds) ---

@@ -26,6 +26,7 @@ from llmlens.core.context import ACTIVE_INVOCATION_KEY, proxy_request
 from llmlens.core.histograms import FastHistogram
 from llmlens.core.invocation import USAGE_FIELDS, Invocation
 from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
+from llmlens.profiling.switch import SWITCH as _PROFILING
 from llmlens.settings import Settings
 
 if TYPE_CHECKING:
@@ -188,6 +189,8 @@ class Telemetry:
         inv.span = self.tracer.start_span(
             name, context=context, kind=kind, attributes=attributes, start_time=inv.start_ns
         )
+        if _PROFILING.on:  # an arm is live or sampling is on (llmlens.profiling); else one read
+            _PROFILING.begin(inv)
 
     def activate(self, inv: Invocation) -> None:
         """Make the span current so HTTP client spans made during the call become its children, and
@@ -425,7 +428,14 @@ def end_guarded(
     error: BaseException | None,
     end_perf: int | None,
 ) -> None:
-    """Run `end`; if it fails, telemetry must not break the caller: log it and end the span anyway."""
+    """Run `end`; if it fails, telemetry must not break the caller: log it and end the span anyway.
+
+    A profiled invocation's profile stops first (so it covers the whole operation) and is handed over
+    once the span has ended (so the store writes the request row before its profile)."""
+    capture = inv.profile
+    if capture is not None:
+        inv.profile = None
+        _PROFILING.stop(capture)
     try:
         end(inv, outcome, error, end_perf)
     except Exception:
@@ -433,6 +443,8 @@ def end_guarded(
         span = inv.span
         if span is not None and span.is_recording():
             span.end()
+    if capture is not None:
+        _PROFILING.hand_over(capture, inv)
 
 
 def close_span(

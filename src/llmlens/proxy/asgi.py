@@ -34,6 +34,7 @@ from llmlens.core.context import PROXY_REQUEST_KEY
 from llmlens.core.limits import cap_text
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
 from llmlens.core.streams import StreamState
+from llmlens.profiling.switch import SWITCH as _PROFILING
 from llmlens.proxy import identity
 from llmlens.proxy.config import ProxyConfig, active_telemetry, proxy_settings, standalone_telemetry
 from llmlens.proxy.exits import request_exits
@@ -172,11 +173,16 @@ class ProxyExchange:
 
     async def run(self, app: ASGIApp) -> None:
         start_ns, start_perf = time.time_ns(), _perf_ns()
+        # A profile covers the request from its first byte in (kept if an arm or the sampling picks
+        # it once its model is known: llmlens.profiling).
+        early = _PROFILING.early() if _PROFILING.on else None
         body = await self._read_ahead()
         try:
-            inv, context = self._start(body, start_ns, start_perf)
+            inv, context = self._start(body, start_ns, start_perf, early)
         except Exception:  # telemetry failed: the request goes on untraced
             _log.debug("llmlens: could not start a proxy span", exc_info=True)
+            if early is not None:
+                _PROFILING.stop(early)
             return await app(self.scope, self._receive, self.send)
         self.inv = inv
         exits = self.exits = request_exits(inv, self._on_end)
@@ -232,11 +238,14 @@ class ProxyExchange:
                 self.body_size = size
                 return b"".join(chunks) if len(chunks) != 1 else bytes(chunks[0])
 
-    def _start(self, body: bytes | None, start_ns: int, start_perf: int) -> tuple[ServerInvocation, Any]:
+    def _start(
+        self, body: bytes | None, start_ns: int, start_perf: int, early: Any = None
+    ) -> tuple[ServerInvocation, Any]:
         scope, fmt, server = self.scope, self.fmt, self.server
         headers = _headers(scope)
         path = scope["path"]
         inv = ServerInvocation(server, fmt.operation, fmt.provider_for(path), None)
+        inv.profile = early
         model, stream = None, False
         if body and body.lstrip()[:1] == b"{":
             try:

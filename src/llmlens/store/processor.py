@@ -25,7 +25,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from llmlens.store import rollups
+from llmlens.store import profiles, rollups
 from llmlens.store.paths import default_db_path
 from llmlens.store.retention import Retention, prune
 from llmlens.store.rows import (
@@ -64,6 +64,7 @@ class StoreStats:
 
     written_requests: int = 0
     written_spans: int = 0
+    written_profiles: int = 0
     dropped_queue_full: int = 0
     dropped_store_unavailable: int = 0
     # Request rows SQLite refused even after their values were made safe (the rest of the batch is kept).
@@ -100,7 +101,8 @@ class SQLiteSpanProcessor(SpanProcessor):
         _processors.add(self)
 
     def _init_runtime(self) -> None:
-        self._queue: deque[ReadableSpan] = deque()
+        # Spans, and the profiles of their requests behind them (PendingProfile: llmlens.profiling).
+        self._queue: deque[ReadableSpan | profiles.PendingProfile] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -142,6 +144,18 @@ class SQLiteSpanProcessor(SpanProcessor):
             self._start_thread()
         elif len(queue) == self.batch_size:
             self._wake.set()
+
+    def submit_profile(self, pending: profiles.PendingProfile) -> None:
+        """Queue a finished profile; the writer stores it after its request's span (queued before it)."""
+        queue = self._queue
+        if self._stopping or len(queue) >= self.max_queue_size:
+            pending.resolved(False)
+            return
+        queue.append(pending)
+        with self._count_lock:
+            self._enqueued += 1
+        if self._thread is None:
+            self._start_thread()
 
     def disable(self) -> None:
         """Record no span that starts from now on; spans already started are still written when they end."""
@@ -270,8 +284,44 @@ class SQLiteSpanProcessor(SpanProcessor):
             self._warned = True
             _log.warning("llmlens: local store unavailable, requests are not being recorded (%s)", reason)
 
-    def _write(self, batch: list[ReadableSpan]) -> None:
-        requests, spans = self._classify(batch)
+    def _write(self, batch: list[Any]) -> None:
+        requests, spans, pending_profiles = self._classify(batch)
+        try:
+            self._write_spans(requests, spans)
+        finally:
+            if pending_profiles:
+                self._write_profiles(pending_profiles)
+
+    def _write_profiles(self, pending: list[profiles.PendingProfile]) -> None:
+        """Encode (here, on the writer thread) and store the profiles; tell each whether it was stored."""
+        stored = [False] * len(pending)
+        try:
+            encoded = []
+            for item in pending:
+                try:
+                    encoded.append((item, profiles.encode(item, _OWN_CODE)))
+                except Exception:
+                    _log.debug("llmlens: a profile could not be encoded", exc_info=True)
+            conn = self._connection() if encoded else None
+            if conn is not None:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    written = profiles.write(conn, encoded, self.retention.max_profiles)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                by_item = {id(item): ok for (item, _), ok in zip(encoded, written, strict=True)}
+                stored = [by_item.get(id(item), False) for item in pending]
+                self.stats.written_profiles += sum(written)
+        except Exception:
+            _log.debug("llmlens: profiles not stored", exc_info=True)
+        for item, ok in zip(pending, stored, strict=True):
+            item.session = None  # (the session can be large: let it go now)
+            item.resolved(ok)
+
+    def _write_spans(self, requests: list[ReadableSpan], spans: list[ReadableSpan]) -> None:
         if not requests and not spans:
             return
         conn = self._connection()
@@ -367,13 +417,19 @@ class SQLiteSpanProcessor(SpanProcessor):
                 pass
             self._conn = None
 
-    def _classify(self, batch: list[ReadableSpan]) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
-        """Split into request spans and the spans of their traces; park the rest for a while."""
+    def _classify(
+        self, batch: list[Any]
+    ) -> tuple[list[ReadableSpan], list[ReadableSpan], list[profiles.PendingProfile]]:
+        """Split into request spans, the spans of their traces and profiles; park the rest for a while."""
         requests: list[ReadableSpan] = []
         spans: list[ReadableSpan] = []
+        found_profiles: list[profiles.PendingProfile] = []
         recent = self._recent_traces
         pending = self._pending
         for span in batch:
+            if type(span) is profiles.PendingProfile:
+                found_profiles.append(span)
+                continue
             trace_id = span.context.trace_id
             if is_request(span):
                 requests.append(span)
@@ -393,7 +449,7 @@ class SQLiteSpanProcessor(SpanProcessor):
         while self._pending_count > _PENDING_SPANS_MAX and pending:
             _, evicted = pending.popitem(last=False)
             self._pending_count -= len(evicted)
-        return requests, spans
+        return requests, spans, found_profiles
 
     def _maybe_prune(self) -> None:
         now = time.monotonic()
@@ -440,6 +496,8 @@ def _rows(build: Any, spans: list[ReadableSpan]) -> list[tuple[Any, ...]]:
 
 
 _SIDECARS = ("-wal", "-shm")
+# A profile's summary names the user's own frames: llmlens' are not theirs (profiles.summarize).
+_OWN_CODE = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,)
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -19,6 +19,7 @@ _ENV = {s.name: s.env for s in SETTINGS}
 ENV_MAX_SUCCESS = _ENV["store_max_success"]
 ENV_MAX_ERRORS = _ENV["store_max_errors"]
 ENV_MAX_AGE_DAYS = _ENV["store_max_age_days"]
+ENV_MAX_PROFILES = _ENV["store_max_profiles"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Retention:
     max_success: int = Settings.store_max_success
     max_errors: int = Settings.store_max_errors
     max_age_days: float = Settings.store_max_age_days
+    max_profiles: int = Settings.store_max_profiles
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **keywords: object) -> Retention:
@@ -46,6 +48,7 @@ class PruneResult:
     deleted_success: int = 0
     deleted_errors: int = 0
     deleted_by_age: int = 0
+    deleted_profiles: int = 0
 
     @property
     def total(self) -> int:
@@ -71,6 +74,23 @@ def _cap(conn: sqlite3.Connection, is_error: int, cap: int) -> int:
     return conn.execute("DELETE FROM requests WHERE is_error = ? AND id <= ?", (is_error, row[0])).rowcount
 
 
+def cap_profiles(conn: sqlite3.Connection, cap: int) -> int:
+    """Keep the newest `cap` profiles (0: all). Inside the caller's transaction."""
+    if cap <= 0:
+        return 0
+    low, high = conn.execute(
+        "SELECT (SELECT min(id) FROM profiles), (SELECT max(id) FROM profiles)"
+    ).fetchone()
+    if low is None or high - low < cap:
+        return 0
+    row = conn.execute(
+        "SELECT id FROM profiles WHERE id <= ? ORDER BY id DESC LIMIT 1 OFFSET ?", (high, cap)
+    ).fetchone()
+    if row is None:
+        return 0
+    return conn.execute("DELETE FROM profiles WHERE id <= ?", (row[0],)).rowcount
+
+
 def prune(conn: sqlite3.Connection, retention: Retention, now_ns: int | None = None) -> PruneResult:
     """Apply the caps and the age limit in one transaction."""
     result = PruneResult()
@@ -86,6 +106,7 @@ def prune(conn: sqlite3.Connection, retention: Retention, now_ns: int | None = N
             conn.execute("DELETE FROM rollup_day WHERE day < ?", (cutoff // 86_400_000_000_000,))
         result.deleted_success = _cap(conn, 0, retention.max_success)
         result.deleted_errors = _cap(conn, 1, retention.max_errors)
+        result.deleted_profiles = cap_profiles(conn, retention.max_profiles)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -239,6 +239,55 @@ MIGRATIONS: tuple[str, ...] = (
               AND m.is_error = rollup_day.is_error
             GROUP BY j.key));
     """,
+    # 3: profiling (llmlens.profiling). `profile_arms`: what `llmlens profile arm` asked for; running
+    # processes read the live arms every half second and claim a slot per profile they keep, in the
+    # transaction that stores it, so N profiles are kept in all however many processes profile.
+    # `profiles`: one pyinstrument session per profiled request (zlib-compressed JSON, re-rendered on
+    # demand), with a summary; linked to its request row by trace and span id (and requests.profile_id).
+    """
+    CREATE TABLE profile_arms (
+        id                  INTEGER PRIMARY KEY,
+        created_ns          INTEGER NOT NULL,
+        expires_ns          INTEGER NOT NULL,
+        requested           INTEGER NOT NULL,
+        remaining           INTEGER NOT NULL,
+        provider            TEXT,
+        model               TEXT,
+        operation           TEXT,
+        route               TEXT,
+        min_duration_ms     REAL,
+        disarmed_ns         INTEGER,
+        skipped_busy        INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE profiles (
+        id                  INTEGER PRIMARY KEY,
+        trace_id            TEXT NOT NULL,
+        span_id             TEXT NOT NULL,
+        arm_id              INTEGER,
+        reason              TEXT NOT NULL,
+        start_ns            INTEGER NOT NULL,
+        duration_ms         REAL NOT NULL,
+        provider            TEXT,
+        model               TEXT,
+        operation           TEXT,
+        route               TEXT,
+        is_error            INTEGER NOT NULL DEFAULT 0,
+        pid                 INTEGER,
+        sample_count        INTEGER NOT NULL DEFAULT 0,
+        summary             TEXT NOT NULL DEFAULT '{}',
+        encoding            TEXT NOT NULL,
+        session             BLOB NOT NULL,
+        UNIQUE (trace_id, span_id)
+    );
+
+    -- A request row whose profile went (the profile cap) no longer points to it.
+    CREATE TRIGGER profiles_unlink AFTER DELETE ON profiles
+    BEGIN
+        UPDATE requests SET profile_id = NULL
+        WHERE trace_id = old.trace_id AND span_id = old.span_id AND profile_id = CAST(old.id AS TEXT);
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
