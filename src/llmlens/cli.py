@@ -4,6 +4,7 @@ llmlens demo              fake provider + instrumented openai calls + a table of
 llmlens config            show the effective settings (and fail on a bad environment variable)
 llmlens version
 llmlens log|show|stats|health|prune|export|db info    the local store (llmlens.store.cli)
+llmlens profile arm|disarm|status|list|show          profiles of real requests (llmlens.profiling.cli)
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--json", action="store_true", help="one JSON object per setting, in a list")
     commands.add_parser("version", help="print the llmlens version")
     store_cli.register(commands, parser)
+    from llmlens.profiling import cli as profiling_cli
+
+    profiling_cli.register(commands)
     return parser
 
 
@@ -69,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command in store_cli.COMMANDS:
         return store_cli.run(args)
+    if args.command == "profile":
+        from llmlens.profiling import cli as profiling_cli
+
+        return profiling_cli.run(args)
     if args.command == "version":
         from llmlens import __version__
 

@@ -321,6 +321,7 @@ def run_demo(out: TextIO = sys.stdout, capture_content: bool = False, db_path: s
             db_path=db_path,
         )
         pricing.ready(timeout=10)
+        arm_id = _arm_profile(out, db_path)
         try:
             print(f"fake OpenAI-compatible provider on {server.base_url}", file=out)
             client = openai.OpenAI(api_key="sk-demo-not-a-real-key", base_url=server.base_url, max_retries=0)
@@ -360,7 +361,48 @@ def run_demo(out: TextIO = sys.stdout, capture_content: bool = False, db_path: s
     print(metrics_table(reader.get_metrics_data()), file=out)
     print(f"\n{len(finished)} spans recorded for {len(steps)} calls.", file=out)
     code = _print_store(out, db_path, started)
+    _print_profile(out, db_path, arm_id)
     return code if len(finished) == len(steps) else 1
+
+
+# The demo profiles its first call this slow (the streamed chat, 12 chunks 10 ms apart): faster calls are
+# profiled too but not kept, as `llmlens profile arm --min-duration` does.
+PROFILE_MIN_MS = 80.0
+
+
+def _arm_profile(out: TextIO, db: str) -> int | None:
+    """Arm one profile, as `llmlens profile arm --next 1 --model gpt-4o-mini --min-duration 80` would."""
+    from llmlens import profiling
+
+    try:
+        arm_id = profiling.arm(1, model="gpt-4o-mini", min_duration_ms=PROFILE_MIN_MS, expires=300, db=db)
+    except Exception as error:  # the store cannot be written: the demo goes on without a profile
+        print(f"(no profile: {error})", file=out)
+        return None
+    print(f"armed a profile: the next gpt-4o-mini call of at least {PROFILE_MIN_MS:g} ms", file=out)
+    return arm_id
+
+
+def _print_profile(out: TextIO, db_path: str, arm_id: int | None) -> None:
+    """The summary of the profile the demo armed, and the commands that open it."""
+    from llmlens.profiling.render import open_hint, summary_lines
+    from llmlens.store.profiles import profile_of_arm
+    from llmlens.store.schema import open_store
+
+    if arm_id is None:
+        return
+    conn = open_store(db_path, create=False)
+    try:
+        profile = profile_of_arm(conn, arm_id)
+    finally:
+        conn.close()
+    if profile is None:
+        print(f"\nno gpt-4o-mini call took {PROFILE_MIN_MS:g} ms or more: no profile kept", file=out)
+        return
+    print(f"\nprofile of request {profile['request_id']} ({profile['model']}):", file=out)
+    for line in summary_lines(profile):
+        print(f"  {line}", file=out)
+    print(f"open it: {open_hint(profile['id'], db_path)}", file=out)
 
 
 def _print_store(out: TextIO, db_path: str, started: datetime) -> int:

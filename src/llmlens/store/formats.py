@@ -25,6 +25,7 @@ __all__ = [
     "model_text",
     "log_table",
     "pct",
+    "phase_lines",
     "status_text",
     "table",
     "tree_lines",
@@ -111,7 +112,7 @@ def model_text(row: dict[str, Any]) -> str:
 
 
 LOG_HEADERS = ["id", "time", "provider", "model", "operation", "stream", "status", "duration", "ttfc",
-               "in", "out", "cost", "key"]  # fmt: skip
+               "in", "out", "cost", "key", "profile"]  # fmt: skip
 LOG_RIGHT = (0, 7, 8, 9, 10, 11)
 
 
@@ -130,6 +131,7 @@ def log_cells(row: dict[str, Any]) -> list[str]:
         count(row.get("output_tokens")),
         cost(row.get("cost_usd")),
         row.get("api_key_label") or "",
+        str(row.get("profile_id") or ""),  # `llmlens profile show ID` opens it
     ]
 
 
@@ -140,7 +142,7 @@ def log_table(rows: Sequence[dict[str, Any]]) -> str:
 class LogLines:
     """Fixed-width request-log lines, for `--follow` (rows arrive after the header is printed)."""
 
-    MIN = (6, 19, 10, 24, 9, 6, 10, 9, 7, 6, 6, 8, 8)
+    MIN = (6, 19, 10, 24, 9, 6, 10, 9, 7, 6, 6, 8, 8, 7)
 
     def __init__(self, first_rows: Sequence[dict[str, Any]] = ()) -> None:
         widths = [max(len(h), m) for h, m in zip(LOG_HEADERS, self.MIN, strict=True)]
@@ -195,6 +197,14 @@ def tree_lines(detail: Any) -> list[str]:
             ]
         )
     return table(["span", "kind", "start", "duration", "status"], rows, right=(2, 3)).splitlines()
+
+
+def phase_lines(phases: Sequence[Any]) -> list[str]:
+    """The phase timings of a proxied request (store/phases.py `Phase`s), one line each."""
+    if not phases:
+        return []
+    rows = [[phase.name, duration(phase.ms), phase.how] for phase in phases]
+    return table(["phase", "time", "how measured"], rows, right=(1,)).splitlines()
 
 
 # --- export ----------------------------------------------------------------------------------------

@@ -120,10 +120,14 @@ def summarize(session: Any, app_excludes: Sequence[str] = ()) -> dict[str, Any]:
     says where the request spent its time from the user's point of view, library time included."""
     prefixes = tuple(session.sys_prefixes) + tuple(app_excludes)
     by_frame: dict[str, float] = {}
+    by_package: dict[str, float] = {}
     cache: dict[str, bool] = {}
+    packages: dict[str, str] = {}
     total = 0.0
     for stack, seconds in session.frame_records:
         total += seconds
+        package = _leaf_package(stack, session, packages)
+        by_package[package] = by_package.get(package, 0.0) + seconds
         for info in reversed(stack):
             identifier = info.split("\x01", 1)[0]
             own = cache.get(identifier)
@@ -146,7 +150,39 @@ def summarize(session: Any, app_excludes: Sequence[str] = ()) -> dict[str, Any]:
         "sample_count": session.sample_count,
         "interval_ms": round(session.min_interval * 1000, 3),
         "top_frames": frames,
+        "by_package": [
+            {
+                "package": name,
+                "ms": round(seconds * 1000, 3),
+                "share": round(seconds / total, 4) if total else 0.0,
+            }
+            for name, seconds in sorted(by_package.items(), key=lambda item: item[1], reverse=True)[
+                :_TOP_FRAMES
+            ]
+        ],
     }
+
+
+def _leaf_package(stack: Sequence[str], session: Any, cache: dict[str, str]) -> str:
+    """The package (or module) whose code a sample was in: its innermost frame with a Python file, so a
+    built-in call (a socket read) counts for the library that made it; `<await>` for awaiting."""
+    for info in reversed(stack):
+        identifier = info.split("\x01", 1)[0]
+        parts = identifier.split("\x00")
+        if len(parts) < 2 or not parts[1]:
+            if parts[0] in ("[await]", "<await>"):
+                return "(awaiting)"
+            continue
+        path = parts[1]
+        if path.startswith("<"):
+            continue
+        name = cache.get(path)
+        if name is None:
+            short = session.shorten_path(path).replace("\\", "/")
+            first = short.split("/", 1)[0]
+            name = cache[path] = first.removesuffix(".py") or short
+        return name
+    return "(other)"
 
 
 def _is_own_code(identifier: str, excluded_prefixes: tuple[str, ...]) -> bool:
@@ -194,6 +230,17 @@ def get_profile(conn: sqlite3.Connection, profile_id: int) -> dict[str, Any] | N
     profile = _listed(row[:-2])
     profile["encoding"], profile["session"] = row[-2], row[-1]
     return profile
+
+
+def profile_of_arm(conn: sqlite3.Connection, arm_id: int) -> dict[str, Any] | None:
+    """The first profile stored for an arm, or None."""
+    row = conn.execute(
+        f"SELECT {', '.join('p.' + c for c in LIST_COLUMNS)}, r.id FROM profiles AS p"
+        " LEFT JOIN requests AS r ON r.trace_id = p.trace_id AND r.span_id = p.span_id"
+        " WHERE p.arm_id = ? ORDER BY p.id LIMIT 1",
+        (arm_id,),
+    ).fetchone()
+    return None if row is None else _listed(row)
 
 
 def profile_for_request(conn: sqlite3.Connection, trace_id: str, span_id: str) -> dict[str, Any] | None:
