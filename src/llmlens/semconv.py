@@ -164,6 +164,8 @@ USER_AGENT = "user_agent.original"
 HTTP_REQUEST_BODY_SIZE = "http.request.body.size"
 HTTP_RESPONSE_BODY_SIZE = "http.response.body.size"
 LLMLENS_REQUEST_ID = "llmlens.proxy.request_id"  # x-request-id, honoured or made, and returned
+# Seconds from the request's arrival until the proxy had read and decoded it (its span then starts).
+LLMLENS_PARSE_DURATION = "llmlens.proxy.parse_duration"
 # What the proxy sent upstream, when it differs from what the client asked for (translating proxies).
 LLMLENS_UPSTREAM_PROVIDER = "llmlens.proxy.upstream.provider"
 LLMLENS_UPSTREAM_MODEL = "llmlens.proxy.upstream.model"

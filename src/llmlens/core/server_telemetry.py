@@ -21,6 +21,7 @@ SDK's CLIENT span. What is its own:
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from llmlens.core.telemetry import (
 from llmlens.observed import ObservedTotals
 
 _SERVER = SpanKind.SERVER
+_perf_ns = time.perf_counter_ns
 _MAX_UPSTREAMS = 64  # SDK calls remembered per request (a long tool loop keeps the first ones)
 _OF_LOCK = threading.Lock()
 
@@ -163,7 +165,8 @@ class ServerTelemetry:
         """Start the SERVER span (`context`: the parent, e.g. from the request's traceparent).
 
         `inv` may be a ServerInvocation already filled from the request body (its request attributes,
-        content); its identity fields are set here.
+        content); its identity fields are set here. If its `start_ns`/`start_perf` hold the request's
+        arrival, the time since (reading and decoding the request) is `llmlens.proxy.parse_duration`.
         """
         if inv is None:
             inv = ServerInvocation(self, operation, provider, request_model, stream=stream)
@@ -175,6 +178,8 @@ class ServerTelemetry:
         if source_format:
             inv.source_format = source_format
             inv.request_attributes[semconv.LLMLENS_SOURCE_FORMAT] = source_format
+        if inv.start_perf:  # the proxy gave the arrival time and has read and decoded the request since
+            inv.request_attributes[semconv.LLMLENS_PARSE_DURATION] = (_perf_ns() - inv.start_perf) / 1e9
         self.client.start(inv, _SERVER, context)  # (caps the names: core/limits.py)
         active: dict[str, Any] = {semconv.OPERATION_NAME: inv.operation, semconv.PROVIDER_NAME: inv.provider}
         if stream:

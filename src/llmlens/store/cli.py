@@ -434,6 +434,10 @@ def _show(args: argparse.Namespace, path: str) -> int:
     width = max(len(label) for label, _ in lines)
     for label, value in lines:
         print(f"{label:<{width}}  {value}")
+    if detail.phases is not None:  # a proxied request: where its time went (store/phases.py)
+        print("\nphases" if detail.phases else "\nphases: none that the recorded spans can time")
+        for line in formats.phase_lines(detail.phases):
+            print(line)
     print(f"\nspan tree ({detail.span_count} spans recorded for this trace)")
     for line in formats.tree_lines(detail):
         print(line)

@@ -33,6 +33,7 @@ of its concern, all of which share `query_common` (times, checks, request rows, 
 - `request_log`: `Filters`, `Page`, `request_log`, `new_requests`, `latest_id`, `iter_requests`,
   `explain`, `recent_errors`;
 - `request_detail`: `get_request` and its `RequestDetail` / `SpanNode` tree;
+- `phases`: `phase_timings`, the `Phase`s of a proxied request, which `RequestDetail.phases` holds;
 - `rollup_reads`: the `Window` and `Totals` every rollup statistic is built from;
 - `aggregates`: `totals`, `breakdown`, `running_totals`, `time_series`;
 - `percentiles`: `percentiles`, `exact_percentile`;
@@ -68,6 +69,7 @@ from llmlens.store.health import (
 )
 from llmlens.store.inputs import QueryError
 from llmlens.store.percentiles import PercentileResult, PercentileValues, exact_percentile, percentiles
+from llmlens.store.phases import Phase, phase_timings
 from llmlens.store.query_common import EXACT_MAX_ROWS, HOUR_NS, MINUTE_NS, NS, iso, row_dict
 from llmlens.store.request_detail import RequestDetail, SpanNode, get_request
 from llmlens.store.request_log import (
@@ -110,6 +112,8 @@ __all__ = [
     "RequestDetail",
     "SpanNode",
     "get_request",
+    "Phase",
+    "phase_timings",
     # aggregates
     "Window",
     "Totals",

@@ -1,4 +1,5 @@
-"""One request: its row, found by id, trace/span, trace or span id, and the span tree of its trace."""
+"""One request: its row, found by id, trace/span, trace or span id, the span tree of its trace and, for
+a proxied request, its phase timings (store/phases.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmlens.store import inputs
+from llmlens.store.phases import Phase, phase_timings
 from llmlens.store.query_common import fields_dict, iso, request_rows
 
 
@@ -45,12 +47,14 @@ class SpanNode:
 
 @dataclass
 class RequestDetail:
-    """One request row (every column, attributes parsed) and the span tree of its trace."""
+    """One request row (every column, attributes parsed), the span tree of its trace and, for a proxied
+    request, its phase timings (None for any other request)."""
 
     request: dict[str, Any]
     trace_id: str
     tree: list[SpanNode]  # the roots, oldest first; the request span sits under its recorded parent
     span_count: int
+    phases: list[Phase] | None = None
 
     def spans(self) -> Iterator[tuple[int, SpanNode]]:
         for root in self.tree:
@@ -117,4 +121,4 @@ def get_request(conn: sqlite3.Connection, ref: int | str) -> RequestDetail | Non
     for node in nodes.values():
         node.children.sort(key=lambda n: (n.start_ns, n.span_id))
     roots.sort(key=lambda n: (n.start_ns, n.span_id))
-    return RequestDetail(request, trace_id, roots, len(nodes))
+    return RequestDetail(request, trace_id, roots, len(nodes), phase_timings(request, roots))
