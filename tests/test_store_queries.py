@@ -644,7 +644,12 @@ def test_storage_stats(conn: Any, store: tuple[str, list[Spec]], monkeypatch: py
     assert stats.oldest_rollup_ns == min(s.start_ns for s in specs) // MIN * MIN
     assert stats.rollup_rows == conn.execute("SELECT count(*) FROM rollup_minute").fetchone()[0]
     assert stats.page_count > 0 and stats.page_size > 0 and stats.journal_mode == "wal"
-    assert stats.retention == {"max_success": 123, "max_errors": 10_000, "max_age_days": 90.0}
+    assert stats.retention == {
+        "max_success": 123,
+        "max_errors": 10_000,
+        "max_age_days": 90.0,
+        "max_profiles": 200,
+    }
     monkeypatch.setenv("LLMLENS_STORE_MAX_ERRORS", "many")
     assert "LLMLENS_STORE_MAX_ERRORS='many'" in queries.storage_stats(conn).retention["error"]
 

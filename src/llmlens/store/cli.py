@@ -438,6 +438,13 @@ def _show(args: argparse.Namespace, path: str) -> int:
         print("\nphases" if detail.phases else "\nphases: none that the recorded spans can time")
         for line in formats.phase_lines(detail.phases):
             print(line)
+    if detail.profile is not None:  # llmlens.profiling: the summary, and how to open it
+        from llmlens.profiling.render import open_hint, summary_lines
+
+        print("\nprofile")
+        for line in summary_lines(detail.profile):
+            print(f"  {line}")
+        print(f"  open it: {open_hint(detail.profile['id'], getattr(args, 'db', None))}")
     print(f"\nspan tree ({detail.span_count} spans recorded for this trace)")
     for line in formats.tree_lines(detail):
         print(line)
@@ -683,6 +690,7 @@ def _db(args: argparse.Namespace, path: str) -> int:
         ("time span", f"{local(s.oldest_request_ns)} to {local(s.newest_request_ns)}"
                       if s.requests else "empty"),
         ("spans", f"{formats.count(s.spans)} other spans of the recorded traces"),
+        ("profiles", f"{formats.count(s.profiles)} (llmlens profile list)"),
         ("rollups", f"{formats.count(s.rollup_rows)} per-minute and {formats.count(s.rollup_hour_rows)} "
                     "per-hour rows"
                     + (f", since {formats.local_time(s.oldest_rollup_ns)}" if s.oldest_rollup_ns else "")),

@@ -11,6 +11,7 @@ from typing import Any
 
 from llmlens.store import inputs
 from llmlens.store.phases import Phase, phase_timings
+from llmlens.store.profiles import profile_for_request
 from llmlens.store.query_common import fields_dict, iso, request_rows
 
 
@@ -55,6 +56,8 @@ class RequestDetail:
     tree: list[SpanNode]  # the roots, oldest first; the request span sits under its recorded parent
     span_count: int
     phases: list[Phase] | None = None
+    # Its profile's listing and summary (store/profiles.py), without the session; None if not profiled.
+    profile: dict[str, Any] | None = None
 
     def spans(self) -> Iterator[tuple[int, SpanNode]]:
         for root in self.tree:
@@ -121,4 +124,7 @@ def get_request(conn: sqlite3.Connection, ref: int | str) -> RequestDetail | Non
     for node in nodes.values():
         node.children.sort(key=lambda n: (n.start_ns, n.span_id))
     roots.sort(key=lambda n: (n.start_ns, n.span_id))
-    return RequestDetail(request, trace_id, roots, len(nodes), phase_timings(request, roots))
+    profile = None
+    if request.get("profile_id"):
+        profile = profile_for_request(conn, trace_id, request["span_id"])
+    return RequestDetail(request, trace_id, roots, len(nodes), phase_timings(request, roots), profile)

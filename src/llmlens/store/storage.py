@@ -37,6 +37,7 @@ class StorageStats:
     spans: int
     rollup_rows: int
     rollup_hour_rows: int
+    profiles: int
     oldest_request_ns: int | None
     newest_request_ns: int | None
     oldest_rollup_ns: int | None
@@ -98,6 +99,7 @@ def storage_stats(conn: sqlite3.Connection, path: str | None = None) -> StorageS
         spans=int(one("SELECT count(*) FROM spans")),
         rollup_rows=int(one("SELECT count(*) FROM rollup_minute")),
         rollup_hour_rows=int(one("SELECT count(*) FROM rollup_hour")) if has_hours else 0,
+        profiles=int(one("SELECT count(*) FROM profiles")) if _has_table(conn, "profiles") else 0,
         oldest_request_ns=one("SELECT min(start_ns) FROM requests"),
         newest_request_ns=one("SELECT max(start_ns) FROM requests"),
         oldest_rollup_ns=None if oldest_minute is None else oldest_minute * MINUTE_NS,
@@ -108,6 +110,14 @@ def storage_stats(conn: sqlite3.Connection, path: str | None = None) -> StorageS
 
 
 # --- schema checks -------------------------------------------------------------------------------------
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        is not None
+    )
+
 
 # The `(column, id)` indexes of schema migration 2, one per equality filter of the request log.
 QUERY_INDEXES = (
