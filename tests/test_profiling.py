@@ -571,3 +571,29 @@ def test_cli_errors_are_one_line(db: Path, tmp_path: Path) -> None:
     assert run_llmlens("profile", "disarm", db=db).stdout.strip() == "disarmed 1 arm"
     assert "nothing armed" in run_llmlens("profile", "status", db=db).stdout
     assert run_llmlens("profile", "show", "7", db=db).stderr.startswith("llmlens: no profile 7")
+
+
+def _handler_work() -> None:
+    total = 0
+    for number in range(200_000):
+        total += number % 3
+
+
+def test_a_request_recorded_with_llm_request_is_profiled_whole(profiled: Any, db: Path, client: Any) -> None:
+    import llmlens
+    from llmlens import profiling
+
+    instrumentor = profiled()
+    profiling.arm(1, db=str(db))
+    body = {"model": "gpt-4o-mini", "messages": HI}
+    with llmlens.llm_request(source_format="openai", body=json.dumps(body)) as request:
+        _handler_work()  # the server's own work before and after its upstream call is in the profile
+        completion = client.chat.completions.create(**body)
+        _handler_work()
+        request.set_response(completion.model_dump_json().encode())
+    flush(instrumentor)
+    ((request_id, _, profile_id, same),) = linked_profiles(db)
+    assert same
+    assert read(db, "SELECT span_kind FROM requests WHERE id = ?", request_id) == [("server",)]
+    assert seconds_in(session_of(db, profile_id), "_handler_work") > 0
+    assert read(db, "SELECT count(*) FROM profiles") == [(1,)]
