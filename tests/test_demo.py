@@ -87,3 +87,19 @@ def test_demo_records_into_the_store_and_prints_stats_and_log(tmp_path: Path) ->
     # the rate-limited call and the broken stream (and Anthropic's error event)
     assert rows[1] == (3 if CLAUDE else 2)
     assert rows[2] > 0  # the fake server stands in for OpenAI: its calls are priced
+    # One profile armed, kept for a gpt-4o-mini call of at least PROFILE_MIN_MS, linked to its row, and
+    # the demo prints its summary and the command that opens it.
+    from llmlens.demo.workload import PROFILE_MIN_MS
+
+    assert "armed a profile: the next gpt-4o-mini call" in out
+    with sqlite3.connect(db) as conn:
+        profiles = conn.execute(
+            "SELECT p.id, p.duration_ms, r.request_model FROM profiles p JOIN requests r"
+            " ON CAST(p.id AS TEXT) = r.profile_id"
+        ).fetchall()
+    ((profile_id, duration_ms, model),) = profiles
+    assert model == "gpt-4o-mini" and duration_ms >= PROFILE_MIN_MS
+    assert f"armed profile {profile_id}: " in out
+    assert f"open it: llmlens profile show {profile_id} --db {db}" in out
+    shown = _run("profile", "show", str(profile_id), "--db", str(db))
+    assert shown.returncode == 0 and "Samples:" in shown.stdout
