@@ -217,11 +217,7 @@ def _list(args: argparse.Namespace, path: str) -> int:
     from llmlens.store import formats
     from llmlens.store.profiles import list_profiles
 
-    conn = store_cli._open(path)
-    try:
-        found = list_profiles(conn, args.limit)
-    finally:
-        conn.close()
+    found = _read(path, list_profiles, args.limit)
     if args.json:
         store_cli._print_json(found)
         return 0
@@ -260,11 +256,7 @@ def _show(args: argparse.Namespace, path: str) -> int:
     from llmlens.profiling.render import render
     from llmlens.store.profiles import get_profile
 
-    conn = store_cli._open(path)
-    try:
-        profile = get_profile(conn, args.id)
-    finally:
-        conn.close()
+    profile = _read(path, get_profile, args.id)
     if profile is None:
         raise store_cli._Fail(f"no profile {args.id} in {path} (see llmlens profile list)")
     color = args.format == "text" and not args.output and sys.stdout.isatty()
@@ -276,3 +268,12 @@ def _show(args: argparse.Namespace, path: str) -> int:
         return 0
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
+
+
+def _read(path: str, query: Any, *args: Any) -> Any:
+    """`query(conn, *args)` on the store at `path`, read only."""
+    conn = store_cli._open(path)
+    try:
+        return query(conn, *args)
+    finally:
+        conn.close()

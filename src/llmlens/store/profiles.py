@@ -209,22 +209,12 @@ LIST_COLUMNS = (
 
 def list_profiles(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
     """The newest profiles first, without their sessions; with the request id when its row is there."""
-    cursor = conn.execute(
-        f"SELECT {', '.join('p.' + c for c in LIST_COLUMNS)}, r.id FROM profiles AS p"
-        " LEFT JOIN requests AS r ON r.trace_id = p.trace_id AND r.span_id = p.span_id"
-        " ORDER BY p.id DESC LIMIT ?",
-        (limit,),
-    )
-    return [_listed(row) for row in cursor]
+    return [_listed(row) for row in _select(conn, "ORDER BY p.id DESC LIMIT ?", (limit,))]
 
 
 def get_profile(conn: sqlite3.Connection, profile_id: int) -> dict[str, Any] | None:
     """One profile's listing and its encoded session (`encoding`, `session`), or None."""
-    row = conn.execute(
-        f"SELECT {', '.join('p.' + c for c in LIST_COLUMNS)}, r.id, p.encoding, p.session FROM profiles AS p"
-        " LEFT JOIN requests AS r ON r.trace_id = p.trace_id AND r.span_id = p.span_id WHERE p.id = ?",
-        (profile_id,),
-    ).fetchone()
+    row = _select(conn, "WHERE p.id = ?", (profile_id,), ", p.encoding, p.session").fetchone()
     if row is None:
         return None
     profile = _listed(row[:-2])
@@ -234,23 +224,22 @@ def get_profile(conn: sqlite3.Connection, profile_id: int) -> dict[str, Any] | N
 
 def profile_of_arm(conn: sqlite3.Connection, arm_id: int) -> dict[str, Any] | None:
     """The first profile stored for an arm, or None."""
-    row = conn.execute(
-        f"SELECT {', '.join('p.' + c for c in LIST_COLUMNS)}, r.id FROM profiles AS p"
-        " LEFT JOIN requests AS r ON r.trace_id = p.trace_id AND r.span_id = p.span_id"
-        " WHERE p.arm_id = ? ORDER BY p.id LIMIT 1",
-        (arm_id,),
-    ).fetchone()
+    row = _select(conn, "WHERE p.arm_id = ? ORDER BY p.id LIMIT 1", (arm_id,)).fetchone()
     return None if row is None else _listed(row)
 
 
 def profile_for_request(conn: sqlite3.Connection, trace_id: str, span_id: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        f"SELECT {', '.join('p.' + c for c in LIST_COLUMNS)}, r.id FROM profiles AS p"
-        " LEFT JOIN requests AS r ON r.trace_id = p.trace_id AND r.span_id = p.span_id"
-        " WHERE p.trace_id = ? AND p.span_id = ?",
-        (trace_id, span_id),
-    ).fetchone()
+    row = _select(conn, "WHERE p.trace_id = ? AND p.span_id = ?", (trace_id, span_id)).fetchone()
     return None if row is None else _listed(row)
+
+
+def _select(conn: sqlite3.Connection, rest: str, args: tuple[Any, ...], extra: str = "") -> sqlite3.Cursor:
+    """Profiles (LIST_COLUMNS, their request's id, then `extra`) with `rest` (WHERE/ORDER/LIMIT)."""
+    return conn.execute(
+        f"SELECT {', '.join('p.' + c for c in LIST_COLUMNS)}, r.id{extra} FROM profiles AS p"
+        f" LEFT JOIN requests AS r ON r.trace_id = p.trace_id AND r.span_id = p.span_id {rest}",
+        args,
+    )
 
 
 def _listed(row: Sequence[Any]) -> dict[str, Any]:
