@@ -12,21 +12,30 @@ import logging
 import os
 import sqlite3
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from llmlens.profiling import arms as arm_rows
 from llmlens.profiling.arms import LiveArm
-
-if TYPE_CHECKING:
-    from llmlens.profiling.switch import ProfilingSwitch
 
 _log = logging.getLogger("llmlens")
 POLL_S = 0.5
 COUNTER_KEY = "profiling.{}"  # meta keys of the counters
 
 
+class Watched(Protocol):
+    """What the watcher reads for and writes to: the profiling switch (llmlens.profiling.switch)."""
+
+    path: str | None
+    arms: tuple[LiveArm, ...]
+    lock: threading.Lock
+
+    def set_arms(self, arms: tuple[LiveArm, ...]) -> None: ...
+
+    def take_counters(self) -> dict[str, int]: ...
+
+
 class ArmWatcher:
-    def __init__(self, switch: ProfilingSwitch, poll_s: float = POLL_S) -> None:
+    def __init__(self, switch: Watched, poll_s: float = POLL_S) -> None:
         self.switch = switch
         self.path = switch.path or ""
         self.poll_s = poll_s

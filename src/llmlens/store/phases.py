@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from llmlens import semconv
 
 if TYPE_CHECKING:
-    from llmlens.store.request_detail import SpanNode
+    from llmlens.store.span_tree import SpanNode
 
 CONVERT = "convert"  # a span named `convert` or `convert.*` times a format conversion
 _HTTP_METHOD_KEYS = ("http.request.method", "http.method")  # current and older HTTP conventions
