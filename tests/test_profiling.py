@@ -25,8 +25,8 @@ import httpx
 import openai
 import pytest
 
+from llmlens.core.profiling import SWITCH
 from llmlens.demo.fake_server import FakeProvider
-from llmlens.profiling.switch import SWITCH
 from llmlens.store import profiles as stored_profiles
 from speedscope_schema import validate_speedscope
 

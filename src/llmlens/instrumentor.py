@@ -81,9 +81,10 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
                 kwargs.get("tracer_provider"), settings.db_path, Retention.from_settings(settings)
             )
             if store is not None and settings.profiling:
-                from llmlens.profiling.switch import SWITCH
+                from llmlens.core.profiling import SWITCH
+                from llmlens.profiling.watcher import ArmWatcher
 
-                SWITCH.configure(store, settings)  # arms read from the store, profiles written to it
+                SWITCH.configure(store, settings, ArmWatcher)  # arms read from the store, profiles into it
         # Other GenAI instrumentations of the same SDKs stand aside, or llmlens does (llmlens.peers).
         peers = PeerClaims(settings.peer_instrumentations)
         self._patches.append(peers)
@@ -119,7 +120,7 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
                 _log.warning("llmlens: could not instrument %s proxies", package, exc_info=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        from llmlens.profiling.switch import SWITCH
+        from llmlens.core.profiling import SWITCH
         from llmlens.store.attach import detach_stores
 
         SWITCH.shutdown()

@@ -97,7 +97,7 @@ class Invocation:
     error: BaseException | None = field(default=None, init=False)
     span: Span | None = field(default=None, init=False, repr=False)
     context_token: object | None = field(default=None, init=False, repr=False)
-    # The running profile of this operation (llmlens.profiling.capture.Capture), when it is profiled.
+    # The running profile of this operation (llmlens.core.profile_capture.Capture), when it is profiled.
     profile: Any = field(default=None, init=False, repr=False)
     ended: bool = field(default=False, init=False)
     start_ns: int = field(default=0, init=False)

@@ -26,7 +26,7 @@ from llmlens.core.context import ACTIVE_INVOCATION_KEY, proxy_request
 from llmlens.core.histograms import FastHistogram
 from llmlens.core.invocation import USAGE_FIELDS, Invocation
 from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
-from llmlens.profiling.switch import SWITCH as _PROFILING
+from llmlens.core.profiling import SWITCH as _PROFILING
 from llmlens.settings import Settings
 
 if TYPE_CHECKING:

@@ -385,7 +385,7 @@ def _arm_profile(out: TextIO, db: str) -> int | None:
 
 def _print_profile(out: TextIO, db_path: str, arm_id: int | None) -> None:
     """The summary of the profile the demo armed, and the commands that open it."""
-    from llmlens.profiling.render import open_hint, summary_lines
+    from llmlens.store.formats import profile_open_hint, profile_summary_lines
     from llmlens.store.profiles import profile_of_arm
     from llmlens.store.schema import open_store
 
@@ -400,9 +400,9 @@ def _print_profile(out: TextIO, db_path: str, arm_id: int | None) -> None:
         print(f"\nno gpt-4o-mini call took {PROFILE_MIN_MS:g} ms or more: no profile kept", file=out)
         return
     print(f"\nprofile of request {profile['request_id']} ({profile['model']}):", file=out)
-    for line in summary_lines(profile):
+    for line in profile_summary_lines(profile):
         print(f"  {line}", file=out)
-    print(f"open it: {open_hint(profile['id'], db_path)}", file=out)
+    print(f"open it: {profile_open_hint(profile['id'], db_path)}", file=out)
 
 
 def _print_store(out: TextIO, db_path: str, started: datetime) -> int:

@@ -61,8 +61,8 @@ def disarm(db: str | None = None) -> int:
 def status(db: str | None = None) -> dict[str, Any]:
     """The arms (live ones first, then the last few others), the profiles stored, and the counts of
     requests the running processes skipped or did not keep (see docs/profiling.md)."""
+    from llmlens.core.profiling import COUNTERS
     from llmlens.profiling import arms
-    from llmlens.profiling.switch import COUNTERS
     from llmlens.profiling.watcher import COUNTER_KEY
 
     conn = _open(db, create=False)
@@ -106,7 +106,7 @@ def _poll_here(db: str | None) -> None:
     """This process watches the same store: read the arms now rather than within half a second."""
     import os
 
-    from llmlens.profiling.switch import SWITCH
+    from llmlens.core.profiling import SWITCH
     from llmlens.store.paths import default_db_path
 
     watcher = SWITCH.watcher

@@ -23,7 +23,7 @@ COUNTER_KEY = "profiling.{}"  # meta keys of the counters
 
 
 class Watched(Protocol):
-    """What the watcher reads for and writes to: the profiling switch (llmlens.profiling.switch)."""
+    """What the watcher reads for and writes to: the profiling switch (llmlens.core.profiling)."""
 
     path: str | None
     arms: tuple[LiveArm, ...]

@@ -32,9 +32,9 @@ from opentelemetry import propagate, trace
 from llmlens import semconv
 from llmlens.core.context import PROXY_REQUEST_KEY
 from llmlens.core.limits import cap_text
+from llmlens.core.profiling import SWITCH as _PROFILING
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
 from llmlens.core.streams import StreamState
-from llmlens.profiling.switch import SWITCH as _PROFILING
 from llmlens.proxy import identity
 from llmlens.proxy.config import ProxyConfig, active_telemetry, proxy_settings, standalone_telemetry
 from llmlens.proxy.exits import request_exits

@@ -439,12 +439,10 @@ def _show(args: argparse.Namespace, path: str) -> int:
         for line in formats.phase_lines(detail.phases):
             print(line)
     if detail.profile is not None:  # llmlens.profiling: the summary, and how to open it
-        from llmlens.profiling.render import open_hint, summary_lines
-
         print("\nprofile")
-        for line in summary_lines(detail.profile):
+        for line in formats.profile_summary_lines(detail.profile):
             print(f"  {line}")
-        print(f"  open it: {open_hint(detail.profile['id'], getattr(args, 'db', None))}")
+        print(f"  open it: {formats.profile_open_hint(detail.profile['id'], getattr(args, 'db', None))}")
     print(f"\nspan tree ({detail.span_count} spans recorded for this trace)")
     for line in formats.tree_lines(detail):
         print(line)

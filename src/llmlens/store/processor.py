@@ -25,6 +25,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from llmlens.core.profile_capture import FinishedProfile
 from llmlens.store import profiles, rollups
 from llmlens.store.paths import default_db_path
 from llmlens.store.retention import Retention, prune
@@ -101,8 +102,8 @@ class SQLiteSpanProcessor(SpanProcessor):
         _processors.add(self)
 
     def _init_runtime(self) -> None:
-        # Spans, and the profiles of their requests behind them (PendingProfile: llmlens.profiling).
-        self._queue: deque[ReadableSpan | profiles.PendingProfile] = deque()
+        # Spans, and the profiles of their requests behind them (FinishedProfile: llmlens.core.profiling).
+        self._queue: deque[ReadableSpan | FinishedProfile] = deque()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -145,7 +146,7 @@ class SQLiteSpanProcessor(SpanProcessor):
         elif len(queue) == self.batch_size:
             self._wake.set()
 
-    def submit_profile(self, pending: profiles.PendingProfile) -> None:
+    def submit_profile(self, pending: FinishedProfile) -> None:
         """Queue a finished profile; the writer stores it after its request's span (queued before it)."""
         queue = self._queue
         if self._stopping or len(queue) >= self.max_queue_size:
@@ -292,7 +293,7 @@ class SQLiteSpanProcessor(SpanProcessor):
             if pending_profiles:
                 self._write_profiles(pending_profiles)
 
-    def _write_profiles(self, pending: list[profiles.PendingProfile]) -> None:
+    def _write_profiles(self, pending: list[FinishedProfile]) -> None:
         """Encode (here, on the writer thread) and store the profiles; tell each whether it was stored."""
         stored = [False] * len(pending)
         try:
@@ -419,15 +420,15 @@ class SQLiteSpanProcessor(SpanProcessor):
 
     def _classify(
         self, batch: list[Any]
-    ) -> tuple[list[ReadableSpan], list[ReadableSpan], list[profiles.PendingProfile]]:
+    ) -> tuple[list[ReadableSpan], list[ReadableSpan], list[FinishedProfile]]:
         """Split into request spans, the spans of their traces and profiles; park the rest for a while."""
         requests: list[ReadableSpan] = []
         spans: list[ReadableSpan] = []
-        found_profiles: list[profiles.PendingProfile] = []
+        found_profiles: list[FinishedProfile] = []
         recent = self._recent_traces
         pending = self._pending
         for span in batch:
-            if type(span) is profiles.PendingProfile:
+            if type(span) is FinishedProfile:
                 found_profiles.append(span)
                 continue
             trace_id = span.context.trace_id

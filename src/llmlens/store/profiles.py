@@ -1,11 +1,11 @@
 """Profiles in the store: what the writer thread stores, and what the views read back.
 
-A profile reaches the store as a `PendingProfile` on the span processor's queue, behind the span of its
-request (so the request row is written first). The writer encodes it (pyinstrument's session as JSON,
-zlib-compressed; the summary), claims a slot of its arm (`profile_arms.remaining`, decremented in the
-same transaction, so N profiles are kept in all across processes), inserts it, links the request row
-(`requests.profile_id`), and keeps the newest `Retention.max_profiles`. None of it runs on the
-application's threads.
+A profile reaches the store as a `FinishedProfile` (llmlens.core.profile_capture) on the span
+processor's queue, behind the span of its request (so the request row is written first). The writer
+encodes it (pyinstrument's session as JSON, zlib-compressed; the summary), claims a slot of its arm
+(`profile_arms.remaining`, decremented in the same transaction, so N profiles are kept in all across
+processes), inserts it, links the request row (`requests.profile_id`), and keeps the newest
+`Retention.max_profiles`. None of it runs on the application's threads.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
+from llmlens.core.profile_capture import FinishedProfile
 from llmlens.store.retention import cap_profiles
 
 ENCODING = "pyinstrument-session+json+zlib"
@@ -28,39 +28,10 @@ class ProfileError(ValueError):
     """A stored profile cannot be read back; the message is one line, fit for a user."""
 
 
-@dataclass(eq=False)
-class PendingProfile:
-    """A finished capture, waiting for the writer. `session` is a pyinstrument `Session`."""
-
-    trace_id: str
-    span_id: str
-    reason: str  # "armed" or "sampled"
-    arm_id: int | None
-    start_ns: int
-    duration_ms: float
-    session: Any
-    provider: str | None = None
-    model: str | None = None
-    operation: str | None = None
-    route: str | None = None
-    is_error: bool = False
-    pid: int | None = None
-    # Told once whether the profile was stored (True) or not (its arm was used up, or the store failed).
-    on_written: Callable[[bool], None] | None = field(default=None, repr=False)
-
-    def resolved(self, stored: bool) -> None:
-        callback, self.on_written = self.on_written, None
-        if callback is not None:
-            try:
-                callback(stored)
-            except Exception:
-                pass
-
-
 # --- encoding (the writer thread) ----------------------------------------------------------------------
 
 
-def encode(pending: PendingProfile, app_excludes: Sequence[str] = ()) -> tuple[Any, ...]:
+def encode(pending: FinishedProfile, app_excludes: Sequence[str] = ()) -> tuple[Any, ...]:
     """The row values of a profile (without id), encoding its session and summary."""
     session = pending.session
     data = zlib.compress(json.dumps(session.to_json(), separators=(",", ":")).encode(), 6)
@@ -84,7 +55,7 @@ _CLAIM = (
 
 
 def write(
-    conn: sqlite3.Connection, rows: list[tuple[PendingProfile, tuple[Any, ...]]], cap: int
+    conn: sqlite3.Connection, rows: list[tuple[FinishedProfile, tuple[Any, ...]]], cap: int
 ) -> list[bool]:
     """Store the encoded profiles (inside the caller's transaction); whether each was stored.
 

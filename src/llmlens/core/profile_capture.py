@@ -18,12 +18,43 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyinstrument import Profiler
 
 _log = logging.getLogger("llmlens")
 _perf_ns = time.perf_counter_ns
+
+
+@dataclass(eq=False)
+class FinishedProfile:
+    """A kept capture, on its way to the store's writer thread. `session` is a pyinstrument `Session`."""
+
+    trace_id: str
+    span_id: str
+    reason: str  # "armed" or "sampled"
+    arm_id: int | None
+    start_ns: int
+    duration_ms: float
+    session: Any
+    provider: str | None = None
+    model: str | None = None
+    operation: str | None = None
+    route: str | None = None
+    is_error: bool = False
+    pid: int | None = None
+    # Told once whether the profile was stored (True) or not (its arm was used up, or the store failed).
+    on_written: Callable[[bool], None] | None = field(default=None, repr=False)
+
+    def resolved(self, stored: bool) -> None:
+        callback, self.on_written = self.on_written, None
+        if callback is not None:
+            try:
+                callback(stored)
+            except Exception:
+                _log.debug("llmlens: profile callback failed", exc_info=True)
 
 
 class _Profiler(Profiler):  # type: ignore[misc]

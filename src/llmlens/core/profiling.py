@@ -10,9 +10,13 @@ Then, per request:
   has slots left in this process's view), else the sampling draw; a thread already profiling skips
   it (counted). pyinstrument starts (or, for a proxied request, the capture that started at its first
   byte, `early()`, is kept or dropped).
-- `core.telemetry.end_guarded` stops the capture at the invocation's end, before the span ends, and
+- `llmlens.core.telemetry.end_guarded` stops the capture at the invocation's end, before the span ends, and
   hands it over after: kept profiles go to the store's writer thread (`SQLiteSpanProcessor
-  .submit_profile`) with their trace and span ids; the writer encodes them and claims the arm's slot.
+  .submit_profile`) as a `FinishedProfile` with their trace and span ids; the writer encodes them and
+  claims the arm's slot (llmlens.store.profiles).
+
+The arms, their watcher thread, the commands and the views are in llmlens.profiling, above the store;
+this module only takes what they give it (`set_arms`, `watcher`), so core imports neither.
 """
 
 from __future__ import annotations
@@ -24,11 +28,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from llmlens.profiling.capture import Capture, Captures
+from llmlens.core.profile_capture import Capture, Captures, FinishedProfile
 
 if TYPE_CHECKING:
-    from llmlens.profiling.arms import LiveArm
-    from llmlens.profiling.watcher import ArmWatcher
     from llmlens.settings import Settings
 
 _log = logging.getLogger("llmlens")
@@ -50,7 +52,7 @@ class ProfilingSwitch:
 
     def __init__(self) -> None:
         self.on = False
-        self.arms: tuple[LiveArm, ...] = ()
+        self.arms: tuple[Any, ...] = ()  # the live arms (llmlens.profiling.arms.LiveArm), oldest first
         self.sample_rate = 0.0
         self.keep_ms = 2000.0
         self.interval_s = 0.001
@@ -59,14 +61,14 @@ class ProfilingSwitch:
         self.captures = Captures()
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.lock = threading.Lock()
-        self.watcher: ArmWatcher | None = None
+        # What reads the arms (llmlens.profiling.watcher.ArmWatcher): set by whoever configures profiling.
+        self.watcher: Any = None
 
     # --- set up ------------------------------------------------------------------------------------
 
-    def configure(self, sink: Any, settings: Settings) -> None:
-        """Profile into `sink`'s store, watching its file for arms (unless `settings.profiling` is off)."""
-        from llmlens.profiling.watcher import ArmWatcher
-
+    def configure(self, sink: Any, settings: Settings, watcher: Any = None) -> None:
+        """Profile into `sink` (the store's SQLiteSpanProcessor: `path`, `submit_profile`), with
+        `watcher(self)` reading the arms from its file (unless `settings.profiling` is off)."""
         self.shutdown()
         if not settings.profiling or sink is None:
             return
@@ -74,8 +76,9 @@ class ProfilingSwitch:
         self.sample_rate = settings.profile_sample
         self.keep_ms = settings.profile_keep_ms
         self.interval_s = settings.profile_interval_ms / 1000
-        self.watcher = ArmWatcher(self)
-        self.watcher.start()
+        if watcher is not None:
+            self.watcher = watcher(self)
+            self.watcher.start()
         self.refresh()
 
     def shutdown(self) -> None:
@@ -88,7 +91,7 @@ class ProfilingSwitch:
             watcher.stop()
         self.sink = None
 
-    def set_arms(self, arms: tuple[LiveArm, ...]) -> None:
+    def set_arms(self, arms: tuple[Any, ...]) -> None:
         """The live arms, as the watcher last read them."""
         self.arms = arms
         self.refresh()
@@ -139,7 +142,7 @@ class ProfilingSwitch:
         if self.captures.detached:
             self.refresh()
 
-    def _choose(self, inv: Any) -> LiveArm | None:
+    def _choose(self, inv: Any) -> Any:
         arms = self.arms
         if not arms:
             return None
@@ -167,8 +170,6 @@ class ProfilingSwitch:
             self._unpend(capture.arm)
 
     def _hand_over(self, capture: Capture, inv: Any) -> None:
-        from llmlens.store.profiles import PendingProfile
-
         arm, sink, session = capture.arm, self.sink, capture.session
         span = inv.span
         status = getattr(span, "status", None)
@@ -190,7 +191,7 @@ class ProfilingSwitch:
             self._unpend(arm)
             return
         attributes = inv.request_attributes
-        pending = PendingProfile(
+        pending = FinishedProfile(
             trace_id=f"{context.trace_id:032x}", span_id=f"{context.span_id:016x}", reason=capture.reason,
             arm_id=arm.id if arm is not None else None, start_ns=inv.start_ns, duration_ms=duration,
             session=session, provider=inv.provider, model=inv.request_model, operation=inv.operation,
@@ -199,7 +200,7 @@ class ProfilingSwitch:
         pending.on_written = lambda stored: self._written(arm, stored)
         sink.submit_profile(pending)
 
-    def _written(self, arm: LiveArm | None, stored: bool) -> None:
+    def _written(self, arm: Any, stored: bool) -> None:
         """The writer's answer: stored, or not (the arm was used up by another process, or the store
         failed)."""
         if not stored:
@@ -211,7 +212,7 @@ class ProfilingSwitch:
             if stored:
                 arm.remaining -= 1
 
-    def _unpend(self, arm: LiveArm | None) -> None:
+    def _unpend(self, arm: Any) -> None:
         if arm is not None:
             with self.lock:
                 arm.pending = max(0, arm.pending - 1)
