@@ -597,3 +597,31 @@ def test_a_request_recorded_with_llm_request_is_profiled_whole(profiled: Any, db
     assert read(db, "SELECT span_kind FROM requests WHERE id = ?", request_id) == [("server",)]
     assert seconds_in(session_of(db, profile_id), "_handler_work") > 0
     assert read(db, "SELECT count(*) FROM profiles") == [(1,)]
+
+
+def test_a_pruned_request_takes_its_profile_with_it(profiled: Any, db: Path, client: Any) -> None:
+    from llmlens.store.retention import Retention, prune
+    from llmlens.store.schema import open_store
+
+    instrumentor = profiled(profile_sample=1.0, profile_keep_ms=0)
+    ids = [client.chat.completions.create(model="gpt-4o-mini", messages=HI).id for _ in range(3)]
+    flush(instrumentor)
+    conn = open_store(db)
+    try:
+        prune(conn, Retention(max_success=1, max_errors=0, max_age_days=0, max_profiles=200))
+    finally:
+        conn.close()
+    assert [response_id for _, response_id, _, _ in linked_profiles(db)] == ids[2:]
+    assert read(db, "SELECT count(*) FROM profiles") == [(1,)]
+
+
+def test_arm_in_this_process_is_seen_when_it_returns(profiled: Any, db: Path) -> None:
+    from llmlens import profiling
+
+    profiled()
+    SWITCH.watcher.poll_s = 0  # the watcher reads all the time: arm() must wait for a read after it
+    for _ in range(100):
+        arm_id = profiling.arm(1, db=str(db))
+        assert arm_id in {arm.id for arm in SWITCH.arms}
+        profiling.disarm(str(db))
+        assert arm_id not in {arm.id for arm in SWITCH.arms}

@@ -45,14 +45,15 @@ class FinishedProfile:
     route: str | None = None
     is_error: bool = False
     pid: int | None = None
-    # Told once whether the profile was stored (True) or not (its arm was used up, or the store failed).
-    on_written: Callable[[bool], None] | None = field(default=None, repr=False)
+    # Told once whether the profile was stored (True) or not (its arm was used up, or the store failed),
+    # and the arm's remaining slots as the store had them then (None: not read).
+    on_written: Callable[[bool, int | None], None] | None = field(default=None, repr=False)
 
-    def resolved(self, stored: bool) -> None:
+    def resolved(self, stored: bool, remaining: int | None = None) -> None:
         callback, self.on_written = self.on_written, None
         if callback is not None:
             try:
-                callback(stored)
+                callback(stored, remaining)
             except Exception:
                 _log.debug("llmlens: profile callback failed", exc_info=True)
 

@@ -197,10 +197,10 @@ class ProfilingSwitch:
             session=session, provider=inv.provider, model=inv.request_model, operation=inv.operation,
             route=attributes.get(_URL_PATH), is_error=is_error, pid=os.getpid(),
         )  # fmt: skip
-        pending.on_written = lambda stored: self._written(arm, stored)
+        pending.on_written = lambda stored, remaining: self._written(arm, stored, remaining)
         sink.submit_profile(pending)
 
-    def _written(self, arm: Any, stored: bool) -> None:
+    def _written(self, arm: Any, stored: bool, remaining: int | None) -> None:
         """The writer's answer: stored, or not (the arm was used up by another process, or the store
         failed)."""
         if not stored:
@@ -209,8 +209,8 @@ class ProfilingSwitch:
             return
         with self.lock:
             arm.pending = max(0, arm.pending - 1)
-            if stored:
-                arm.remaining -= 1
+            if remaining is not None:  # (the store's count only goes down; the watcher may have read it)
+                arm.remaining = min(arm.remaining, remaining)
 
     def _unpend(self, arm: Any) -> None:
         if arm is not None:

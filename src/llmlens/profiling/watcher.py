@@ -78,8 +78,10 @@ class ArmWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.poll()
+            # Taken before the read, so a poll_now() waiter is released only by a read that began after
+            # it asked (its arm is committed by then).
             polled, self._polled = self._polled, None
+            self.poll()
             if polled is not None:
                 polled.set()
             self._wake.wait(self.poll_s)
@@ -107,7 +109,8 @@ class ArmWatcher:
                 arm = LiveArm.from_row(row)
             else:
                 with self.switch.lock:
-                    arm.remaining = row["remaining"]
+                    # The store's count only goes down; the writer may have seen a newer one already.
+                    arm.remaining = min(arm.remaining, row["remaining"])
             current.append(arm)
         self.switch.set_arms(tuple(current))
 

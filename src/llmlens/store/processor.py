@@ -295,7 +295,7 @@ class SQLiteSpanProcessor(SpanProcessor):
 
     def _write_profiles(self, pending: list[FinishedProfile]) -> None:
         """Encode (here, on the writer thread) and store the profiles; tell each whether it was stored."""
-        stored = [False] * len(pending)
+        stored: list[tuple[bool, int | None]] = [(False, None)] * len(pending)
         try:
             encoded = []
             for item in pending:
@@ -313,14 +313,14 @@ class SQLiteSpanProcessor(SpanProcessor):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-                by_item = {id(item): ok for (item, _), ok in zip(encoded, written, strict=True)}
-                stored = [by_item.get(id(item), False) for item in pending]
-                self.stats.written_profiles += sum(written)
+                by_item = {id(item): result for (item, _), result in zip(encoded, written, strict=True)}
+                stored = [by_item.get(id(item), (False, None)) for item in pending]
+                self.stats.written_profiles += sum(ok for ok, _ in written)
         except Exception:
             _log.debug("llmlens: profiles not stored", exc_info=True)
-        for item, ok in zip(pending, stored, strict=True):
+        for item, (ok, remaining) in zip(pending, stored, strict=True):
             item.session = None  # (the session can be large: let it go now)
-            item.resolved(ok)
+            item.resolved(ok, remaining)
 
     def _write_spans(self, requests: list[ReadableSpan], spans: list[ReadableSpan]) -> None:
         if not requests and not spans:

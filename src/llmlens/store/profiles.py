@@ -56,26 +56,34 @@ _CLAIM = (
 
 def write(
     conn: sqlite3.Connection, rows: list[tuple[FinishedProfile, tuple[Any, ...]]], cap: int
-) -> list[bool]:
-    """Store the encoded profiles (inside the caller's transaction); whether each was stored.
+) -> list[tuple[bool, int | None]]:
+    """Store the encoded profiles (inside the caller's transaction): whether each was stored, and its
+    arm's remaining slots after it (None for a sampled profile).
 
     An armed profile is stored only if its arm still has a slot: the claim and the insert are one
     transaction, so processes that profile at the same time keep N in all."""
     now = time.time_ns()
-    stored: list[bool] = []
+    stored: list[tuple[bool, int | None]] = []
     for pending, values in rows:
-        if pending.arm_id is not None and conn.execute(_CLAIM, (pending.arm_id, now)).rowcount != 1:
-            stored.append(False)
-            continue
+        remaining = None
+        if pending.arm_id is not None:
+            claimed = conn.execute(_CLAIM, (pending.arm_id, now)).rowcount == 1
+            found = conn.execute(
+                "SELECT remaining FROM profile_arms WHERE id = ?", (pending.arm_id,)
+            ).fetchone()
+            remaining = found[0] if found else 0
+            if not claimed:
+                stored.append((False, remaining))
+                continue
         cursor = conn.execute(_INSERT, values)
         if cursor.rowcount != 1:
-            stored.append(False)
+            stored.append((False, remaining))
             continue
         conn.execute(
             "UPDATE requests SET profile_id = ? WHERE trace_id = ? AND span_id = ?",
             (str(cursor.lastrowid), pending.trace_id, pending.span_id),
         )
-        stored.append(True)
+        stored.append((True, remaining))
     cap_profiles(conn, cap)
     return stored
 
@@ -93,11 +101,10 @@ def summarize(session: Any, app_excludes: Sequence[str] = ()) -> dict[str, Any]:
     by_frame: dict[str, float] = {}
     by_package: dict[str, float] = {}
     cache: dict[str, bool] = {}
-    packages: dict[str, str] = {}
     total = 0.0
     for stack, seconds in session.frame_records:
         total += seconds
-        package = _leaf_package(stack, session, packages)
+        package = _leaf_package(stack, session)
         by_package[package] = by_package.get(package, 0.0) + seconds
         for info in reversed(stack):
             identifier = info.split("\x01", 1)[0]
@@ -112,7 +119,7 @@ def summarize(session: Any, app_excludes: Sequence[str] = ()) -> dict[str, Any]:
     for identifier, seconds in top:
         function, path, line = ([*identifier.split("\x00"), "", ""])[:3]
         frames.append({
-            "function": function, "file": session.shorten_path(path) if path else "", "line": _int(line),
+            "function": function, "file": _short_path(session, path) if path else "", "line": _int(line),
             "ms": round(seconds * 1000, 3), "share": round(seconds / total, 4) if total else 0.0,
         })  # fmt: skip
     return {
@@ -134,7 +141,29 @@ def summarize(session: Any, app_excludes: Sequence[str] = ()) -> dict[str, Any]:
     }
 
 
-def _leaf_package(stack: Sequence[str], session: Any, cache: dict[str, str]) -> str:
+# path -> (its path relative to sys.path, its package), for every profile of this process: pyinstrument's
+# shorten_path tries every sys.path entry and caches per session only, which was half of encoding a
+# profile. Bounded; sys.path rarely changes, and a stale entry only names a file differently.
+_SHORT_PATHS: dict[str, tuple[str, str]] = {}
+_SHORT_PATHS_MAX = 8192
+
+
+def _short_path(session: Any, path: str) -> str:
+    return _path_names(session, path)[0]
+
+
+def _path_names(session: Any, path: str) -> tuple[str, str]:
+    names = _SHORT_PATHS.get(path)
+    if names is None:
+        short = session.shorten_path(path).replace("\\", "/")
+        names = (short, short.split("/", 1)[0].removesuffix(".py") or short)
+        if len(_SHORT_PATHS) >= _SHORT_PATHS_MAX:
+            _SHORT_PATHS.clear()
+        _SHORT_PATHS[path] = names
+    return names
+
+
+def _leaf_package(stack: Sequence[str], session: Any) -> str:
     """The package (or module) whose code a sample was in: its innermost frame with a Python file, so a
     built-in call (a socket read) counts for the library that made it; `<await>` for awaiting."""
     for info in reversed(stack):
@@ -147,12 +176,7 @@ def _leaf_package(stack: Sequence[str], session: Any, cache: dict[str, str]) -> 
         path = parts[1]
         if path.startswith("<"):
             continue
-        name = cache.get(path)
-        if name is None:
-            short = session.shorten_path(path).replace("\\", "/")
-            first = short.split("/", 1)[0]
-            name = cache[path] = first.removesuffix(".py") or short
-        return name
+        return _path_names(session, path)[1]
     return "(other)"
 
 

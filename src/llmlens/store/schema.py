@@ -281,6 +281,13 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (trace_id, span_id)
     );
 
+    -- A request row that goes (retention) takes its profile with it.
+    CREATE TRIGGER requests_cleanup_profiles AFTER DELETE ON requests
+    WHEN old.profile_id IS NOT NULL
+    BEGIN
+        DELETE FROM profiles WHERE trace_id = old.trace_id AND span_id = old.span_id;
+    END;
+
     -- A request row whose profile went (the profile cap) no longer points to it.
     CREATE TRIGGER profiles_unlink AFTER DELETE ON profiles
     BEGIN
