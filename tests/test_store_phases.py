@@ -119,12 +119,15 @@ def test_passthrough_proxy_json_and_stream(
 
     text, plain = show(db, plain_id, capsys)
     phases = phases_of(plain)
-    # A JSON response: nothing times its first byte, so neither first byte nor stream is shown.
-    assert list(phases) == ["parse", "upstream wait"]
+    # A JSON response: its first byte is its status and headers (after the upstream answered), and it
+    # has no stream phase.
+    assert list(phases) == ["parse", "upstream wait", "first byte"]
     assert "whole upstream call" in phases["upstream wait"]["how"]
     leg = upstream_leg(plain)
     assert phases["upstream wait"]["ms"] == pytest.approx(leg["duration_ms"], abs=EPSILON_MS)
-    check_text(text, ["parse", "upstream wait"])
+    assert phases["parse"]["ms"] + phases["upstream wait"]["ms"] <= phases["first byte"]["ms"] + EPSILON_MS
+    assert phases["first byte"]["ms"] <= plain["request"]["duration_ms"]
+    check_text(text, ["parse", "upstream wait", "first byte"])
 
     text, streamed = show(db, streamed_id, capsys)
     phases = check_streamed(streamed)
@@ -147,7 +150,7 @@ def test_translating_proxy(
         assert client.post(url, json=STREAM_BODY, headers=SLOW).status_code == 200
     flushed(otel)
     plain_id, streamed_id = request_ids(db, capsys)
-    assert list(phases_of(show(db, plain_id, capsys)[1])) == ["parse", "upstream wait"]
+    assert list(phases_of(show(db, plain_id, capsys)[1])) == ["parse", "upstream wait", "first byte"]
     phases = check_streamed(show(db, streamed_id, capsys)[1])
     assert list(phases) == ["parse", "upstream wait", "first byte", "stream"]
     assert "`chat claude-haiku-4-5`" in phases["upstream wait"]["how"]  # the Anthropic leg

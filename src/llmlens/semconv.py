@@ -166,6 +166,8 @@ HTTP_RESPONSE_BODY_SIZE = "http.response.body.size"
 LLMLENS_REQUEST_ID = "llmlens.proxy.request_id"  # x-request-id, honoured or made, and returned
 # Seconds from the request's arrival until the proxy had read and decoded it (its span then starts).
 LLMLENS_PARSE_DURATION = "llmlens.proxy.parse_duration"
+# Seconds from the request's arrival until the proxy sent the response's start (status and headers).
+LLMLENS_RESPONSE_START = "llmlens.proxy.time_to_response_start"
 # What the proxy sent upstream, when it differs from what the client asked for (translating proxies).
 LLMLENS_UPSTREAM_PROVIDER = "llmlens.proxy.upstream.provider"
 LLMLENS_UPSTREAM_MODEL = "llmlens.proxy.upstream.model"

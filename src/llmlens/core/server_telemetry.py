@@ -70,6 +70,8 @@ class ServerInvocation(Invocation):
     upstream_provider: str | None = field(default=None, init=False)
     upstream_model: str | None = field(default=None, init=False)
     status_code: int | None = field(default=None, init=False)
+    # perf_counter_ns when the response's start (status and headers) went to the client; 0: not seen
+    response_start_perf: int = field(default=0, init=False, repr=False)
     # error.type of a failure that raised nothing: an error event in a stream, an HTTP error status
     failure: str | None = field(default=None, init=False)
     error_message: str | None = field(default=None, init=False)
@@ -209,6 +211,8 @@ class ServerTelemetry:
             attributes[semconv.LLMLENS_STREAM_OUTCOME] = outcome
         if inv.status_code is not None:
             attributes[semconv.HTTP_STATUS_CODE] = inv.status_code
+        if inv.response_start_perf and inv.start_perf:
+            attributes[semconv.LLMLENS_RESPONSE_START] = (inv.response_start_perf - inv.start_perf) / 1e9
         if error is None and inv.failure is not None:  # an upstream's error code: capped like a name
             attributes[semconv.ERROR_TYPE] = inv.failure = cap(inv.failure)
         self._upstream_attributes(inv, attributes)

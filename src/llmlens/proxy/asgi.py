@@ -348,6 +348,7 @@ class ProxyExchange:
         return None
 
     def _response_start(self, inv: ServerInvocation, message: Message) -> Message:
+        inv.response_start_perf = _perf_ns()
         inv.status_code = message.get("status")
         headers = message.get("headers") or ()
         content_type = b""

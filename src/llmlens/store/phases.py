@@ -130,9 +130,16 @@ def _is_http(span: SpanNode) -> bool:
 
 def _first_byte(request: Mapping[str, Any], below: list[SpanNode]) -> Phase | None:
     ttfc = request.get("ttfc_ms")
-    if ttfc is None or not request.get("stream"):
+    if ttfc is not None and request.get("stream"):
+        return Phase("first byte", float(ttfc), "arrival to the first chunk sent to the client")
+    ms = _ms(request["attributes"].get(semconv.LLMLENS_RESPONSE_START))
+    if ms is None:
         return None
-    return Phase("first byte", float(ttfc), "arrival to the first chunk sent to the client")
+    return Phase(
+        "first byte",
+        ms,
+        f"arrival to the response's status and headers sent ({semconv.LLMLENS_RESPONSE_START})",
+    )
 
 
 def _stream(request: Mapping[str, Any], below: list[SpanNode]) -> Phase | None:
