@@ -77,6 +77,10 @@ class ArmWatcher:
         return watcher
 
     def _run(self) -> None:
+        # The first read waits a tick too: an application that instruments and exits at once (a script,
+        # a test) never opens the store for arms.
+        self._wake.wait(self.poll_s)
+        self._wake.clear()
         while not self._stop.is_set():
             # Taken before the read, so a poll_now() waiter is released only by a read that began after
             # it asked (its arm is committed by then).
