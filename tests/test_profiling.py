@@ -341,6 +341,27 @@ def test_an_application_profiler_already_running_is_left_alone(profiled: Any, db
     assert read(db, "SELECT count(*) FROM profiles") == [(0,)]  # skipped (and counted), not broken
 
 
+def test_a_cprofile_running_in_the_thread_keeps_its_hook(profiled: Any, db: Path, client: Any) -> None:
+    import cProfile
+    import sys as _sys
+
+    from llmlens import profiling
+
+    instrumentor = profiled()
+    profiling.arm(1, db=str(db))
+    own = cProfile.Profile()
+    own.enable()
+    try:
+        hook = _sys.getprofile()
+        client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+        assert _sys.getprofile() is hook  # still the application's profiler
+    finally:
+        own.disable()
+    flush(instrumentor)
+    assert read(db, "SELECT count(*) FROM profiles") == [(0,)]
+    assert any("create" in str(key) for key in own.getstats())  # it saw the call
+
+
 def test_concurrent_requests_on_one_loop_the_first_is_profiled_the_others_counted(
     profiled: Any, db: Path, async_client: Any
 ) -> None:

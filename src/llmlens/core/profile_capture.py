@@ -120,6 +120,10 @@ class Captures:
             if not current.detached:
                 return None
             self.reclaim(current)
+        if sys.getprofile() is not None:
+            # Another profiler owns this thread's profile hook (cProfile, yappi, the application's own
+            # pyinstrument): starting ours would replace it, and stopping ours would remove it.
+            return None
         profiler = _Profiler(interval=interval_s, async_mode="enabled")
         try:
             # The whole stack is the start stack, so renderers keep the caller's frames (they trim the
