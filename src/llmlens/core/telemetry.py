@@ -24,6 +24,7 @@ from llmlens import pricing, semconv
 from llmlens._version import __version__
 from llmlens.core.context import ACTIVE_INVOCATION_KEY, proxy_request
 from llmlens.core.histograms import FastHistogram
+from llmlens.core.in_flight import IN_FLIGHT
 from llmlens.core.invocation import USAGE_FIELDS, Invocation
 from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
 from llmlens.core.profiling import SWITCH as _PROFILING
@@ -186,9 +187,10 @@ class Telemetry:
         if not inv.start_ns:  # (a proxy request has its own: when it arrived)
             inv.start_ns = _time_ns()
             inv.start_perf = _perf_ns()
-        inv.span = self.tracer.start_span(
+        inv.span = span = self.tracer.start_span(
             name, context=context, kind=kind, attributes=attributes, start_time=inv.start_ns
         )
+        IN_FLIGHT[id(span)] = inv  # (where the store's writer reads a running stream's progress)
         if _PROFILING.on:  # an arm is live or sampling is on (llmlens.profiling); else one read
             _PROFILING.begin(inv)
 
@@ -430,8 +432,10 @@ def end_guarded(
 ) -> None:
     """Run `end`; if it fails, telemetry must not break the caller: log it and end the span anyway.
 
+    The invocation leaves `IN_FLIGHT` (core/in_flight.py) first.
     A profiled invocation's profile stops first (so it covers the whole operation) and is handed over
     once the span has ended (so the store writes the request row before its profile)."""
+    IN_FLIGHT.pop(id(inv.span), None)
     capture = inv.profile
     if capture is not None:
         inv.profile = None

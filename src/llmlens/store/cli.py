@@ -139,8 +139,13 @@ def register(commands: Any, parser: argparse.ArgumentParser | None = None) -> No
             "the --cursor of the next, older page). With --follow, show the newest rows oldest first, then\n"
             "print new rows as they are written (polling every 0.5 s) until Ctrl-C. With --json: an object\n"
             "{rows, next_cursor}; with --json --follow: one JSON object per line.\n\n"
+            "With --active, show instead the requests in flight now in every live process writing the\n"
+            "store, longest-running first, with a stream's chunks so far and time to first chunk (refreshed\n"
+            "every 0.5 s). One snapshot: to refresh it, `watch -n 1 llmlens log --active`. Only --provider,\n"
+            "--model (the request model), --operation, --stream, --trace and --limit apply.\n\n"
             "examples:\n  llmlens log --provider openai --status error --since 1h\n"
-            "  llmlens log --model gpt-4o --json --limit 200\n  llmlens log -f --stream"
+            "  llmlens log --model gpt-4o --json --limit 200\n  llmlens log -f --stream\n"
+            "  llmlens log --active"
         ),
     )  # fmt: skip
     log.add_argument("--limit", type=COUNT, default=50, help="rows per page (default 50)")
@@ -148,6 +153,9 @@ def register(commands: Any, parser: argparse.ArgumentParser | None = None) -> No
         "--cursor", type=CURSOR, help="continue after this cursor (printed under the previous page)"
     )
     log.add_argument("-f", "--follow", action="store_true", help="keep printing new rows until Ctrl-C")
+    log.add_argument(
+        "--active", action="store_true", help="the requests in flight now (started, not yet ended) instead"
+    )
 
     show = commands.add_parser(
         "show", parents=[common, as_json], formatter_class=fmt,
@@ -325,6 +333,8 @@ def _filters(args: argparse.Namespace) -> Any:
 def _log(args: argparse.Namespace, path: str) -> int:
     from llmlens.store import formats, queries
 
+    if args.active:
+        return _active(args, path)
     filters = _filters(args)
     conn = _open(path)
     if args.follow:
@@ -341,6 +351,45 @@ def _log(args: argparse.Namespace, path: str) -> int:
     if page.next_cursor is not None:
         footer += f"; older: --cursor {page.next_cursor}"
     print(f"({footer}; details: llmlens show ID)")
+    return 0
+
+
+# What a request in flight does not have yet, or what a snapshot cannot do: refused with --active.
+_NOT_ACTIVE = (("--cursor", "cursor"), ("--since", "since"), ("--until", "until"),
+               ("--status", "status"), ("--key", "api_key_label"), ("--error", "error_text"))  # fmt: skip
+
+
+def _active(args: argparse.Namespace, path: str) -> int:
+    from llmlens.store import formats, queries
+    from llmlens.store.query_common import iso
+
+    if args.follow:
+        raise _Fail("--active prints one snapshot, no --follow (to refresh: watch -n 1 llmlens log --active)")
+    refused = [flag for flag, name in _NOT_ACTIVE if getattr(args, name) is not None]
+    if refused:
+        raise _Fail(f"--active shows requests in flight: {', '.join(refused)} cannot apply (see --help)")
+    now = time.time_ns()
+    found = queries.active_requests(_open(path), now)
+    matching = [
+        r for r in found
+        if (args.provider is None or r.provider == args.provider)
+        and (args.model is None or r.request_model == args.model)
+        and (args.operation is None or r.operation == args.operation)
+        and (args.stream is None or r.stream == args.stream)
+        and (args.trace_id is None or r.trace_id == args.trace_id)
+    ]  # fmt: skip
+    shown = matching[: args.limit]
+    if args.json:
+        _print_json({"rows": [r.to_dict() for r in shown], "now_ns": now, "now": iso(now)})
+        return 0
+    if not shown:
+        print("no requests in flight" + (" match these filters" if len(found) else ""))
+        return 0
+    print(formats.active_table(shown))
+    processes = len({(r.hostname, r.pid) for r in shown})
+    more = f" of {len(matching)}" if len(shown) < len(matching) else ""
+    print(f"({len(shown)}{more} requests in flight in {processes} process{'es' if processes > 1 else ''}, "
+          f"as of {formats.local_time(now)})")  # fmt: skip
     return 0
 
 

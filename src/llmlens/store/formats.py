@@ -16,6 +16,7 @@ from llmlens.text_table import table
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "active_table",
     "bytes_",
     "cost",
     "count",
@@ -163,6 +164,24 @@ class LogLines:
 
     def line(self, row: dict[str, Any]) -> str:
         return self._line(log_cells(row))
+
+
+ACTIVE_HEADERS = ["started", "elapsed", "pid", "provider", "model", "operation", "stream", "chunks",
+                  "first chunk", "route or server"]  # fmt: skip
+
+
+def active_table(requests: Sequence[Any]) -> str:
+    """Requests in flight (`llmlens.store.queries.ActiveRequest`), as `llmlens log --active` prints them."""
+    rows = []
+    for r in requests:
+        streamed = r.stream and r.chunks is not None
+        rows.append([
+            local_time(r.start_ns, millis=True), duration(r.elapsed_ms), str(r.pid), r.provider or "",
+            r.request_model or "", r.operation or "", "yes" if r.stream else "",
+            count(r.chunks) if streamed else "", duration(r.ttfc_ms) if streamed else "",
+            r.route or r.server_address or "",
+        ])  # fmt: skip
+    return table(ACTIVE_HEADERS, rows, right=(1, 2, 7, 8))
 
 
 def tree_lines(detail: Any) -> list[str]:

@@ -2,7 +2,9 @@
 
 `on_end` appends the span to a bounded deque and returns (well under 5 µs); a daemon thread turns the
 queued spans into rows and writes each batch in one transaction (WAL, `synchronous=NORMAL`). When the
-queue is full, spans are dropped and counted, never waited for. A store that cannot be written (read-
+queue is full, spans are dropped and counted, never waited for. `on_start` appends a starting request's
+span to a second deque (about 0.3 µs), from which the thread keeps the requests in flight in
+`active_requests` (store/active.py). A store that cannot be written (read-
 only or full disk, a locked file, a foreign file) gives one warning and the application goes on; the
 processor retries now and then. After `fork()` the child starts with an empty queue and its own thread.
 
@@ -27,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from llmlens.core.profile_capture import FinishedProfile
 from llmlens.store import profiles, rollups
+from llmlens.store.active import DELETE_ROW, ActiveRequestRows, is_starting_request
 from llmlens.store.paths import default_db_path
 from llmlens.store.retention import Retention, prune
 from llmlens.store.rows import (
@@ -72,6 +75,9 @@ class StoreStats:
     dropped_invalid_rows: int = 0
     # Times the store file was found deleted or replaced under the writer, and opened (recreated) again.
     reopened: int = 0
+    # Requests not shown in flight (the start queue, or the requests tracked, was full); they are still
+    # recorded when they end.
+    dropped_in_flight: int = 0
     batches: int = 0
     last_error: str | None = None
 
@@ -87,12 +93,14 @@ class SQLiteSpanProcessor(SpanProcessor):
         max_queue_size: int = 50_000,
         batch_size: int = 1024,
         flush_interval_s: float = 0.5,
+        active_requests: bool = True,
     ) -> None:
         self.path = str(path) if path is not None else default_db_path()
         self.retention = retention or Retention.from_env()
         self.max_queue_size = max_queue_size
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
+        self.active_requests = active_requests  # keep the requests in flight in `active_requests`
         self.stats = StoreStats()
         self.enabled = True  # the instrumentor turns this off on uninstrument (processors can't be removed)
         # While disabled, spans that started before this (time_ns) are still written: a stream open at
@@ -104,11 +112,16 @@ class SQLiteSpanProcessor(SpanProcessor):
     def _init_runtime(self) -> None:
         # Spans, and the profiles of their requests behind them (FinishedProfile: llmlens.core.profiling).
         self._queue: deque[ReadableSpan | FinishedProfile] = deque()
+        self._started: deque[Any] = deque()  # live spans of requests that started (on_start)
+        self._active = ActiveRequestRows()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._flush_waiters: list[tuple[int, threading.Event]] = []
+        # (spans enqueued, drains begun, event) per flush waiting: released once the writer has taken
+        # that many spans and finished a drain (starts and ends) that began after the flush was asked for.
+        self._flush_waiters: list[tuple[int, int, threading.Event]] = []
         self._enqueued = 0  # spans ever enqueued; a flush waits until the writer has taken them all
+        self._drains = 0
         self._count_lock = threading.Lock()
         self._taken = 0
         self._stopping = False
@@ -127,7 +140,22 @@ class SQLiteSpanProcessor(SpanProcessor):
     # --- SpanProcessor ------------------------------------------------------------------------
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        return None
+        # Inside the application's start_span: a test, an append, and never an exception.
+        if not self.active_requests or not self.enabled or self._stopping:
+            return
+        try:
+            if not is_starting_request(span):
+                return
+            started = self._started
+            if len(started) >= self.max_queue_size:
+                with self._count_lock:
+                    self.stats.dropped_in_flight += 1
+                return
+            started.append(span)  # (not counted: a flush waits for a whole drain that began after it)
+            if self._thread is None:
+                self._start_thread()
+        except Exception:
+            _log.debug("llmlens: a request start was not recorded", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         if (not self.enabled and (span.start_time or 0) >= self.disabled_at_ns) or self._stopping:
@@ -170,7 +198,7 @@ class SQLiteSpanProcessor(SpanProcessor):
             return True  # nothing ever enqueued, or shut down: no writer left to wait for
         done = threading.Event()
         with self._lock:
-            self._flush_waiters.append((self._enqueued, done))
+            self._flush_waiters.append((self._enqueued, self._drains, done))
         self._wake.set()
         return done.wait(timeout_millis / 1000)
 
@@ -205,14 +233,27 @@ class SQLiteSpanProcessor(SpanProcessor):
             self._wake.clear()
             try:
                 self._drain()
+                self._write_active()
                 self._maybe_prune()
             except Exception:  # a bug here must not kill the thread: keep going, say why once
                 _log.debug("llmlens: store writer error", exc_info=True)
             self._release_flush_waiters()
-            if self._stopping and not self._queue:
+            if self._stopping and not self._queue and not self._started:
+                self._leave()
                 return
 
     def _drain(self) -> None:
+        self._drains += 1
+        # Starts first: a request that started and ended since the last tick is then dropped by its end.
+        started = self._started
+        if started:
+            spans = []
+            while started:
+                spans.append(started.popleft())
+            not_tracked = self._active.started(spans)
+            if not_tracked:
+                with self._count_lock:
+                    self.stats.dropped_in_flight += not_tracked
         queue = self._queue
         while queue:
             batch = []
@@ -224,12 +265,12 @@ class SQLiteSpanProcessor(SpanProcessor):
     def _release_flush_waiters(self) -> None:
         with self._lock:
             waiters, self._flush_waiters = self._flush_waiters, []
-        for target, event in waiters:
-            if self._taken >= target:
+        for target, drains, event in waiters:
+            if self._taken >= target and self._drains > drains:
                 event.set()
             else:
                 with self._lock:
-                    self._flush_waiters.append((target, event))
+                    self._flush_waiters.append((target, drains, event))
         if self._flush_waiters:
             self._wake.set()
 
@@ -325,9 +366,12 @@ class SQLiteSpanProcessor(SpanProcessor):
     def _write_spans(self, requests: list[ReadableSpan], spans: list[ReadableSpan]) -> None:
         if not requests and not spans:
             return
+        # Rows of requests in flight that ended: deleted in the transaction that writes their request rows.
+        ended = self._active.finished(requests)
         conn = self._connection()
         if conn is None:
             self.stats.dropped_store_unavailable += len(requests)
+            self._active.not_deleted(ended)
             return
         request_rows = _rows(request_row, requests)
         span_rows = _rows(span_row, spans)
@@ -339,6 +383,8 @@ class SQLiteSpanProcessor(SpanProcessor):
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if ended:
+                    conn.executemany(DELETE_ROW, ended)
                 if request_rows:
                     conn.executemany(_INSERT_REQUEST, request_rows)
                     rollups.add(conn, request_rows)
@@ -348,6 +394,8 @@ class SQLiteSpanProcessor(SpanProcessor):
                 # One row SQLite cannot take must not cost the others: again, row by row.
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
+                if ended:
+                    conn.executemany(DELETE_ROW, ended)
                 written, written_spans = self._write_rows(conn, request_rows, span_rows)
             conn.execute("COMMIT")
         except Exception as error:
@@ -359,6 +407,7 @@ class SQLiteSpanProcessor(SpanProcessor):
                 except sqlite3.Error:
                     pass
             self.stats.dropped_store_unavailable += len(request_rows)
+            self._active.not_deleted(ended)
             if not isinstance(error, sqlite3.Error):  # a bug of ours: say so at debug level
                 self.stats.last_error = f"batch dropped: {error!r}"
                 _log.debug("llmlens: store batch dropped", exc_info=True)
@@ -417,6 +466,30 @@ class SQLiteSpanProcessor(SpanProcessor):
             except sqlite3.Error:
                 pass
             self._conn = None
+            self._active.forget_file()
+
+    def _write_active(self) -> None:
+        """The requests in flight and this process's heartbeat (store/active.py), when due."""
+        active = self._active
+        now_s = time.monotonic()
+        if self._stopping or not active.due(now_s, bool(self._flush_waiters), self._conn is not None):
+            return
+        conn = self._connection()
+        if conn is None:
+            return
+        try:
+            active.tick(conn, time.time_ns(), now_s)
+        except sqlite3.Error as error:  # (the next tick tries again)
+            _log.debug("llmlens: requests in flight not written: %s", error)
+
+    def _leave(self) -> None:
+        """At shutdown, on the writer thread: this process's requests in flight leave the store."""
+        if self._conn is None or self._active.process_id is None:
+            return
+        try:
+            self._active.leave(self._conn)
+        except sqlite3.Error as error:
+            _log.debug("llmlens: requests in flight not removed at shutdown: %s", error)
 
     def _classify(
         self, batch: list[Any]

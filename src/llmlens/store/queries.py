@@ -34,6 +34,8 @@ of its concern, all of which share `query_common` (times, checks, request rows, 
   `explain`, `recent_errors`;
 - `request_detail`: `get_request` and its `RequestDetail` / `SpanNode` tree;
 - `phases`: `phase_timings`, the `Phase`s of a proxied request, which `RequestDetail.phases` holds;
+- `active_reads`: `active_requests`, the `ActiveRequest`s in flight in the live processes writing the
+  store (`active_requests` and `store_processes`, not `requests`);
 - `rollup_reads`: the `Window` and `Totals` every rollup statistic is built from;
 - `aggregates`: `totals`, `breakdown`, `running_totals`, `time_series`;
 - `percentiles`: `percentiles`, `exact_percentile`;
@@ -44,6 +46,7 @@ of its concern, all of which share `query_common` (times, checks, request rows, 
 
 from __future__ import annotations
 
+from llmlens.store.active_reads import ActiveRequest, active_requests
 from llmlens.store.aggregates import (
     MAX_SERIES_POINTS,
     Breakdown,
@@ -114,6 +117,9 @@ __all__ = [
     "get_request",
     "Phase",
     "phase_timings",
+    # requests in flight
+    "ActiveRequest",
+    "active_requests",
     # aggregates
     "Window",
     "Totals",

@@ -295,6 +295,46 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE trace_id = old.trace_id AND span_id = old.span_id AND profile_id = CAST(old.id AS TEXT);
     END;
     """,
+    # 4: requests in flight (store/active.py writes them, store/active_reads.py reads them). Each writing
+    # process has a `store_processes` row whose heartbeat it refreshes (store/processes.py); its
+    # `active_requests` rows are its requests that have started and not ended, with a stream's progress
+    # (chunks so far, time to first chunk). A request's row goes in the transaction that writes its
+    # `requests` row; a dead process's row is deleted by any writer that notices, and with it its requests.
+    """
+    CREATE TABLE store_processes (
+        id                  INTEGER PRIMARY KEY,
+        pid                 INTEGER NOT NULL,
+        hostname            TEXT NOT NULL,
+        started_ns          INTEGER NOT NULL,
+        heartbeat_ns        INTEGER NOT NULL
+    );
+
+    CREATE TABLE active_requests (
+        trace_id            TEXT NOT NULL,
+        span_id             TEXT NOT NULL,
+        process_id          INTEGER NOT NULL,
+        pid                 INTEGER NOT NULL,
+        start_ns            INTEGER NOT NULL,
+        span_name           TEXT NOT NULL,
+        span_kind           TEXT NOT NULL,
+        operation           TEXT,
+        provider            TEXT,
+        request_model       TEXT,
+        server_address      TEXT,
+        stream              INTEGER NOT NULL DEFAULT 0,
+        route               TEXT,
+        chunks              INTEGER,
+        ttfc_ms             REAL,
+        updated_ns          INTEGER NOT NULL,
+        PRIMARY KEY (trace_id, span_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX active_requests_by_process ON active_requests (process_id);
+
+    CREATE TRIGGER store_processes_cleanup AFTER DELETE ON store_processes
+    BEGIN
+        DELETE FROM active_requests WHERE process_id = old.id;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
