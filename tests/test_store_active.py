@@ -312,6 +312,9 @@ def test_llmlens_log_active(db: Path, apps: Any) -> None:
         json.loads(run_llmlens("log", "--active", "--json", "--provider", "anthropic", db=db).stdout)["rows"]
         == []
     )
+    with contextlib.closing(open_store(db, readonly=True)) as conn:  # the shapes of the seeds count them
+        assert queries.rosetta_metrics_snapshot(conn)["active_streams"] == 2
+        assert queries.vandamme_running_totals(conn, provider="nobody")["summary"]["active_requests"] == 2
     limited = run_llmlens("log", "--active", "--limit", "1", db=db)
     assert "(1 of 2 requests in flight in 1 process" in limited.stdout
     for refused, why in ((["--follow"], "no --follow"), (["--status", "ok"], "--status cannot apply"),

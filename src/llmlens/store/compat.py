@@ -9,6 +9,7 @@ import sqlite3
 from typing import Any
 
 from llmlens.store import inputs
+from llmlens.store.active_reads import active_requests
 from llmlens.store.aggregates import Split, running_totals, totals
 from llmlens.store.health import HealthThresholds, provider_health
 from llmlens.store.query_common import MINUTE_NS, NS, current_ns
@@ -48,7 +49,8 @@ def rosetta_metrics_snapshot(
       rows; a request without an HTTP status counts as "200" when it succeeded and "0" when it failed
       without a response; `by_source_provider` is the proxy's source format, else the API or operation;
       `total_client_disconnects` counts streams the caller closed or abandoned;
-    - `active_streams` is always 0 (the store sees finished spans only);
+    - `active_streams` counts the streams in flight in the live processes writing the store
+      (`active_requests`);
     - `series` buckets requests by start second; `providers` comes from `provider_health` (its window,
       not the last 100 requests) and `status` can also be "degraded".
     """
@@ -125,7 +127,7 @@ def rosetta_metrics_snapshot(
         "lifetime_total_requests": total.requests,
         "lifetime_total_errors": total.errors,
         "error_rate": round(total.errors / total.requests, 4) if total.requests else 0,
-        "active_streams": 0,
+        "active_streams": sum(1 for r in active_requests(conn, now) if r.stream),
         "by_model": by_model,
         "by_source_provider": by_source,
         "by_target_provider": by_provider,
@@ -190,7 +192,8 @@ def vandamme_running_totals(
     Same keys and nesting as its YAML (`create_hierarchical_structure`); the streaming and non-streaming
     sections are left out when empty, as there. What differs (docs/store.md has the table):
     `tool_uses`, `tool_results`, `tool_calls` are 0 (not in the rollups; Vandamme's first two count
-    history blocks of the request anyway); `active_requests` is 0 (finished spans only); times are
+    history blocks of the request anyway); `active_requests` counts the requests in flight in every live
+    process writing the store, whatever the filters; times are
     UTC ISO 8601 (Vandamme writes naive local time); `total_duration_ms` of a split is the real sum
     (Vandamme's is always 0); `summary.last_accessed` is `{"top": ...}` as there.
     """
@@ -199,7 +202,7 @@ def vandamme_running_totals(
     summary: dict[str, Any] = {
         "last_accessed": {"top": rt.last_accessed} if rt.last_accessed else None,
         **{f"total_{k}": summary_totals[k] for k in _VANDAMME_KEYS[:9]},
-        "active_requests": 0,
+        "active_requests": len(active_requests(conn)),
         "average_duration_ms": summary_totals["average_duration_ms"],
         "total_duration_ms": summary_totals["total_duration_ms"],
     }
