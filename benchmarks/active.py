@@ -16,7 +16,8 @@ the processor's ``active_requests`` switch differs:
 
 The invocation registry the writer reads a stream's progress from (``IN_FLIGHT``, core/in_flight.py: a
 dict store in ``Telemetry.start`` and a pop in ``end_guarded``) runs in both modes, so it is timed on
-its own. The cost of recording a request's start = the ``on_start`` Δ + the registry's statements.
+its own. The cost of recording a request's start, checked against the target (2 µs): the larger of the
+``on_start`` Δ timed alone and within ``Telemetry.start`` + end, plus the registry's statements.
 
 Measured, interleaved in one process (R rounds, each cut into S slices running both modes in balanced
 orders, paired per-slice differences, the median with a distribution-free 95% CI): a whole call, and
@@ -227,7 +228,12 @@ def report(bench: Bench, direct: dict[str, float], ticks: dict[int, dict[str, fl
            env: dict[str, str], markdown: bool) -> bool:  # fmt: skip
     on_start_ns = direct["on"] - direct["off"]
     registry_ns = direct["registry"] - direct["empty"]
-    total_us = (on_start_ns + registry_ns) / 1000
+    # The target is checked on the larger figure: on_start in Telemetry.start + end (paired), where the
+    # code meets colder caches and each span lives on in the start queue until the writer drops it.
+    in_context_us = statistics.median(
+        paired(bench.slice_us["start+end"]["on"], bench.slice_us["start+end"]["off"])
+    )
+    total_us = (max(on_start_ns / 1000, in_context_us)) + registry_ns / 1000
     header = [
         f"commit: {commit()}; llmlens source fingerprint {source_fingerprint()}",
         f"date: {_dt.datetime.now().astimezone().isoformat(timespec='minutes')}",
@@ -267,8 +273,8 @@ def report(bench: Bench, direct: dict[str, float], ticks: dict[int, dict[str, fl
     requests, active, processes = counts
     made, dropped = bench.requests_made, bench.store.stats.dropped_in_flight
     checks = [
-        ("recording a request's start (on_start Δ + IN_FLIGHT)", f"{total_us:.3f} µs", f"<= {TARGET_US:g} µs",
-         total_us <= TARGET_US),
+        ("recording a request's start (start + end Δ + IN_FLIGHT)", f"{total_us:.3f} µs",
+         f"<= {TARGET_US:g} µs", total_us <= TARGET_US),
         ("every request has its row", f"{requests}", f"{made}", requests == made),
         ("nothing left in flight, nothing dropped", f"{active} rows, {dropped} dropped", "0, 0",
          active == 0 and dropped == 0),
@@ -276,7 +282,9 @@ def report(bench: Bench, direct: dict[str, float], ticks: dict[int, dict[str, fl
     lines = [
         f"on_start: {on_start_ns:.0f} ns per request ({direct['on']:.0f} on - {direct['off']:.0f} off); "
         f"IN_FLIGHT: {registry_ns:.0f} ns ({direct['registry']:.0f} - {direct['empty']:.0f} ns); "
-        f"together {total_us * 1000:.0f} ns (timeit, best of 15)",
+        f"together {(on_start_ns + registry_ns):.0f} ns (timeit, best of 15)",
+        f"in Telemetry.start + end, on_start {in_context_us * 1000:+.0f} ns (paired Δ); with IN_FLIGHT "
+        f"{total_us * 1000:.0f} ns, the figure checked against the target",
         f"store file at the end: {requests} request rows, {active} rows in flight, {processes} process rows",
     ]
     tables = [
