@@ -2,7 +2,9 @@
 
 Real processes and real files: an instrumented application (tests/active_app.py) runs as its own process
 and streams slowly from the fake provider on 127.0.0.1, while the test reads the store file it writes, as
-`llmlens log --active` and the web UI do, and kills, freezes or stops the application.
+`llmlens log --active` and the web UI do, and kills, freezes or stops the application. In-process tests
+cover the request path (a store it cannot open, a locked store, a span it cannot read), many threads
+starting requests at once, the transaction that ends a request, and a proxied request.
 """
 
 from __future__ import annotations
@@ -467,4 +469,42 @@ def test_a_request_leaves_in_flight_in_the_transaction_that_logs_it(tmp_path: Pa
         and in_flight(db) == []
         and table(db, "SELECT count(*) FROM requests") == [(1,)]
     )
+    provider.shutdown()
+
+
+def test_a_proxied_request_in_flight_has_its_route_and_progress(tmp_path: Path) -> None:
+    """The SERVER span of a server that is not ASGI (`llm_request`): its path, and the chunks it has sent."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    import llmlens
+    from llmlens.core.telemetry import Telemetry
+    from llmlens.settings import Settings
+    from llmlens.store import SQLiteSpanProcessor
+
+    db = tmp_path / "llmlens.db"
+    processor = SQLiteSpanProcessor(db)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    telemetry = Telemetry(Settings(store=False, pricing=False, proxy_key_secret="s"), provider)
+    with llmlens.llm_request(
+        "chat",
+        model="my-model",
+        provider="vllm",
+        stream=True,
+        path="/v1/chat/completions",
+        telemetry=telemetry,
+    ) as request:
+        assert processor.force_flush()
+        [before] = in_flight(db)
+        for _ in range(3):
+            request.observe_chunk({"choices": []})
+        assert processor.force_flush()
+        [after] = in_flight(db)
+    assert (before.span_kind, before.route, before.request_model, before.provider) == (
+        "server", "/v1/chat/completions", "my-model", "vllm"
+    )  # fmt: skip
+    assert (before.chunks, before.ttfc_ms) == (0, None)
+    assert after.span_id == before.span_id and after.chunks == 3 and after.ttfc_ms > 0  # type: ignore[operator]
+    assert processor.force_flush() and in_flight(db) == []
+    assert table(db, "SELECT span_kind, chunk_count FROM requests") == [("server", 3)]
     provider.shutdown()
