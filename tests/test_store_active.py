@@ -205,13 +205,20 @@ def test_a_slow_stream_is_in_flight_with_its_progress_until_it_ends(db: Path, ap
 
 def test_many_threads_starting_at_once_lose_no_request(db: Path, apps: Any) -> None:
     app = apps(db)
-    app.ask("streams 24 chunks=15,chunk_delay_ms=100")
-    found = wait_for("24 requests in flight", lambda: len(in_flight(db)) == 24 and in_flight(db), timeout=3.0)
+    # 4 s streams: the server sends as soon as a request arrives, and the first of 24 connections may
+    # be read from a second or more before the last one opens.
+    app.ask("streams 24 chunks=40,chunk_delay_ms=100")
+
+    def all_24() -> list[ActiveRequest]:
+        found = in_flight(db)
+        return found if len(found) == 24 else []
+
+    found = wait_for("24 requests in flight", all_24, timeout=3.0)
     assert {r.pid for r in found} == {app.pid} and len({r.span_id for r in found}) == 24
-    assert app.ask("wait")["chunks"] == [17] * 24  # (role chunk, 15 content chunks, finish chunk)
+    assert app.ask("wait")["chunks"] == [42] * 24  # (role chunk, 40 content chunks, finish chunk)
     app.ask("flush")
     assert in_flight(db) == []
-    assert table(db, "SELECT count(*), sum(chunk_count) FROM requests") == [(24, 24 * 17)]
+    assert table(db, "SELECT count(*), sum(chunk_count) FROM requests") == [(24, 24 * 42)]
 
 
 # --- processes that go ---------------------------------------------------------------------------------
