@@ -629,6 +629,7 @@ SAMPLES: list[tuple[str, str, str, str, Any, str | None]] = [
     ("LLMLENS_HEALTH_CRITICAL_ERROR_RATE", S, "health_critical_error_rate", "0.7", 0.7, "1.5"),
     ("LLMLENS_HEALTH_DEGRADED_P95_MS", S, "health_degraded_p95_ms", "1000", 1000.0, "nan"),
     ("LLMLENS_HEALTH_CRITICAL_P95_MS", S, "health_critical_p95_ms", "200000", 200000.0, "-5"),
+    ("LLMLENS_UI_TOKEN", S, "ui_token", " s3cret-token ", "s3cret-token", None),
     ("OTEL_SERVICE_NAME", OT, "service_name", " my-app ", "my-app", None),
     ("OTEL_TRACES_EXPORTER", OT, "traces_exporter", "Console, otlp", ("console", "otlp"), "zipkin"),
     ("OTEL_METRICS_EXPORTER", OT, "metrics_exporter", "none", (), "kafka"),

@@ -5,6 +5,7 @@ llmlens config            show the effective settings (and fail on a bad environ
 llmlens version
 llmlens log|show|stats|health|prune|export|db info    the local store (llmlens.store.cli)
 llmlens profile arm|disarm|status|list|show          profiles of real requests (llmlens.profiling.cli)
+llmlens ui                the local web dashboard over the store (llmlens.web.cli)
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the local store to record into (default: $LLMLENS_DB or the user data dir)",
     )
+    demo.add_argument(
+        "--ui", action="store_true", help="then serve what was recorded with `llmlens ui` until Ctrl-C"
+    )
     config = commands.add_parser(
         "config",
         help="print every setting: its variable, effective value and source (and fail on a bad one)",
@@ -56,17 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     from llmlens.profiling import cli as profiling_cli
 
     profiling_cli.register(commands)
+    from llmlens.web import cli as web_cli
+
+    web_cli.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        from llmlens.demo.workload import run_demo
-
-        return run_demo(
-            capture_content=args.capture_content, db_path=args.db or getattr(args, "db_global", None)
-        )
+        return _demo(args)
     if args.command == "config":
         return _config(as_json=args.json)
     from llmlens.store import cli as store_cli
@@ -77,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from llmlens.profiling import cli as profiling_cli
 
         return profiling_cli.run(args)
+    if args.command == "ui":
+        from llmlens.web import cli as web_cli
+
+        return web_cli.run(args)
     if args.command == "version":
         from llmlens import __version__
 
@@ -84,6 +91,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     _parser().print_help()
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """`llmlens demo [--ui]`: the workload, then (with --ui) the dashboard over what it recorded."""
+    from llmlens.demo.workload import run_demo
+    from llmlens.store.paths import default_db_path
+
+    db_path = args.db or getattr(args, "db_global", None) or default_db_path()
+    code = run_demo(capture_content=args.capture_content, db_path=db_path)
+    if code != 0 or not args.ui:
+        return code
+    from llmlens.web import cli as web_cli
+
+    print()
+    return web_cli.serve(db_path)
 
 
 def _config(as_json: bool = False) -> int:

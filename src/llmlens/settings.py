@@ -542,7 +542,8 @@ def check_health_thresholds(values: Mapping[str, Any], where: Mapping[str, str])
 @dataclass(frozen=True)
 class Settings(_Table):
     """What llmlens does: the instrumentation (fixed when `instrument()` runs), the local store's
-    retention and `llmlens health`'s thresholds. Each field is one row of `SETTINGS`."""
+    retention, `llmlens health`'s thresholds and the dashboard's token. Each field is one row of
+    `SETTINGS`."""
 
     # --- instrumentation: instrument() (and configure()) keywords ---
     capture_content: ContentMode = _setting(  # noqa: RUF009 (a field, as field() is)
@@ -728,6 +729,16 @@ class Settings(_Table):
         "LLMLENS_HEALTH_CRITICAL_P95_MS", _parse_health_ms, 120_000.0, keyword="critical_p95_ms",
         api="HealthThresholds", values="milliseconds > 0",
         doc="The p95 latency from which a provider is critical.",
+    )  # fmt: skip
+
+    # --- the dashboard (`llmlens ui`, llmlens.web.create_app; docs/ui.md) ---
+    ui_token: str | None = _setting(
+        "LLMLENS_UI_TOKEN", _parse_text, None, keyword="token", api="create_app()", secret=True,
+        values="a string (long and random)",
+        default_doc="none: no token, and `llmlens ui` binds loopback only",
+        doc="The token every request to the dashboard must carry (`?token=` once, then a cookie; or "
+        "`Authorization: Bearer`); `llmlens ui` needs one to bind a non-loopback address (see "
+        "[ui.md](ui.md)).",
     )  # fmt: skip
 
     _checks = (_check_health_order,)

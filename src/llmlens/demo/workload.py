@@ -8,6 +8,7 @@ are collected in memory here; metrics go to an in-memory reader so the demo can 
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -362,6 +363,7 @@ def run_demo(out: TextIO = sys.stdout, capture_content: bool = False, db_path: s
     print(f"\n{len(finished)} spans recorded for {len(steps)} calls.", file=out)
     code = _print_store(out, db_path, started)
     _print_profile(out, db_path, arm_id)
+    print(f"\nsee it all in the browser: llmlens ui --db {shlex.quote(db_path)}", file=out)
     return code if len(finished) == len(steps) else 1
 
 

@@ -1,0 +1,1 @@
+"""The dashboard's pages: each module loads its data from the store (the API's answer) and renders it."""
