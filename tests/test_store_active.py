@@ -515,3 +515,27 @@ def test_a_proxied_request_in_flight_has_its_route_and_progress(tmp_path: Path) 
     assert processor.force_flush() and in_flight(db) == []
     assert table(db, "SELECT span_kind, chunk_count FROM requests") == [("server", 3)]
     provider.shutdown()
+
+
+def test_a_span_the_writer_cannot_read_is_counted_and_blocks_no_other(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from llmlens import semconv
+    from llmlens.store import SQLiteSpanProcessor
+
+    db = tmp_path / "llmlens.db"
+    processor = SQLiteSpanProcessor(db)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    # Looks like a request to on_start, but has no ids or times (on_start called by hand).
+    odd = SimpleNamespace(_attributes=SimpleNamespace(_dict={semconv.OPERATION_NAME: "chat"}), end_time=None)
+    processor.on_start(odd)
+    span = provider.get_tracer("test").start_span("chat m", attributes={semconv.OPERATION_NAME: "chat"})
+    assert processor.force_flush()
+    assert [r.span_id for r in in_flight(db)] == [f"{span.get_span_context().span_id:016x}"]
+    assert processor.stats.dropped_in_flight == 1
+    span.end()
+    provider.shutdown()
+    assert table(db, "SELECT count(*) FROM active_requests") == [(0,)]

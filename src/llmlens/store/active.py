@@ -88,17 +88,24 @@ class ActiveRequestRows:
     # --- the spans ---------------------------------------------------------------------------------
 
     def started(self, spans: Iterable[Any]) -> int:
-        """Track the started request spans; returns how many could not be (too many in flight)."""
+        """Track the started request spans; returns how many could not be (too many in flight, or not
+        readable)."""
         tracked = self.tracked
         not_tracked = 0
         for span in spans:
-            if span.end_time is not None:  # over already: its request row comes with its end
-                continue
-            if len(tracked) >= _TRACKED_MAX:
+            try:
+                if span.end_time is not None:  # over already: its request row comes with its end
+                    continue
+                if len(tracked) >= _TRACKED_MAX:
+                    not_tracked += 1
+                    continue
+                context = span.context
+                key = (int(context.trace_id), int(context.span_id))
+                int(span.start_time)  # (what its row needs: a span that lacks it would fail every tick)
+            except Exception:  # not an SDK span (on_start called by hand): never shown in flight
                 not_tracked += 1
                 continue
-            context = span.context
-            tracked[(context.trace_id, context.span_id)] = _Tracked(span)
+            tracked[key] = _Tracked(span)
         return not_tracked
 
     def finished(self, spans: Iterable[Any]) -> list[tuple[str, str]]:

@@ -3,10 +3,10 @@
 `on_end` appends the span to a bounded deque and returns (well under 5 µs); a daemon thread turns the
 queued spans into rows and writes each batch in one transaction (WAL, `synchronous=NORMAL`). When the
 queue is full, spans are dropped and counted, never waited for. `on_start` appends a starting request's
-span to a second deque (about 0.3 µs), from which the thread keeps the requests in flight in
-`active_requests` (store/active.py). A store that cannot be written (read-
-only or full disk, a locked file, a foreign file) gives one warning and the application goes on; the
-processor retries now and then. After `fork()` the child starts with an empty queue and its own thread.
+span to a second deque (under 1 µs), from which the thread keeps the requests in flight in
+`active_requests` (store/active.py). A store that cannot be written (read-only or full disk, a locked
+file, a foreign file) gives one warning and the application goes on; the processor retries now and
+then. After `fork()` the child starts with empty queues and its own thread.
 
 Example:
     >>> from llmlens.store import SQLiteSpanProcessor
@@ -75,8 +75,8 @@ class StoreStats:
     dropped_invalid_rows: int = 0
     # Times the store file was found deleted or replaced under the writer, and opened (recreated) again.
     reopened: int = 0
-    # Requests not shown in flight (the start queue, or the requests tracked, was full); they are still
-    # recorded when they end.
+    # Requests not shown in flight (the start queue or the requests tracked were full, or a span that
+    # could not be read); they are still recorded when they end.
     dropped_in_flight: int = 0
     batches: int = 0
     last_error: str | None = None
