@@ -539,3 +539,36 @@ def test_a_span_the_writer_cannot_read_is_counted_and_blocks_no_other(tmp_path: 
     span.end()
     provider.shutdown()
     assert table(db, "SELECT count(*) FROM active_requests") == [(0,)]
+
+
+def test_every_exit_of_a_call_takes_its_invocation_out_of_in_flight(
+    otel: Any, instrument: Any, client: Any
+) -> None:
+    """`IN_FLIGHT` (where the writer reads progress) must not keep what has ended."""
+    import gc
+
+    import openai
+
+    from llmlens.core.in_flight import IN_FLIGHT
+
+    instrument()
+    before = set(IN_FLIGHT)
+    hi = [{"role": "user", "content": "Hi"}]
+    client.chat.completions.create(model="gpt-4o-mini", messages=hi)
+    read = client.chat.completions.create(model="gpt-4o-mini", messages=hi, stream=True)
+    assert set(IN_FLIGHT) - before  # in flight while the stream is open
+    for _chunk in read:
+        pass
+    closed = client.chat.completions.create(model="gpt-4o-mini", messages=hi, stream=True)
+    next(iter(closed))
+    closed.close()
+    dropped = client.chat.completions.create(model="gpt-4o-mini", messages=hi, stream=True)
+    next(iter(dropped))
+    del dropped
+    gc.collect()
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=hi, extra_headers={"x-fake-scenario": "status=500"}
+        )
+    assert set(IN_FLIGHT) == before
+    assert len([s for s in otel.spans() if s.attributes.get("gen_ai.operation.name")]) == 5
