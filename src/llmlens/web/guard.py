@@ -120,15 +120,15 @@ class Guard:
             return _refuse(403, "cross-origin request refused: the dashboard answers its own pages only")
         if self.token is None:
             return None
+        given = request.query_params.get(TOKEN_PARAM)
+        if given is not None and request.method in _SAFE_METHODS and _same(given, self.token):
+            return self._log_in(request)  # (also when logged in: the token leaves the address bar)
         bearer = headers.get("authorization", "")
         if bearer[:7].lower() == "bearer " and _same(bearer[7:].strip(), self.token):
             return None
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie is not None and self.session is not None and _same(cookie, self.session):
             return None
-        given = request.query_params.get(TOKEN_PARAM)
-        if given is not None and request.method in _SAFE_METHODS and _same(given, self.token):
-            return self._log_in(request)
         response = _refuse(401, "this dashboard needs its token: open the URL `llmlens ui` printed")
         response.headers["www-authenticate"] = 'Bearer realm="llmlens"'
         return response
