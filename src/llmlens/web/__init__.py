@@ -44,8 +44,9 @@ Stable hooks for browser tests (ids unless marked `.class` or `[attribute]`):
   whose `#request-log-rows` holds `tr[data-id]` (on the first page also `[data-newer-url]`,
   `[data-after]` and `[data-polled]`, the polls so far; new rows get `.row-new`),
   `#request-log-empty`, `#request-log-live`; `#pager` with `#page-older`, `#page-newest`;
-- Request: `#request-summary` (`dd[data-field=...]`), `#trace-id`, `#copy-trace-id`
-  (`[data-copied]` after a click), `#trace-requests`, `#request-waterfall` (`tr.span[data-span-id]`,
+- Request: `#request-summary` (`dd[data-field=...]`), `#trace-id`, `#copy-trace-id` (after a click
+  `[data-copied="true"]`, or `"selected"` when the browser refused to copy and the id is selected for
+  Ctrl-C), `#trace-requests`, `#request-waterfall` (`tr.span[data-span-id]`,
   `.span-this` for this request), `#request-phases`, `#request-profile` with `#profile-summary`,
   `#profile-open`, `#profile-speedscope`; `#request-content` (`pre.content[data-attribute]`);
   `#request-attributes`;

@@ -35,21 +35,30 @@
           setTimeout(function () { button.textContent = "copy"; }, 1500);
         }
         if (navigator.clipboard && window.isSecureContext) {
-          navigator.clipboard.writeText(text).then(done, function () { selectAndCopy(target, done); });
+          navigator.clipboard.writeText(text).then(done, function () { selectAndCopy(target, done, button); });
         } else {
-          selectAndCopy(target, done);
+          selectAndCopy(target, done, button);
         }
       });
     });
   }
 
-  function selectAndCopy(element, done) {
+  // Without the clipboard API (a page not served from localhost over http, or no permission): select
+  // the text and copy it the old way; if even that is refused, the text stays selected for Ctrl-C.
+  function selectAndCopy(element, done, button) {
     var range = document.createRange();
     range.selectNodeContents(element);
     var selection = window.getSelection();
     selection.removeAllRanges();
     selection.addRange(range);
-    try { if (document.execCommand("copy")) done(); } catch (e) { /* the text stays selected */ }
+    var copied = false;
+    try { copied = document.execCommand("copy"); } catch (e) { copied = false; }
+    if (copied) {
+      done();
+    } else {
+      button.setAttribute("data-copied", "selected");
+      button.textContent = "selected: press Ctrl-C";
+    }
   }
 
   // Forms with data-confirm ask first (the prune button).
