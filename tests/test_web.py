@@ -663,6 +663,15 @@ def test_ui_serves_the_store_with_its_token(store: str) -> None:
             assert c.get(url, follow_redirects=True).status_code == 200
             assert parse_qs(urlsplit(str(c.get(url).headers["location"])).query) == {}
             assert c.get(base + "api/overview").json()["window"] == "24h"
+            with c.stream("GET", base + "api/live/stream") as stream:  # open while the server stops
+                lines = stream.iter_lines()
+                assert [next(lines) for _ in range(3)] == ["retry: 2000", "", "event: snapshot"]
+                stopped = time.monotonic()
+                process.send_signal(2)  # Ctrl-C
+                assert process.wait(20) == 0
+                assert time.monotonic() - stopped < 1.5  # the stream ends at once, not after a timeout
     finally:
-        process.send_signal(2)  # Ctrl-C
-        assert process.wait(20) == 0
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.stderr is not None and process.stderr.read() == ""

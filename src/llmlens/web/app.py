@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -326,4 +327,5 @@ def create_app(
         exception_handlers=_handlers(),
     )
     app.state.db_path = path
+    app.state.stopping = threading.Event()  # set when the server stops: the event streams end
     return app

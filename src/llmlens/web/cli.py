@@ -100,6 +100,7 @@ def serve(
         import uvicorn
 
         from llmlens.web.app import create_app
+        from llmlens.web.server import DashboardServer
     except ImportError as error:
         return _fail(f"llmlens ui needs starlette and uvicorn ({error}): pip install 'llmlens[ui]'")
     problem = _store_problem(db_path)
@@ -117,8 +118,9 @@ def serve(
     if not os.path.exists(db_path):
         print(f"no store at {db_path} yet: the pages fill in once an app records there", file=out)
     print(f"llmlens ui: {db_path}\n  {shown}\n(Ctrl-C to stop)", file=out, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                           timeout_graceful_shutdown=2))  # fmt: skip
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=2)  # fmt: skip
+    server = DashboardServer(config, app.state.stopping)
     if open_browser:
         threading.Thread(target=_open_when_started, args=(server, shown), daemon=True).start()
     try:

@@ -2,13 +2,16 @@
 
 Each event is `event: snapshot` with the JSON of `in_flight.snapshot()` (what `api/live` answers),
 or `event: problem` with `{"error": ...}` when the store cannot be read (it is tried again next time).
-A stream ends after `MAX_STREAM_S`; the browser's EventSource reconnects by itself (`retry:`).
+A stream ends after `MAX_STREAM_S`, or when `app.state.stopping` is set (`llmlens ui` sets it on
+Ctrl-C, so the server stops at once rather than after its graceful timeout); the browser's
+EventSource reconnects by itself (`retry:`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -51,12 +54,13 @@ class _Snapshots:
 
 async def live_stream(request: Request) -> StreamingResponse:
     snapshots = _Snapshots(str(request.app.state.db_path))
+    stopping: threading.Event = request.app.state.stopping
 
     async def events() -> AsyncIterator[str]:
         try:
             yield f"retry: {RETRY_MS}\n\n"
             deadline = time.monotonic() + MAX_STREAM_S
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not stopping.is_set():
                 yield await run_in_threadpool(snapshots.event)
                 await anyio.sleep(INTERVAL_S)
         finally:
