@@ -675,3 +675,24 @@ def test_ui_serves_the_store_with_its_token(store: str) -> None:
             process.kill()
             process.wait(10)
     assert process.stderr is not None and process.stderr.read() == ""
+
+
+def test_demo_ui_serves_what_the_demo_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    command = [LLMLENS, "demo", "--ui", "--port", "0", "--db", str(db)]
+    env = clean_env()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        lines = iter(process.stdout.readline, "")
+        assert f"see it all in the browser: llmlens ui --db {db}" in (line.strip() for line in lines)
+        assert next(line for line in lines if line.strip()).strip() == f"llmlens ui: {db}"
+        url = next(lines).strip()
+        storage = httpx.get(url + "api/storage").json()
+        assert storage["path"] == str(db) and storage["requests"] >= 13 and storage["profiles"] == 1
+        process.send_signal(2)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

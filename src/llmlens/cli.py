@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--ui", action="store_true", help="then serve what was recorded with `llmlens ui` until Ctrl-C"
     )
+    from llmlens.web.cli import DEFAULT_PORT, port_number
+
+    demo.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"with --ui: its port (default {DEFAULT_PORT})"
+    )
     config = commands.add_parser(
         "config",
         help="print every setting: its variable, effective value and source (and fail on a bad one)",
@@ -105,7 +110,7 @@ def _demo(args: argparse.Namespace) -> int:
     from llmlens.web import cli as web_cli
 
     print()
-    return web_cli.serve(db_path)
+    return web_cli.serve(db_path, port=args.port)
 
 
 def _config(as_json: bool = False) -> int:

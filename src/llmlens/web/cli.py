@@ -22,7 +22,7 @@ DEFAULT_PORT = 8765
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not valid; accepted: a port number from 0 to 65535")
     return int(text)
@@ -48,7 +48,9 @@ def register(commands: Any) -> None:
         ),
     )  # fmt: skip
     ui.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    ui.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)")
+    ui.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)"
+    )
     ui.add_argument("--open", dest="open_browser", action="store_true", help="open it in the web browser")
     ui.add_argument("--token", help="require this token of every request (default: $LLMLENS_UI_TOKEN)")
 
