@@ -38,6 +38,9 @@ PUBLIC_NAMES = {
         "default_db_path": "function",
         "open_store": "function",
     },
+    "llmlens.web": {
+        "create_app": "function",
+    },
 }
 
 # How a user may reach a name: plain attribute access, `from ... import`, and attribute access after
