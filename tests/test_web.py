@@ -564,6 +564,12 @@ def test_mounted_under_a_prefix(store: str) -> None:
                 if "speedscope" not in target and not target.endswith(("/arm", "/disarm", "/prune")):
                     queue.append(target.split("#")[0])
         assert any("/tools/llmlens/requests/" in u for u in seen) and any("/profiles/" in u for u in seen)
+        # the live log's rows go into the Requests page: their links are relative to it
+        rows = Page(c.get("/tools/llmlens/requests/newer?after=0").text)
+        assert rows.links
+        for link in rows.links:
+            target = urljoin(running.url + "/tools/llmlens/requests", link)
+            assert urlsplit(target).path.startswith("/tools/llmlens/") and c.get(target).status_code == 200
         # the CSRF cookie is scoped to the mount point, and a POST there works
         token = Page(c.get("/tools/llmlens/profiles").text).hidden["csrf_token"]
         moved = c.post("/tools/llmlens/profiles/disarm", data={"csrf_token": token})

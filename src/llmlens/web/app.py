@@ -106,7 +106,7 @@ def requests_page(request: Request) -> Response:
 
 def newer_rows(request: Request) -> Response:
     data = _read(request, lambda conn: requests.load_newer(conn, _query(request)))
-    return HTMLResponse(requests.render_rows(data["rows"], Ctx.of(request)),
+    return HTMLResponse(requests.render_rows(data["rows"], Ctx.of(request).in_parent()),
                         headers={"x-latest-id": str(data["latest_id"])})  # fmt: skip
 
 

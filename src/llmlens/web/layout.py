@@ -6,7 +6,7 @@ and whatever prefix a reverse proxy strips: `../requests/5` from `/requests/3`, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +36,11 @@ class Ctx:
     def of(cls, request: Request) -> Ctx:
         depth = max(route_path(request.scope).count("/") - 1, 0)
         return cls("../" * depth or "./", csrf_token(request), request.app.state.db_path)
+
+    def in_parent(self) -> Ctx:
+        """The same, for markup shown in the page one level up (the live log's rows, fetched from
+        `requests/newer` and inserted into `requests`): its links must be relative to that page."""
+        return replace(self, base=self.base.removeprefix("../") or "./")
 
     def url(self, path: str, query: dict[str, Any] | None = None) -> str:
         """`path` (below the root, no leading slash) relative to this page, with the query's set values."""
