@@ -697,6 +697,34 @@ def test_a_public_address_needs_a_token_and_the_browser_then_needs_it(browser: B
         assert process.wait(20) == 0
 
 
+def test_kept_alive_connections_to_llmlens_ui_answer_without_nagles_delay() -> None:
+    """`llmlens ui` listens on a socket of its own making; asyncio turns Nagle's algorithm off on the
+    connections it accepts only when that socket says IPPROTO_TCP. With Nagle on, every response after
+    the first on a kept-alive connection (a browser's: app.css, app.js, the live log's polls) waited
+    about 40 ms for the client's delayed ACK."""
+    import asyncio
+    import socket
+
+    from llmlens.web.cli import _listen
+
+    async def accepted_nodelay() -> int:
+        sock = _listen("127.0.0.1", 0)
+        got: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        async with await asyncio.start_server(handle, sock=sock):
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            try:
+                return await asyncio.wait_for(got, 10)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accepted_nodelay()) == 1
+
+
 # --- guard against a broken harness -----------------------------------------------------------------------
 
 
