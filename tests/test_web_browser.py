@@ -1,7 +1,7 @@
 """The dashboard (`llmlens ui`, llmlens.web) in a real headless Chromium, driven by playwright.
 
 The browser is the system's `chromium` (Debian's package; `scripts/setup --system` installs it):
-playwright never downloads one. One browser for the session, one uvicorn-served `create_app` over one
+playwright never downloads one. One browser per test process, one uvicorn-served `create_app` over one
 store that `llmlens demo --capture-content` filled (a subprocess), plus requests written by the store's
 own writer (`SQLiteSpanProcessor`) whose model names, error message, route, span names and captured
 content are script, `<img onerror>` and `javascript:` payloads.
@@ -48,9 +48,6 @@ from llmlens.store import open_store, queries
 from llmlens.store.profiles import list_profiles
 from llmlens.web import create_app
 from proxies.server import UvicornServer
-
-# All of this file in one xdist worker (scripts/test runs `--dist loadgroup`): one browser, one demo.
-pytestmark = pytest.mark.xdist_group("browser")
 
 LLMLENS = str(Path(sys.executable).with_name("llmlens"))
 TESTS = Path(__file__).parent
@@ -704,6 +701,7 @@ def test_kept_alive_connections_to_llmlens_ui_answer_without_nagles_delay() -> N
     about 40 ms for the client's delayed ACK."""
     import asyncio
     import socket
+    from concurrent.futures import ThreadPoolExecutor
 
     from llmlens.web.cli import _listen
 
@@ -722,7 +720,8 @@ def test_kept_alive_connections_to_llmlens_ui_answer_without_nagles_delay() -> N
             finally:
                 writer.close()
 
-    assert asyncio.run(accepted_nodelay()) == 1
+    with ThreadPoolExecutor(1) as thread:  # (playwright's sync API may hold this thread's event loop)
+        assert thread.submit(asyncio.run, accepted_nodelay()).result(30) == 1
 
 
 # --- guard against a broken harness -----------------------------------------------------------------------
