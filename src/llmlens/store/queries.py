@@ -71,6 +71,7 @@ from llmlens.store.health import (
     provider_health,
 )
 from llmlens.store.inputs import QueryError
+from llmlens.store.percentile_series import SeriesPoint, percentile_series
 from llmlens.store.percentiles import PercentileResult, PercentileValues, exact_percentile, percentiles
 from llmlens.store.phases import Phase, phase_timings
 from llmlens.store.query_common import EXACT_MAX_ROWS, HOUR_NS, MINUTE_NS, NS, iso, row_dict
@@ -139,6 +140,8 @@ __all__ = [
     "PercentileResult",
     "exact_percentile",
     "percentiles",
+    "SeriesPoint",
+    "percentile_series",
     # provider health
     "ENV_HEALTH_PREFIX",
     "HealthThresholds",

@@ -70,17 +70,16 @@ def load(conn: sqlite3.Connection, query: Mapping[str, str], now_ns: int | None 
 
 def latency_series(conn: sqlite3.Connection, until_ns: int, span: Span) -> list[dict[str, Any]]:
     """Duration and time-to-first-chunk percentiles per bucket; buckets are whole minutes, the last
-    one holding `until_ns`."""
+    one holding `until_ns` (one read of the store for the whole chart: queries.percentile_series)."""
     step = span.seconds * NS // span.buckets
     end = (until_ns // step + 1) * step
     points = []
-    for number in range(span.buckets):
-        start = end - (span.buckets - number) * step
-        point: dict[str, Any] = {"start_ns": start, "time": queries.iso(start)}
+    for point in queries.percentile_series(conn, end - span.buckets * step, step, span.buckets):
+        entry: dict[str, Any] = {"start_ns": point.start_ns, "time": queries.iso(point.start_ns)}
         for metric in ("duration", "ttfc"):
-            result = queries.percentiles(conn, start, start + step, metric=metric)
-            point[metric] = {"count": result.overall.count, **result.overall.values, "source": result.source}
-        points.append(point)
+            values = getattr(point, metric)
+            entry[metric] = {"count": values.count, **values.values, "source": point.source}
+        points.append(entry)
     return points
 
 
