@@ -206,7 +206,7 @@ def test_bad_arguments_raise_one_line_query_errors(conn: Any) -> None:
         lambda: queries.breakdown(conn, by="region"),
         lambda: queries.percentiles(conn, metric="tokens"),
         lambda: queries.percentiles(conn, qs=(0.5, 1.5)),
-        lambda: queries.time_series(conn, "day"),
+        lambda: queries.time_series(conn, "week"),
         lambda: queries.time_series(conn, "second", since_ns=NOW - 86_400 * NS, until_ns=NOW),
         lambda: queries.get_request(conn, "not-an-id"),
         lambda: queries.rosetta_metrics_snapshot(conn, series_seconds=0),
@@ -472,7 +472,12 @@ def test_percentiles_use_histograms_once_rows_are_pruned(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("resolution", "step", "span"),
-    [("second", NS, 300 * NS), ("minute", MIN, 86_400 * NS), ("hour", 3600 * NS, 30 * 86_400 * NS)],
+    [
+        ("second", NS, 300 * NS),
+        ("minute", MIN, 86_400 * NS),
+        ("hour", 3600 * NS, 30 * 86_400 * NS),
+        ("day", 86_400 * NS, 90 * 86_400 * NS),
+    ],
 )
 def test_time_series_buckets(
     conn: Any, store: tuple[str, list[Spec]], resolution: str, step: int, span: int

@@ -148,7 +148,19 @@ def running_totals(
 
 # --- time series -----------------------------------------------------------------------------------
 
-_RESOLUTIONS = {"second": (NS, 300), "minute": (MINUTE_NS, 86_400), "hour": (HOUR_NS, 30 * 86_400)}
+_DAY_NS = 24 * HOUR_NS
+_RESOLUTIONS = {
+    "second": (NS, 300),
+    "minute": (MINUTE_NS, 86_400),
+    "hour": (HOUR_NS, 30 * 86_400),
+    "day": (_DAY_NS, 90 * 86_400),
+}
+# Rollup tables, coarsest first: (table, its time column, the length of one of its rows).
+_ROLLUP_TABLES = (
+    ("rollup_day", "day", _DAY_NS),
+    ("rollup_hour", "hour", HOUR_NS),
+    ("rollup_minute", "minute", MINUTE_NS),
+)
 
 
 @dataclass
@@ -191,9 +203,10 @@ def time_series(
 ) -> TimeSeries:
     """Counts, errors, tokens, cost and mean duration per bucket.
 
-    `second` reads the request rows (default: the last 5 minutes); `minute` (default: 24 hours) and
-    `hour` (default: 30 days) read the rollups. Buckets are whole seconds / minutes / hours by start
-    time; the first and last bucket are the ones `since` and `until` fall in.
+    `second` reads the request rows (default: the last 5 minutes); `minute` (default: 24 hours), `hour`
+    (default: 30 days) and `day` (default: 90 days; UTC days) read the rollups, from the coarsest table
+    whose rows fit the buckets. Buckets are whole seconds / minutes / hours / days by start time; the
+    first and last bucket are the ones `since` and `until` fall in.
     """
     if resolution not in _RESOLUTIONS:
         raise QueryError(
@@ -220,14 +233,12 @@ def time_series(
         )
     else:
         source = "rollups"
-        per = step // MINUTE_NS
-        table, unit = (
-            ("rollup_hour", "hour") if per == 60 and hours_usable(conn) else ("rollup_minute", "minute")
+        usable = hours_usable(conn)  # (the hour and day tables came together, and are filled together)
+        table, unit, size = next(
+            t for t in _ROLLUP_TABLES if (usable or t[0] == "rollup_minute") and step % t[2] == 0
         )
-        if unit == "hour":
-            per, first_unit, end_unit = 1, first, last + 1
-        else:
-            first_unit, end_unit = first * per, (last + 1) * per
+        per = step // size
+        first_unit, end_unit = first * per, (last + 1) * per
         rows = conn.execute(
             f"SELECT {unit} / ? AS b, sum(requests), sum(requests * is_error), sum(input_tokens), "
             f"sum(output_tokens), sum(cost_usd), sum(duration_ms_sum) FROM {table} "

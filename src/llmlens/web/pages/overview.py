@@ -37,7 +37,7 @@ WINDOWS = {
     "6h": Span(6 * 3600, "minute", 24),
     "24h": Span(86400, "hour", 24),
     "7d": Span(7 * 86400, "hour", 28),
-    "30d": Span(30 * 86400, "hour", 30),
+    "30d": Span(30 * 86400, "day", 30),
 }
 DEFAULT_WINDOW = "24h"
 ERRORS_READ = 500  # the top errors are counted over the newest this many failed requests of the window
@@ -140,6 +140,8 @@ def _usd(value: float) -> str:
 
 def _bucket_label(ns: int, resolution: str) -> str:
     text = formats.local_time(ns)
+    if resolution == "day":
+        return text[5:10]
     return text[11:16] if resolution != "hour" else text[5:16]
 
 
