@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -25,67 +22,26 @@ import httpx
 import openai
 import pytest
 
+from app_process import AppProcess, run_llmlens
 from llmlens.core.profiling import SWITCH
 from llmlens.demo.fake_server import FakeProvider
 from llmlens.store import profiles as stored_profiles
 from speedscope_schema import validate_speedscope
 
-TESTS = Path(__file__).parent
-LLMLENS = str(Path(sys.executable).parent / "llmlens")
 HI = [{"role": "user", "content": "Hi"}]
 
 
 # --- helpers ------------------------------------------------------------------------------------------
 
 
-def run_llmlens(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LLMLENS, *args, "--db", str(db)], capture_output=True, text=True, timeout=60, env=_env(db)
-    )
-
-
-def _env(db: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMLENS_"))}
-    env.update(LLMLENS_DB=str(db), OTEL_SDK_DISABLED="false", **extra)
-    return env
-
-
-class App:
+class App(AppProcess):
     """tests/profiling_app.py in its own process."""
 
     def __init__(self, db: Path, base_url: str, **env: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(TESTS / "profiling_app.py"), base_url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=_env(db, **env),
-        )  # fmt: skip
-        assert self.ask_line() == "ready"
-
-    def ask_line(self) -> str:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            raise AssertionError(
-                f"the app ended: {self.process.stderr.read() if self.process.stderr else ''}"
-            )
-        return line.strip()
-
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-        return json.loads(self.ask_line())
+        super().__init__("profiling_app.py", db, base_url, **env)
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.write("quit\n")
-            self.process.stdin.flush()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                raise
+        self.quit()
 
 
 def read(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:

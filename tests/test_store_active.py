@@ -12,11 +12,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,12 +22,11 @@ from typing import Any
 
 import pytest
 
+from app_process import AppProcess, run_llmlens
 from llmlens.demo.fake_server import FakeProvider
 from llmlens.store import open_store, processes, queries
 from llmlens.store.queries import ActiveRequest
 
-TESTS = Path(__file__).parent
-LLMLENS = str(Path(sys.executable).parent / "llmlens")
 SLOW = "chunks=20,chunk_delay_ms=100"  # about 2 s
 SLOWER = "chunks=200,chunk_delay_ms=100"  # about 20 s: ended by the test
 NS = 1_000_000_000
@@ -39,50 +35,11 @@ NS = 1_000_000_000
 # --- helpers ------------------------------------------------------------------------------------------
 
 
-def _env(db: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMLENS_"))}
-    env.update(LLMLENS_DB=str(db), OTEL_SDK_DISABLED="false")
-    return env
-
-
-class App:
+class App(AppProcess):
     """tests/active_app.py in its own process."""
 
     def __init__(self, db: Path, base_url: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(TESTS / "active_app.py"), base_url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(db),
-        )  # fmt: skip
-        self.pid = self.process.pid
-        assert self._line() == "ready"
-
-    def _line(self) -> str:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line:
-            raise AssertionError(
-                f"the app ended: {self.process.stderr.read() if self.process.stderr else ''}"
-            )
-        return line.strip()
-
-    def send(self, command: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
-
-    def ask(self, command: str) -> dict[str, Any]:
-        self.send(command)
-        return json.loads(self._line())
-
-    def quit(self) -> int:
-        if self.process.poll() is None:
-            self.send("quit")
-        return self.process.wait(30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(30)
+        super().__init__("active_app.py", db, base_url)
 
 
 @pytest.fixture
@@ -280,12 +237,6 @@ def test_a_frozen_process_expires_then_comes_back(db: Path, apps: Any) -> None:
 
 
 # --- llmlens log --active ------------------------------------------------------------------------------
-
-
-def run_llmlens(*args: str, db: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LLMLENS, *args, "--db", str(db)], capture_output=True, text=True, timeout=60, env=_env(db)
-    )
 
 
 def test_llmlens_log_active(db: Path, apps: Any) -> None:
