@@ -95,6 +95,19 @@ def test_a_failing_begin_lets_the_call_through_untraced(engine: Engine, otel: An
 
 
 @pytest.mark.parametrize("form", FORMS)
+def test_a_start_that_fails_after_the_span_began_ends_that_span(
+    engine: Engine, otel: Any, form: str, monkeypatch: Any
+) -> None:
+    from llmlens.core.in_flight import IN_FLIGHT
+
+    monkeypatch.setattr(engine.telemetry, "activate", broken)
+    assert run(TracedCall(engine, begin_chat(engine), finish), form, lambda: "answer") == "answer"
+    (span,) = otel.spans()  # ended, not left open (and not left in flight)
+    assert span.end_time is not None
+    assert not IN_FLIGHT
+
+
+@pytest.mark.parametrize("form", FORMS)
 def test_a_failing_hand_back_ends_the_call_and_returns_the_sdk_result(
     engine: Engine, otel: Any, form: str
 ) -> None:

@@ -140,6 +140,7 @@ class TracedCall:
         engine = self.engine
         if not engine.active:  # a wrapper still reachable after unpatching (a cached bound method)
             return None
+        started: Invocation | None = None
         try:
             if skip_instrumentation():
                 return None
@@ -148,11 +149,18 @@ class TracedCall:
                 return None
             telemetry = engine.telemetry
             telemetry.start(begun[0])
+            started = begun[0]
             if self.activate:
-                telemetry.activate(begun[0])
+                telemetry.activate(started)
             return begun
         except Exception:
             _log.debug("llmlens: could not start an invocation; the call goes on untraced", exc_info=True)
+            if started is not None:  # its span started: end it, or it would stay open (and in flight)
+                try:
+                    engine.telemetry.deactivate(started)
+                    started.finish()
+                except Exception:
+                    _log.debug("llmlens: could not end an invocation that failed to start", exc_info=True)
             return None
 
     def _failed(self, inv: Invocation, route: Any, error: BaseException) -> None:
