@@ -60,7 +60,7 @@ from llmlens.store import open_store
 from llmlens.store.active import ActiveRequestRows
 from llmlens.store.attach import attached_store
 from overhead import MESSAGES, MODEL, build_handler, source_fingerprint
-from profiling import balanced_orders, command, commit, median_ci, paired, versions
+from profiling import balanced_orders, command, commit, median_ci, paired, print_report, versions
 from store import cpu_model
 
 MODES = ("off", "on")
@@ -292,34 +292,7 @@ def report(bench: Bench, direct: dict[str, float], ticks: dict[int, dict[str, fl
         (("direct (timeit, best of 15)", "ns"), direct_rows),
         (("requests in flight", "insert tick µs", "update tick µs", "unchanged tick µs"), tick_rows),
     ]
-    if markdown:
-        print("\n".join(f"- {line}" for line in header))
-        for cols, body in tables:
-            print()
-            print("| " + " | ".join(cols) + " |")
-            print("|---|" + "---:|" * (len(cols) - 1))
-            for row in body:
-                print("| " + " | ".join(row) + " |")
-        print()
-        print("| check | measured | goal | result |")
-        print("|---|---:|---:|---|")
-        for name, measured, goal, ok in checks:
-            print(f"| {name} | {measured} | {goal} | {'PASS' if ok else 'FAIL'} |")
-        print()
-        print("\n".join(f"- {line}" for line in lines))
-    else:
-        print("\n".join(header))
-        for cols, body in tables:
-            print()
-            widths = [max(len(cols[i]), *(len(row[i]) for row in body)) for i in range(len(cols))]
-            for line in (cols, *body):
-                cells = enumerate(zip(line, widths, strict=True))
-                print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in cells))
-        print()
-        print("\n".join(lines))
-        print()
-        for name, measured, goal, ok in checks:
-            print(f"{'PASS' if ok else 'FAIL'}  {name}: {measured} (goal {goal})")
+    print_report(header, tables, lines, checks, markdown)
     return all(ok for *_rest, ok in checks)
 
 

@@ -574,12 +574,28 @@ def report(bench: Bench, extra: dict[str, Any], env: dict[str, str], markdown: b
     if verbose:
         lines += per_round
 
+    print_report(
+        header, [(columns, rows), (micro_columns, micro_rows)], lines, checks, markdown, text_columns=2
+    )
+    return all(ok for *_rest, ok in checks)
+
+
+def print_report(
+    header: Sequence[str],
+    tables: Sequence[tuple[Sequence[str], Sequence[Sequence[str]]]],
+    lines: Sequence[str],
+    checks: Sequence[tuple[str, str, str, bool]],
+    markdown: bool,
+    text_columns: int = 1,
+) -> None:
+    """The report of a benchmark: its header, tables (the first `text_columns` columns are text, the
+    rest numbers), notes and PASS/FAIL checks, as plain text or Markdown (for docs/benchmarks.md)."""
     if markdown:
         print("\n".join(f"- {line}" for line in header))
-        for cols, body in ((columns, rows), (micro_columns, micro_rows)):
+        for cols, body in tables:
             print()
             print("| " + " | ".join(cols) + " |")
-            print("|---|---|" + "---:|" * (len(cols) - 2))
+            print("|" + "---|" * text_columns + "---:|" * (len(cols) - text_columns))
             for row in body:
                 print("| " + " | ".join(row) + " |")
         print()
@@ -589,20 +605,19 @@ def report(bench: Bench, extra: dict[str, Any], env: dict[str, str], markdown: b
             print(f"| {name} | {measured} | {goal} | {'PASS' if ok else 'FAIL'} |")
         print()
         print("\n".join(f"- {line}" for line in lines))
-    else:
-        print("\n".join(header))
-        for cols, body in ((columns, rows), (micro_columns, micro_rows)):
-            print()
-            widths = [max(len(cols[i]), *(len(row[i]) for row in body)) for i in range(len(cols))]
-            for line in (cols, *body):
-                cells = zip(line, widths, strict=True)
-                print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+        return
+    print("\n".join(header))
+    for cols, body in tables:
         print()
-        print("\n".join(lines))
-        print()
-        for name, measured, goal, ok in checks:
-            print(f"{'PASS' if ok else 'FAIL'}  {name}: {measured} (goal {goal})")
-    return all(ok for *_rest, ok in checks)
+        widths = [max(len(cols[i]), *(len(row[i]) for row in body)) for i in range(len(cols))]
+        for line in (cols, *body):
+            cells = enumerate(zip(line, widths, strict=True))
+            print("  ".join(c.ljust(w) if i < text_columns else c.rjust(w) for i, (c, w) in cells))
+    print()
+    print("\n".join(lines))
+    print()
+    for name, measured, goal, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {measured} (goal {goal})")
 
 
 # --- main -------------------------------------------------------------------------------------------
