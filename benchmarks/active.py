@@ -31,7 +31,6 @@ Checks: every call has its request row, no row is left in ``active_requests``, n
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import gc
@@ -60,7 +59,7 @@ from llmlens.store import open_store
 from llmlens.store.active import ActiveRequestRows
 from llmlens.store.attach import attached_store
 from overhead import MESSAGES, MODEL, build_handler, source_fingerprint
-from profiling import balanced_orders, command, commit, median_ci, paired, print_report, versions
+from profiling import balanced_orders, command, commit, median_ci, paired, print_report, run_options, versions
 from store import cpu_model
 
 MODES = ("off", "on")
@@ -300,14 +299,7 @@ def report(bench: Bench, direct: dict[str, float], ticks: dict[int, dict[str, fl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
-    parser.add_argument("--calls", type=int, default=400, help="calls per round and mode (default 400)")
-    parser.add_argument("--slices", type=int, default=10, help="slices per round (default 10)")
-    parser.add_argument("--warmup", type=int, default=100, help="warm-up calls per mode (default 100)")
-    parser.add_argument("--micro-calls", type=int, default=2000,
-                        help="Telemetry.start + end per round and mode (default 2000)")  # fmt: skip
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs)")
+    parser = run_options(__doc__, calls=400)
     args = parser.parse_args(argv)
     if min(args.rounds, args.calls, args.slices, args.micro_calls) < 1 or args.warmup < 0:
         parser.error("--rounds, --calls, --slices and --micro-calls must be >= 1, --warmup >= 0")

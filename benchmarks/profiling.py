@@ -620,20 +620,28 @@ def print_report(
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {measured} (goal {goal})")
 
 
+def run_options(doc: str | None, calls: int) -> argparse.ArgumentParser:
+    """The options of an interleaved benchmark run (this one's and benchmarks/active.py's)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    parser.add_argument(
+        "--calls", type=int, default=calls, help=f"calls per round and mode (default {calls})"
+    )
+    parser.add_argument("--slices", type=int, default=10, help="slices per round (default 10)")
+    parser.add_argument("--warmup", type=int, default=100, help="warm-up calls per mode (default 100)")
+    parser.add_argument("--micro-calls", type=int, default=2000,
+                        help="Telemetry.start + end per round and mode (default 2000)")  # fmt: skip
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs)")
+    return parser
+
+
 # --- main -------------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
-    parser.add_argument("--calls", type=int, default=500, help="calls per round and mode (default 500)")
-    parser.add_argument("--slices", type=int, default=10, help="slices per round (default 10)")
-    parser.add_argument("--warmup", type=int, default=100, help="warm-up calls per mode (default 100)")
+    parser = run_options(__doc__, calls=500)
     parser.add_argument("--settle", type=int, default=3,
                         help="untimed calls at the start of each block (default 3)")  # fmt: skip
-    parser.add_argument("--micro-calls", type=int, default=2000,
-                        help="Telemetry.start + end per round and mode (default 2000)")  # fmt: skip
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs)")
     parser.add_argument("--verbose", action="store_true", help="also print every round's mean")
     args = parser.parse_args(argv)
     if min(args.rounds, args.calls, args.slices, args.micro_calls) < 1 or min(args.warmup, args.settle) < 0:
