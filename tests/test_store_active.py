@@ -26,6 +26,7 @@ from app_process import AppProcess, run_llmlens
 from llmlens.demo.fake_server import FakeProvider
 from llmlens.store import open_store, processes, queries
 from llmlens.store.queries import ActiveRequest
+from llmlens.store.schema import StoreError
 
 SLOW = "chunks=20,chunk_delay_ms=100"  # about 2 s
 SLOWER = "chunks=200,chunk_delay_ms=100"  # about 20 s: ended by the test
@@ -69,10 +70,16 @@ def apps(fake: FakeProvider) -> Iterator[Callable[[Path], App]]:
 
 
 def in_flight(db: Path, now_ns: int | None = None) -> list[ActiveRequest]:
-    """What a reader sees (nothing while the file does not exist yet)."""
+    """What a reader sees (nothing while the file does not exist yet, or the app is still creating it)."""
     if not db.exists():
         return []
-    with contextlib.closing(open_store(db, readonly=True)) as conn:
+    try:
+        conn = open_store(db, readonly=True)
+    except StoreError as error:
+        if "older schema" in str(error):  # created, not yet migrated: the app's writer is at it
+            return []
+        raise
+    with contextlib.closing(conn):
         return queries.active_requests(conn, now_ns)
 
 
