@@ -11,6 +11,9 @@ Exporters come from the `exporter` argument, else from the standard variables
 comma-separated). With none of those set, data goes over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` (or a
 per-signal endpoint) is set, and nowhere otherwise, so a script without a collector prints no
 connection errors. OTLP uses `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `grpc`).
+
+Metrics can also be scraped: `prometheus_port=` (or `LLMLENS_PROMETHEUS_PORT`, or `prometheus` among the
+metrics exporters, on port 9464) serves them at `http://127.0.0.1:PORT/metrics` (docs/prometheus.md).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmlens.settings import INSTRUMENT_READS, OtelSettings, Settings
+from llmlens.settings import INSTRUMENT_READS, PROMETHEUS_DEFAULT_PORT, OtelSettings, Settings
 
 _log = logging.getLogger("llmlens")
 
@@ -35,7 +38,13 @@ class Configured:
     logger_provider: Any
     exporters: dict[str, list[str]]
     instrumentor: Any
+    prometheus: PrometheusEndpoint | None = None  # the scrape endpoint, when one is served
     _stopped: bool = False
+
+    @property
+    def prometheus_port(self) -> int | None:
+        """The port the Prometheus scrape endpoint listens on (the one picked, for port 0); None: none."""
+        return None if self.prometheus is None else self.prometheus.port
 
     def shutdown(self) -> None:
         if self._stopped:
@@ -46,6 +55,65 @@ class Configured:
                 provider.shutdown()
             except Exception:
                 _log.debug("llmlens: provider shutdown failed", exc_info=True)
+        if self.prometheus is not None:
+            self.prometheus.close()
+
+
+@dataclass
+class PrometheusEndpoint:
+    """A `PrometheusMetricReader` on its own registry, served over HTTP by prometheus_client.
+
+    Its own registry, not prometheus_client's global one: the endpoint shows llmlens's metrics only,
+    and two `configure()` calls in one process do not collide."""
+
+    reader: Any
+    server: Any
+    host: str
+    port: int
+
+    @classmethod
+    def start(cls, host: str, port: int) -> PrometheusEndpoint | None:
+        """Listen on host:port (0: a free port); None, after one error line, when that fails."""
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()  # the reader's: only what `_WithoutEmptyLabels` reads
+        served = CollectorRegistry()
+        served.register(_WithoutEmptyLabels(registry))
+        try:
+            server, _thread = start_http_server(port, addr=host, registry=served)
+        except OSError as error:  # the port is taken, the address is not ours: the app goes on
+            reason = error.strerror or error
+            _log.error("llmlens: no Prometheus endpoint: cannot listen on %s:%s (%s)", host, port, reason)
+            return None
+        reader = PrometheusMetricReader(registry=registry)
+        return cls(reader, server, host, server.server_port)
+
+    def close(self) -> None:
+        try:
+            self.server.shutdown()
+            self.server.server_close()
+        except Exception:
+            _log.debug("llmlens: Prometheus endpoint shutdown failed", exc_info=True)
+
+
+class _WithoutEmptyLabels:
+    """The reader's metrics without labels whose value is empty.
+
+    The exporter gives every series of a metric the labels of all of them, empty where an attribute is
+    absent (`error_type=""` on a success). Prometheus stores an empty label as no label; this makes the
+    scrape text say so too."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def collect(self) -> Any:
+        for family in self._registry.collect():
+            family.samples = [
+                sample._replace(labels={k: v for k, v in sample.labels.items() if v != ""})
+                for sample in family.samples
+            ]
+            yield family
 
 
 def exporter_names(exporter: str | None, environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
@@ -107,14 +175,18 @@ def configure(
     exporter: str | None = None,
     *,
     metric_export_interval_s: float | None = None,
+    prometheus_port: int | None = None,
+    prometheus_host: str | None = None,
     set_global: bool = True,
     **instrument_options: Any,
 ) -> Configured:
     """Set up tracer, meter and logger providers with the chosen exporters, then instrument.
 
     `exporter` ("otlp", "console", "none", or a comma-separated mix) applies to all three signals;
-    leave it out to use the `OTEL_*_EXPORTER` variables. Other keyword arguments go to
-    `Instrumentor().instrument()` (e.g. `capture_content="SPAN_ONLY"`).
+    leave it out to use the `OTEL_*_EXPORTER` variables. `prometheus` there (metrics only) serves a
+    scrape endpoint, as `prometheus_port` (or `LLMLENS_PROMETHEUS_PORT`) does on that port (0: a free
+    one, see `Configured.prometheus_port`), bound to `prometheus_host` (default 127.0.0.1). Other
+    keyword arguments go to `Instrumentor().instrument()` (e.g. `capture_content="SPAN_ONLY"`).
     """
     from opentelemetry import metrics, trace
     from opentelemetry._logs import set_logger_provider
@@ -139,13 +211,27 @@ def configure(
     tracer_provider = TracerProvider(resource=resource, sampler=_sampler(instrument_options))
     for name in names["traces"]:
         tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", name, protocol)))
+    scrape = Settings.from_env(
+        only=("prometheus_port", "prometheus_host"),
+        prometheus_port=prometheus_port,
+        prometheus_host=prometheus_host,
+    )
+    if scrape.prometheus_port is not None and "prometheus" not in names["metrics"]:
+        names["metrics"].append("prometheus")
     interval_ms = None if metric_export_interval_s is None else metric_export_interval_s * 1000
-    readers = [
+    readers: list[Any] = [
         PeriodicExportingMetricReader(
             _exporter("metrics", name, protocol), export_interval_millis=interval_ms
         )
         for name in names["metrics"]
+        if name != "prometheus"
     ]
+    prometheus = None
+    if "prometheus" in names["metrics"]:
+        port = PROMETHEUS_DEFAULT_PORT if scrape.prometheus_port is None else scrape.prometheus_port
+        prometheus = PrometheusEndpoint.start(scrape.prometheus_host, port)
+        if prometheus is not None:
+            readers.append(prometheus.reader)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     logger_provider = LoggerProvider(resource=resource)
     for name in names["logs"]:
@@ -159,12 +245,17 @@ def configure(
     instrumentor = Instrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()  # re-point the instrumentation at the providers made here
-    instrumentor.instrument(
-        tracer_provider=tracer_provider,
-        meter_provider=meter_provider,
-        logger_provider=logger_provider,
-        **instrument_options,
-    )
-    configured = Configured(tracer_provider, meter_provider, logger_provider, names, instrumentor)
+    try:
+        instrumentor.instrument(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            logger_provider=logger_provider,
+            **instrument_options,
+        )
+    except BaseException:  # a bad option: do not leave the endpoint listening
+        if prometheus is not None:
+            prometheus.close()
+        raise
+    configured = Configured(tracer_provider, meter_provider, logger_provider, names, instrumentor, prometheus)
     atexit.register(configured.shutdown)
     return configured

@@ -69,6 +69,8 @@ PROXY_ROUTE_FORMATS = (
     "anthropic_count_tokens", "gemini_generate", "gemini_stream_generate",
 )  # fmt: skip
 EXPORTER_NAMES = ("otlp", "console", "none")
+METRICS_EXPORTER_NAMES = (*EXPORTER_NAMES, "prometheus")  # a scrape endpoint: metrics only
+PROMETHEUS_DEFAULT_PORT = 9464  # the OpenTelemetry specification's default for the Prometheus exporter
 OTLP_PROTOCOLS = ("http/protobuf", "grpc")
 SIGNALS = ("traces", "metrics", "logs")
 
@@ -354,15 +356,27 @@ def _parse_interval_ms(where: str, raw: object) -> float:
     return value
 
 
-def _parse_exporters(where: str, raw: object) -> tuple[str, ...]:
+def _parse_exporters(where: str, raw: object, allowed: tuple[str, ...] = EXPORTER_NAMES) -> tuple[str, ...]:
     """`otlp`, `console`, `none` or a comma-separated mix; `none` (or nothing) is the empty tuple."""
-    accepted = f"{', '.join(EXPORTER_NAMES)} (comma-separated)"
+    accepted = f"{', '.join(allowed)} (comma-separated)"
     if not isinstance(raw, str):
         raise _invalid(where, raw, accepted)
     names = [n.strip().lower() for n in raw.split(",") if n.strip()] or ["none"]
-    if any(n not in EXPORTER_NAMES for n in names):
+    if any(n not in allowed for n in names):
         raise _invalid(where, raw, accepted)
     return tuple(dict.fromkeys(n for n in names if n != "none"))
+
+
+def _parse_metrics_exporters(where: str, raw: object) -> tuple[str, ...]:
+    """As `_parse_exporters`, plus `prometheus` (the scrape endpoint)."""
+    return _parse_exporters(where, raw, METRICS_EXPORTER_NAMES)
+
+
+def _parse_port(where: str, raw: object) -> int:
+    value = _whole_number(raw)
+    if value is None or not 0 <= value <= 65535:
+        raise _invalid(where, raw, "a TCP port from 0 to 65535 (0 = any free port)")
+    return value
 
 
 def _parse_protocol(where: str, raw: object) -> str:
@@ -741,6 +755,21 @@ class Settings(_Table):
         "[ui.md](ui.md)).",
     )  # fmt: skip
 
+    # --- the Prometheus scrape endpoint of configure() (docs/prometheus.md) ---
+    prometheus_port: int | None = _setting(
+        "LLMLENS_PROMETHEUS_PORT", _parse_port, None, api="configure()",
+        values="a TCP port (0 = any free port)",
+        default_doc=f"none: no endpoint, unless `OTEL_METRICS_EXPORTER` names `prometheus` (then "
+        f"`{PROMETHEUS_DEFAULT_PORT}`)",
+        doc="The port of the Prometheus scrape endpoint `configure()` serves the metrics on (see "
+        "[prometheus.md](prometheus.md)).",
+    )  # fmt: skip
+    prometheus_host: str = _setting(
+        "LLMLENS_PROMETHEUS_HOST", _parse_text, "127.0.0.1", api="configure()",
+        values="an address to bind",
+        doc="The address the Prometheus scrape endpoint binds (`0.0.0.0`: every interface).",
+    )  # fmt: skip
+
     _checks = (_check_health_order,)
 
     @property
@@ -793,8 +822,8 @@ class OtelSettings(_Table):
         doc="Where `configure()` sends spans (its `exporter` argument sets all three signals).",
     )  # fmt: skip
     metrics_exporter: tuple[str, ...] | None = _setting(
-        "OTEL_METRICS_EXPORTER", _parse_exporters, None, keyword="exporter", api="configure()",
-        values="`otlp`, `console`, `none` (comma-separated)",
+        "OTEL_METRICS_EXPORTER", _parse_metrics_exporters, None, keyword="exporter", api="configure()",
+        values="`otlp`, `console`, `prometheus`, `none` (comma-separated)",
         default_doc="`otlp` when an OTLP endpoint variable (for all signals or this one) is set, else `none`",
         doc="Where `configure()` sends metrics.",
     )  # fmt: skip
@@ -829,14 +858,15 @@ class OtelSettings(_Table):
     def exporters(self, exporter: str | None = None) -> dict[str, list[str]]:
         """Exporter names per signal: `exporter` (configure()'s argument, for all signals), else the
         signal's variable, else `otlp` when an OTLP endpoint for it is set and none otherwise."""
-        chosen = None if exporter is None else _parse_exporters("exporter", exporter)
+        chosen = None if exporter is None else _parse_metrics_exporters("exporter", exporter)
         result: dict[str, list[str]] = {}
         for signal in SIGNALS:
             names = chosen if chosen is not None else getattr(self, f"{signal}_exporter")
             if names is None:
                 endpoint = self.otlp_endpoint or getattr(self, f"otlp_{signal}_endpoint")
                 names = ("otlp",) if endpoint else ()
-            result[signal] = list(names)
+            # `prometheus` in the argument is for metrics: traces and logs have no scrape endpoint
+            result[signal] = [n for n in names if signal == "metrics" or n != "prometheus"]
         return result
 
 
