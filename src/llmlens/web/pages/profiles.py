@@ -135,11 +135,14 @@ def render_one(profile: dict[str, Any], ctx: Ctx) -> Markup:
     request_id = profile["request_id"]
     request = (tag("a", f"request {request_id}", href=ctx.url(f"requests/{request_id}"), id="profile-request")
                if request_id else "its request row was pruned")  # fmt: skip
-    fields = definition_list([
+    rows: list[tuple[str, Any]] = [
         ("request", request), ("provider", profile["provider"] or ""), ("model", profile["model"] or ""),
-        ("operation", profile["operation"] or ""), ("route", profile["route"] or ""),
-        ("reason", profile["reason"]), ("process", profile["pid"]),
-    ], "profile-fields")  # fmt: skip
+        ("operation", profile["operation"] or ""),
+    ]  # fmt: skip
+    if profile["route"]:  # proxied requests only
+        rows.append(("route", profile["route"]))
+    rows += [("reason", profile["reason"]), ("process", profile["pid"])]
+    fields = definition_list(rows, "profile-fields")
     summary = tag("pre", "\n".join(formats.profile_summary_lines(profile)), id="profile-summary")
     links = tag("p", tag("a", "speedscope file", href=ctx.url(f"profiles/{pid}/speedscope.json"),
                          id="profile-speedscope", download=f"llmlens-profile-{pid}.speedscope.json"), " ",
