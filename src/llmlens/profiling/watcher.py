@@ -9,13 +9,13 @@ A store that does not exist yet, or cannot be read, is tried again on the next t
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
-from typing import Any, Protocol
+from typing import Protocol
 
 from llmlens.profiling import arms as arm_rows
 from llmlens.profiling.arms import LiveArm
+from llmlens.store.paths import file_identity
 
 _log = logging.getLogger("llmlens")
 POLL_S = 0.5
@@ -143,7 +143,7 @@ class ArmWatcher:
             raise
 
     def _connection(self) -> sqlite3.Connection | None:
-        identity = _identity(self.path)
+        identity = file_identity(self.path)
         if identity is None:  # no store yet: nothing can be armed
             self._close()
             return None
@@ -167,11 +167,3 @@ class ArmWatcher:
                 conn.close()
             except sqlite3.Error:
                 pass
-
-
-def _identity(path: str) -> Any:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino

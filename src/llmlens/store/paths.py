@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from llmlens.settings import ENV_DB, Settings, platform_data_home
 
-__all__ = ["ENV_DB", "FILE_NAME", "default_db_path", "user_data_dir"]
+__all__ = ["ENV_DB", "FILE_NAME", "default_db_path", "file_identity", "user_data_dir"]
 
 FILE_NAME = "llmlens.db"
 
@@ -19,3 +20,13 @@ def user_data_dir() -> Path:
 def default_db_path() -> str:
     """`$LLMLENS_DB` if set, else `<user data dir>/llmlens/llmlens.db`."""
     return Settings.from_env(only=("db_path",)).db_path or str(user_data_dir() / FILE_NAME)
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file at `path`, or None if there is none: tells a store deleted or
+    replaced under an open connection from the one that was opened."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

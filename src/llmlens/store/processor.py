@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from llmlens.core.profile_capture import FinishedProfile
 from llmlens.store import profiles, rollups
 from llmlens.store.active import DELETE_ROW, ActiveRequestRows, is_starting_request
-from llmlens.store.paths import default_db_path
+from llmlens.store.paths import default_db_path, file_identity
 from llmlens.store.retention import Retention, prune
 from llmlens.store.rows import (
     REQUEST_COLUMNS,
@@ -278,7 +278,7 @@ class SQLiteSpanProcessor(SpanProcessor):
         if self._conn is not None:
             # One stat() per batch: a store deleted (or replaced) under an open connection would take
             # every later row into a file no one can open any more.
-            if _identity(self.path) == self._identity:
+            if file_identity(self.path) == self._identity:
                 return self._conn
             self._replaced()
         if (
@@ -290,8 +290,8 @@ class SQLiteSpanProcessor(SpanProcessor):
             conn = open_store(self.path)
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_MS)}")
             self._conn = conn
-            self._identity = _identity(self.path)
-            self._sidecars = {suffix: _identity(self.path + suffix) for suffix in _SIDECARS}
+            self._identity = file_identity(self.path)
+            self._sidecars = {suffix: file_identity(self.path + suffix) for suffix in _SIDECARS}
         except StoreError as error:
             self._unavailable(str(error))
         except (sqlite3.Error, OSError) as error:
@@ -305,7 +305,7 @@ class SQLiteSpanProcessor(SpanProcessor):
         SQLite does not checkpoint or remove the -wal and -shm of a moved database when it closes it; left
         at the path, that WAL would be read into the new file as if it were its own. They are removed if
         they are still the ones this connection had open (checked before closing, while they are)."""
-        stale = [s for s, found in self._sidecars.items() if found and _identity(self.path + s) == found]
+        stale = [s for s, found in self._sidecars.items() if found and file_identity(self.path + s) == found]
         self._close()
         for suffix in stale:
             try:
@@ -572,14 +572,6 @@ def _rows(build: Any, spans: list[ReadableSpan]) -> list[tuple[Any, ...]]:
 _SIDECARS = ("-wal", "-shm")
 # A profile's summary names the user's own frames: llmlens' are not theirs (profiles.summarize).
 _OWN_CODE = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,)
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _reinit_after_fork() -> None:

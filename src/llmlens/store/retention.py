@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from llmlens.settings import SETTINGS, Settings
 
@@ -55,40 +56,33 @@ class PruneResult:
         return self.deleted_success + self.deleted_errors + self.deleted_by_age
 
 
-def _cap(conn: sqlite3.Connection, is_error: int, cap: int) -> int:
+def _keep_newest(
+    conn: sqlite3.Connection, table: str, cap: int, where: str = "1", args: tuple[Any, ...] = ()
+) -> int:
+    """Delete the rows of `table` matching `where` beyond the newest `cap` (by id); how many went.
+
+    The rows number at most max(id) - min(id) + 1: within the cap, there is nothing to walk. Else the
+    cap is found by walking an `(..., id)` index from the newest row, at most `cap` steps."""
     if cap <= 0:
         return 0
-    # The class has at most max(id) - min(id) + 1 rows: within the cap, there is nothing to walk.
     low, high = conn.execute(
-        "SELECT (SELECT min(id) FROM requests WHERE is_error = ?1),"
-        " (SELECT max(id) FROM requests WHERE is_error = ?1)",
-        (is_error,),
+        f"SELECT (SELECT min(id) FROM {table} WHERE {where}), (SELECT max(id) FROM {table} WHERE {where})",
+        (*args, *args),
     ).fetchone()
     if low is None or high - low < cap:
         return 0
     row = conn.execute(
-        "SELECT id FROM requests WHERE is_error = ? ORDER BY id DESC LIMIT 1 OFFSET ?", (is_error, cap)
+        f"SELECT id FROM {table} WHERE {where} AND id <= ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+        (*args, high, cap),
     ).fetchone()
     if row is None:
         return 0
-    return conn.execute("DELETE FROM requests WHERE is_error = ? AND id <= ?", (is_error, row[0])).rowcount
+    return conn.execute(f"DELETE FROM {table} WHERE {where} AND id <= ?", (*args, row[0])).rowcount
 
 
 def cap_profiles(conn: sqlite3.Connection, cap: int) -> int:
     """Keep the newest `cap` profiles (0: all). Inside the caller's transaction."""
-    if cap <= 0:
-        return 0
-    low, high = conn.execute(
-        "SELECT (SELECT min(id) FROM profiles), (SELECT max(id) FROM profiles)"
-    ).fetchone()
-    if low is None or high - low < cap:
-        return 0
-    row = conn.execute(
-        "SELECT id FROM profiles WHERE id <= ? ORDER BY id DESC LIMIT 1 OFFSET ?", (high, cap)
-    ).fetchone()
-    if row is None:
-        return 0
-    return conn.execute("DELETE FROM profiles WHERE id <= ?", (row[0],)).rowcount
+    return _keep_newest(conn, "profiles", cap)
 
 
 def prune(conn: sqlite3.Connection, retention: Retention, now_ns: int | None = None) -> PruneResult:
@@ -104,8 +98,8 @@ def prune(conn: sqlite3.Connection, retention: Retention, now_ns: int | None = N
             conn.execute("DELETE FROM rollup_minute WHERE minute < ?", (cutoff // 60_000_000_000,))
             conn.execute("DELETE FROM rollup_hour WHERE hour < ?", (cutoff // 3_600_000_000_000,))
             conn.execute("DELETE FROM rollup_day WHERE day < ?", (cutoff // 86_400_000_000_000,))
-        result.deleted_success = _cap(conn, 0, retention.max_success)
-        result.deleted_errors = _cap(conn, 1, retention.max_errors)
+        result.deleted_success = _keep_newest(conn, "requests", retention.max_success, "is_error = ?", (0,))
+        result.deleted_errors = _keep_newest(conn, "requests", retention.max_errors, "is_error = ?", (1,))
         result.deleted_profiles = cap_profiles(conn, retention.max_profiles)
         conn.execute("COMMIT")
     except BaseException:
