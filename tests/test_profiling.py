@@ -183,11 +183,13 @@ def test_a_streamed_calls_profile_covers_the_end_of_its_stream(db: Path, fake: F
     assert stream and outcome == "completed"
     ((profile_ms,),) = read(db, "SELECT duration_ms FROM profiles WHERE id = ?", profile_id)
     session = session_of(db, profile_id)
-    # The profile runs from the call to the stream's end: as long as the request, and it saw the
-    # application's work on every chunk (that work is inside the stream loop, so inside the request).
-    assert profile_ms >= duration_ms * 0.97
+    # The profile runs from the call to the stream's end: about as long as the request (it starts just
+    # after the span, once pyinstrument is up: milliseconds on a loaded machine; a profile that stopped
+    # when the call returned would be a small fraction), and it saw the application's work on every
+    # chunk (that work is inside the stream loop, so inside the request).
+    assert profile_ms >= duration_ms * 0.9
     assert seconds_in(session, "app_prepares_the_prompt") > 0
-    assert session.duration * 1000 >= duration_ms * 0.97
+    assert session.duration * 1000 >= duration_ms * 0.9
 
 
 # --- in-process: exit paths, thread policy, results unchanged ------------------------------------------
@@ -448,7 +450,7 @@ def test_a_proxied_streaming_requests_profile_covers_its_last_byte(
     kind, request_ms, profile_ms, route = rows[0]
     # The SERVER row (first byte in to last byte out) is the one profiled, over all of it.
     assert kind == "server" and route == "/v1/chat/completions"
-    assert profile_ms >= request_ms * 0.97
+    assert profile_ms >= request_ms * 0.9  # (see the streamed SDK call's test)
     # Only the proxied request: its upstream SDK call is part of it, not a profile of its own.
     assert read(db, "SELECT count(*) FROM profiles") == [(1,)]
 
