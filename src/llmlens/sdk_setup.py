@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llmlens import prometheus as _prometheus
+from llmlens.prometheus import MetricsRegistry, PrometheusEndpoint
 from llmlens.settings import INSTRUMENT_READS, PROMETHEUS_DEFAULT_PORT, OtelSettings, Settings
 
 _log = logging.getLogger("llmlens")
@@ -39,6 +41,7 @@ class Configured:
     exporters: dict[str, list[str]]
     instrumentor: Any
     prometheus: PrometheusEndpoint | None = None  # the scrape endpoint, when one is served
+    metrics_registry: MetricsRegistry | None = None  # what the endpoint and the proxy's metrics path show
     _stopped: bool = False
 
     @property
@@ -57,63 +60,8 @@ class Configured:
                 _log.debug("llmlens: provider shutdown failed", exc_info=True)
         if self.prometheus is not None:
             self.prometheus.close()
-
-
-@dataclass
-class PrometheusEndpoint:
-    """A `PrometheusMetricReader` on its own registry, served over HTTP by prometheus_client.
-
-    Its own registry, not prometheus_client's global one: the endpoint shows llmlens's metrics only,
-    and two `configure()` calls in one process do not collide."""
-
-    reader: Any
-    server: Any
-    host: str
-    port: int
-
-    @classmethod
-    def start(cls, host: str, port: int) -> PrometheusEndpoint | None:
-        """Listen on host:port (0: a free port); None, after one error line, when that fails."""
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from prometheus_client import CollectorRegistry, start_http_server
-
-        registry = CollectorRegistry()  # the reader's: only what `_WithoutEmptyLabels` reads
-        served = CollectorRegistry()
-        served.register(_WithoutEmptyLabels(registry))
-        try:
-            server, _thread = start_http_server(port, addr=host, registry=served)
-        except OSError as error:  # the port is taken, the address is not ours: the app goes on
-            reason = error.strerror or error
-            _log.error("llmlens: no Prometheus endpoint: cannot listen on %s:%s (%s)", host, port, reason)
-            return None
-        reader = PrometheusMetricReader(registry=registry)
-        return cls(reader, server, host, server.server_port)
-
-    def close(self) -> None:
-        try:
-            self.server.shutdown()
-            self.server.server_close()
-        except Exception:
-            _log.debug("llmlens: Prometheus endpoint shutdown failed", exc_info=True)
-
-
-class _WithoutEmptyLabels:
-    """The reader's metrics without labels whose value is empty.
-
-    The exporter gives every series of a metric the labels of all of them, empty where an attribute is
-    absent (`error_type=""` on a success). Prometheus stores an empty label as no label; this makes the
-    scrape text say so too."""
-
-    def __init__(self, registry: Any) -> None:
-        self._registry = registry
-
-    def collect(self) -> Any:
-        for family in self._registry.collect():
-            family.samples = [
-                sample._replace(labels={k: v for k, v in sample.labels.items() if v != ""})
-                for sample in family.samples
-            ]
-            yield family
+        if self.metrics_registry is not None and _prometheus.current() is self.metrics_registry:
+            _prometheus.use(None)
 
 
 def exporter_names(exporter: str | None, environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
@@ -212,9 +160,10 @@ def configure(
     for name in names["traces"]:
         tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", name, protocol)))
     scrape = Settings.from_env(
-        only=("prometheus_port", "prometheus_host"),
+        only=("prometheus_port", "prometheus_host", "proxy_metrics_path"),
         prometheus_port=prometheus_port,
         prometheus_host=prometheus_host,
+        proxy_metrics_path=instrument_options.get("proxy_metrics_path"),
     )
     if scrape.prometheus_port is not None and "prometheus" not in names["metrics"]:
         names["metrics"].append("prometheus")
@@ -226,12 +175,13 @@ def configure(
         for name in names["metrics"]
         if name != "prometheus"
     ]
-    prometheus = None
+    prometheus = registry = None
+    if "prometheus" in names["metrics"] or scrape.proxy_metrics_path:
+        registry = MetricsRegistry.make()
+        readers.append(registry.reader)
     if "prometheus" in names["metrics"]:
         port = PROMETHEUS_DEFAULT_PORT if scrape.prometheus_port is None else scrape.prometheus_port
-        prometheus = PrometheusEndpoint.start(scrape.prometheus_host, port)
-        if prometheus is not None:
-            readers.append(prometheus.reader)
+        prometheus = PrometheusEndpoint.start(scrape.prometheus_host, port, registry)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     logger_provider = LoggerProvider(resource=resource)
     for name in names["logs"]:
@@ -256,6 +206,10 @@ def configure(
         if prometheus is not None:
             prometheus.close()
         raise
-    configured = Configured(tracer_provider, meter_provider, logger_provider, names, instrumentor, prometheus)
+    configured = Configured(
+        tracer_provider, meter_provider, logger_provider, names, instrumentor, prometheus, registry
+    )
+    if registry is not None:
+        _prometheus.use(registry)  # what the proxy middleware's metrics path shows
     atexit.register(configured.shutdown)
     return configured

@@ -170,6 +170,13 @@ def _parse_non_negative_int(where: str, raw: object) -> int:
     return value
 
 
+def _parse_positive_int(where: str, raw: object) -> int:
+    value = _whole_number(raw)
+    if value is None or not 1 <= value <= INT64_MAX:
+        raise _invalid(where, raw, "an integer >= 1")
+    return value
+
+
 def _parse_cap(where: str, raw: object) -> int:
     value = _whole_number(raw)
     if value is None or not 0 <= value <= INT64_MAX:  # beyond 64 bits SQLite cannot hold it
@@ -271,6 +278,16 @@ def _parse_path_prefixes(where: str, raw: object) -> tuple[str, ...]:
     if any(not p.startswith("/") for p in prefixes):
         raise _invalid(where, raw, accepted)
     return prefixes
+
+
+def _parse_url_path(where: str, raw: object) -> str | None:
+    """One absolute URL path (`/metrics`); empty: none."""
+    value = raw.strip() if isinstance(raw, str) else None
+    if value == "":
+        return None
+    if value is None or not value.startswith("/") or any(c in value for c in "?# ,"):
+        raise _invalid(where, raw, "a URL path such as /metrics")
+    return value
 
 
 def _parse_networks(where: str, raw: object) -> tuple[str, ...]:
@@ -669,6 +686,19 @@ class Settings(_Table):
         values="integer >= 0 (bytes)",
         doc="Request bodies up to this size are read for their model and parameters; JSON responses are "
         "kept (a copy) up to it.",
+    )  # fmt: skip
+
+    proxy_metrics_path: str | None = _setting(
+        "LLMLENS_PROXY_METRICS_PATH", _parse_url_path, None, values="a URL path such as `/metrics`",
+        default_doc="none (every path is the application's)",
+        doc="The proxy middleware answers `GET` on this path with llmlens's metrics in the Prometheus "
+        "text format, on the proxied application's own port (see [prometheus.md](prometheus.md)).",
+    )  # fmt: skip
+    metrics_max_models: int = _setting(
+        "LLMLENS_METRICS_MAX_MODELS", _parse_positive_int, 200, values="integer >= 1",
+        doc="Distinct model names that get their own metric series in a process; later ones are recorded "
+        "in metrics as `_OTHER` (spans and the store keep the real name). Bounds the series a proxy's "
+        "clients can make by sending made-up model names.",
     )  # fmt: skip
 
     # --- the store's retention (llmlens.store.retention.Retention) ---

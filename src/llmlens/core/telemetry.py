@@ -27,6 +27,7 @@ from llmlens.core.histograms import FastHistogram
 from llmlens.core.in_flight import IN_FLIGHT
 from llmlens.core.invocation import USAGE_FIELDS, Invocation
 from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
+from llmlens.core.metric_labels import ModelLabels
 from llmlens.core.profiling import SWITCH as _PROFILING
 from llmlens.settings import Settings
 
@@ -120,6 +121,7 @@ class Telemetry:
         )  # fmt: skip
         # (operation, provider, models, server, error type) -> the metric attribute sets of such calls
         self._metric_attributes: dict[tuple[Any, ...], MetricAttributes] = {}
+        self.model_labels = ModelLabels(settings.metrics_max_models)  # the cardinality guard
         # Cost (llmlens.pricing): PriceBook starts loading the price data in a background thread.
         self.prices = pricing.PriceBook(settings.prices) if settings.pricing else None
         self.costs = pricing.CostMeter.for_meter(meter) if settings.pricing else None
@@ -328,9 +330,9 @@ class Telemetry:
         try:
             found = self._metric_attributes.get(identity)
         except TypeError:  # an unhashable model name (a proxied body of the wrong type): not kept
-            return MetricAttributes(inv, err_type)
+            return MetricAttributes(inv, err_type, self.model_labels)
         if found is None:
-            found = MetricAttributes(inv, err_type)
+            found = MetricAttributes(inv, err_type, self.model_labels)
             if len(self._metric_attributes) < _MAX_ATTRIBUTE_SETS:  # past that, built per call
                 self._metric_attributes[identity] = found
         return found
@@ -395,12 +397,13 @@ class MetricAttributes:
 
     __slots__ = ("base", "duration", "duration_key", "input", "input_key", "key", "output", "output_key")
 
-    def __init__(self, inv: Invocation, err_type: str | None) -> None:
+    def __init__(self, inv: Invocation, err_type: str | None, models: ModelLabels) -> None:
         base: dict[str, Any] = {semconv.OPERATION_NAME: inv.operation, semconv.PROVIDER_NAME: inv.provider}
-        if inv.request_model:
-            base[semconv.REQUEST_MODEL] = inv.request_model
-        if inv.response_model:
-            base[semconv.RESPONSE_MODEL] = inv.response_model
+        request_model, response_model = models(inv.request_model), models(inv.response_model)
+        if request_model:
+            base[semconv.REQUEST_MODEL] = request_model
+        if response_model:
+            base[semconv.RESPONSE_MODEL] = response_model
         _add_server(base, inv)
         self.base = base
         self.key = tuple(base.items())

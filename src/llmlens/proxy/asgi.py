@@ -40,6 +40,7 @@ from llmlens.proxy.config import ProxyConfig, active_telemetry, proxy_settings, 
 from llmlens.proxy.exits import request_exits
 from llmlens.proxy.formats import StreamReader, WireFormat
 from llmlens.proxy.logging import install_log_correlation, request_id_var
+from llmlens.proxy.metrics_path import answer_metrics
 from llmlens.proxy.sse import SSEParser
 from llmlens.settings import Settings
 
@@ -103,8 +104,15 @@ class LLMProxyMiddleware:
         """Run `app` for this request, observed if it is an LLM request."""
         fmt = self.match(scope)
         if fmt is None:
+            if self.serves_metrics(scope):
+                return await answer_metrics(app, scope, receive, send)
             return await app(scope, receive, send)
         await self.observe(app, fmt, scope, receive, send)
+
+    def serves_metrics(self, scope: Scope) -> bool:
+        """Whether this request is for the metrics path (`LLMLENS_PROXY_METRICS_PATH`), when one is set."""
+        path = self.config.metrics_path
+        return path is not None and scope.get("path") == path and scope["type"] == "http"
 
     def match(self, scope: Scope) -> WireFormat | None:
         """The wire format of an LLM request; None for anything else (the cheap path)."""

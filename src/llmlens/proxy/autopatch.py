@@ -20,12 +20,14 @@ When starlette is not imported yet, the patch waits for its import (a post-impor
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
 import wrapt
 
 from llmlens.proxy.asgi import LLMProxyMiddleware, Receive, Scope, Send
+from llmlens.proxy.metrics_path import answer_metrics
 
 _log = logging.getLogger("llmlens")
 # module -> class name: the classes whose __call__ is wrapped
@@ -94,6 +96,9 @@ def _patch_class(cls: type) -> None:
         handler = _handler[0] if _handler else None
         fmt = handler.match(scope) if handler is not None else None
         if fmt is None:
+            if handler is not None and handler.serves_metrics(scope):
+                await answer_metrics(functools.partial(original, self), scope, receive, send)
+                return
             await original(self, scope, receive, send)
             return
 

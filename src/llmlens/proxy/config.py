@@ -73,6 +73,7 @@ class ProxyConfig:
         table = {**DEFAULT_ROUTES, **settings.proxy_routes, **(routes or {})}
         self.routes = RouteTable(table, settings.proxy_path_prefixes, settings)
         self.max_body = settings.proxy_max_body
+        self.metrics_path = settings.proxy_metrics_path  # GET here: llmlens's metrics (proxy/metrics_path.py)
         self.clients = identity.ClientAddress(identity.parse_networks(settings.proxy_trusted_proxies))
         self._labeler: identity.KeyLabeler | None = None
 
