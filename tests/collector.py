@@ -78,7 +78,8 @@ class RotelCollector:
 
     `env` adds ROTEL_* variables (rotel's own environment configuration); `args` are extra command-line
     options, by default `DEBUG_ARGS`. The listening ports are always passed on the command line (which
-    wins over the environment), so two collectors never collide.
+    wins over the environment), so two collectors never collide. `cwd` is the directory rotel runs in
+    (relative paths in its settings, such as a processor file, are read from there).
     """
 
     def __init__(
@@ -87,8 +88,10 @@ class RotelCollector:
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = DEBUG_ARGS,
         startup_timeout: float = 10.0,
+        cwd: str | Path | None = None,
     ) -> None:
         self._env = dict(env or {})
+        self._cwd = cwd
         self._args = tuple(args)
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -132,7 +135,12 @@ class RotelCollector:
             ]
             with self._log.open("wb") as out:
                 self._process = subprocess.Popen(
-                    command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+                    command,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=self._cwd,
                 )
             error = self._wait_until_listening()
             if error is None:
