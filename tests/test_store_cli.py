@@ -291,7 +291,9 @@ def test_stats(store: tuple[str, list[Spec]]) -> None:
     since_minute = window["since_ns"] // (60 * NS)
     chosen = [s for s in specs if s.start_ns // (60 * NS) >= since_minute]
     assert data["totals"]["requests"] == len(chosen)
-    assert data["totals"]["cost_usd"] == pytest.approx(sum(s.cost or 0 for s in chosen))
+    priced = [s.cost for s in chosen if s.cost is not None]
+    assert data["totals"]["cost_usd"] == (pytest.approx(sum(priced)) if priced else None)
+    assert data["totals"]["priced_requests"] == len(priced)
     assert {g["key"]: g["requests"] for g in data["groups"]} == {
         m: sum(s.model == m for s in chosen) for m in {s.model for s in chosen}
     }

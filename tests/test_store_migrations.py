@@ -81,6 +81,20 @@ def _synthetic_value(table: str, column: str, declared: str, default: Any, j: in
     return f"{table}.{column}.{j}"
 
 
+def _rollup_rows(requests: list[tuple[Any, ...]]) -> dict[str, tuple[list[str], list[tuple[Any, ...]]]]:
+    """The rollup rows of `requests` (names and rows per table), written by today's rollups.add."""
+    with contextlib.closing(sqlite3.connect(":memory:", isolation_level=None)) as conn:
+        schema.migrate(conn)
+        conn.execute("BEGIN")
+        rollups.add(conn, requests)
+        conn.execute("COMMIT")
+        tables = ("rollup_minute", "rollup_hour", "rollup_day")
+        return {
+            t: ([c[0] for c in _columns(conn, t)], conn.execute(f"SELECT * FROM {t}").fetchall())
+            for t in tables
+        }
+
+
 def fill(conn: sqlite3.Connection) -> None:
     """Rows valid for the file's current version, in every table."""
     real_requests, real_spans = _real_rows()
@@ -93,12 +107,10 @@ def fill(conn: sqlite3.Connection) -> None:
         if table in existing:
             keep = [i for i, name in enumerate(columns) if name in existing[table]]
             _insert(conn, table, [columns[i] for i in keep], [tuple(r[i] for i in keep) for r in rows])
-    if "rollup_minute" in existing and "rollup_hour" in existing:
-        rollups.add(conn, real_requests)
-    elif "rollup_minute" in existing:  # schema 1: minute rollups only, as llmlens wrote them then
-        for key, acc in rollups._accumulate(real_requests).items():
-            values = (*key, acc.n, acc.dsum, acc.dmax, acc.tsum, acc.tcount, *acc.sums, acc.cost)
-            conn.execute(rollups._MINUTE[1], (*values, json.dumps(acc.dur), json.dumps(acc.ttfc), acc.last))
+    for table, (names, rows) in _rollup_rows(real_requests).items():
+        if table in existing:  # as the llmlens of that schema wrote them: the columns it had
+            keep = [i for i, name in enumerate(names) if name in existing[table]]
+            _insert(conn, table, [names[i] for i in keep], [tuple(r[i] for i in keep) for r in rows])
     for table in existing:
         columns = _columns(conn, table)
         names = [c[0] for c in columns]

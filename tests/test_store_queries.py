@@ -323,6 +323,12 @@ def test_get_request_with_its_span_tree(conn: Any, store: tuple[str, list[Spec]]
 # --- aggregates --------------------------------------------------------------------------------------
 
 
+def _cost_sum(specs: list[Spec]) -> Any:
+    """What a sum of costs must read: None when no request had a cost, never 0."""
+    priced = [s.cost for s in specs if s.cost is not None]
+    return pytest.approx(sum(priced)) if priced else None
+
+
 def expected_totals(specs: Iterable[Spec]) -> dict[str, Any]:
     specs = list(specs)
     ttfc = [s.ttfc_ms for s in specs if s.ttfc_ms is not None]
@@ -335,7 +341,8 @@ def expected_totals(specs: Iterable[Spec]) -> dict[str, Any]:
         "cache_read_tokens": sum(s.cache_read_tokens or 0 for s in specs),
         "cache_write_tokens": sum(s.cache_write_tokens or 0 for s in specs),
         "reasoning_tokens": sum(s.reasoning_tokens or 0 for s in specs),
-        "cost_usd": pytest.approx(sum(s.cost or 0 for s in specs)),
+        "cost_usd": _cost_sum(specs),
+        "priced_requests": sum(s.cost is not None for s in specs),
         "total_duration_ms": pytest.approx(sum(s.duration_ms for s in specs)),
         "max_duration_ms": pytest.approx(max((s.duration_ms for s in specs), default=0.0)),
         "ttfc_count": len(ttfc),
@@ -499,7 +506,7 @@ def test_time_series_buckets(
         assert point.errors == sum(s.is_error for s in mine)
         assert point.input_tokens == sum(s.input_tokens or 0 for s in mine)
         assert point.output_tokens == sum(s.output_tokens or 0 for s in mine)
-        assert point.cost_usd == pytest.approx(sum(s.cost or 0 for s in mine))
+        assert point.cost_usd == _cost_sum(mine)
         if mine:
             assert point.avg_duration_ms == pytest.approx(sum(s.duration_ms for s in mine) / len(mine))
         else:

@@ -24,7 +24,7 @@ from llmlens.store.query_common import (
     fields_dict,
     iso,
 )
-from llmlens.store.rollup_reads import Totals, Window, hours_usable, rollup_groups
+from llmlens.store.rollup_reads import Totals, Window, hours_usable, priced_column, rollup_groups
 
 MAX_SERIES_POINTS = 20_000
 
@@ -170,7 +170,7 @@ class Point:
     errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = None  # None: no request of the bucket was priced (or it has none)
     total_duration_ms: float = 0.0
 
     @property
@@ -206,7 +206,8 @@ def time_series(
     `second` reads the request rows (default: the last 5 minutes); `minute` (default: 24 hours), `hour`
     (default: 30 days) and `day` (default: 90 days; UTC days) read the rollups, from the coarsest table
     whose rows fit the buckets. Buckets are whole seconds / minutes / hours / days by start time; the
-    first and last bucket are the ones `since` and `until` fall in.
+    first and last bucket are the ones `since` and `until` fall in. A bucket's `cost_usd` is None when
+    none of its requests was priced.
     """
     if resolution not in _RESOLUTIONS:
         raise QueryError(
@@ -227,7 +228,7 @@ def time_series(
         source = "requests"
         rows = conn.execute(
             "SELECT start_ns / ? AS b, count(*), sum(is_error), coalesce(sum(input_tokens), 0), "
-            "coalesce(sum(output_tokens), 0), coalesce(sum(cost_usd), 0), sum(duration_ms) "
+            "coalesce(sum(output_tokens), 0), sum(cost_usd), count(cost_usd), sum(duration_ms) "
             "FROM requests INDEXED BY requests_by_time WHERE start_ns >= ? AND start_ns < ? GROUP BY b",
             (NS, first * step, (last + 1) * step),
         )
@@ -241,14 +242,16 @@ def time_series(
         first_unit, end_unit = first * per, (last + 1) * per
         rows = conn.execute(
             f"SELECT {unit} / ? AS b, sum(requests), sum(requests * is_error), sum(input_tokens), "
-            f"sum(output_tokens), sum(cost_usd), sum(duration_ms_sum) FROM {table} "
+            f"sum(output_tokens), sum(cost_usd), sum({priced_column(conn)}), sum(duration_ms_sum) "
+            f"FROM {table} "
             f"WHERE {unit} >= ? AND {unit} < ? GROUP BY b",
             (per, first_unit, end_unit),
         )
-    for b, n, errors, i, o, cost, duration in rows:
+    for b, n, errors, i, o, cost, priced, duration in rows:
         point = points.get(b)
         if point is not None:
             point.requests, point.errors = int(n), int(errors or 0)
             point.input_tokens, point.output_tokens = int(i or 0), int(o or 0)
-            point.cost_usd, point.total_duration_ms = float(cost or 0.0), float(duration or 0.0)
+            point.cost_usd = float(cost or 0.0) if priced else None
+            point.total_duration_ms = float(duration or 0.0)
     return TimeSeries(resolution, step // NS, first * step, (last + 1) * step, source, list(points.values()))

@@ -466,7 +466,7 @@ def _show(args: argparse.Namespace, path: str) -> int:
         reasoning = f" (reasoning {formats.count(r['reasoning_tokens'])})" if r["reasoning_tokens"] else ""
         tokens.append(f"out {formats.count(r['output_tokens'])}{reasoning}")
     lines.append(("tokens", "  ".join(tokens) or "not reported"))
-    lines.append(("cost", formats.cost(r["cost_usd"]) or "not priced"))
+    lines.append(("cost", formats.request_cost(r)))
     for label, value in (
         ("finish", ", ".join(r["finish_reasons"])),
         ("response id", r["response_id"]),
@@ -541,7 +541,7 @@ def _stats(args: argparse.Namespace, path: str) -> int:
         ("input tokens", f"{c(t.input_tokens)}  (cache read {c(t.cache_read_tokens)}, "
                          f"cache write {c(t.cache_write_tokens)})"),
         ("output tokens", f"{c(t.output_tokens)}  (reasoning {c(t.reasoning_tokens)})"),
-        ("cost", formats.cost(t.cost_usd)),
+        ("cost", formats.total_cost(t.cost_usd, t.priced_requests, t.requests)),
         ("duration", f"avg {d(t.avg_duration_ms)}  {_pcts(duration.overall.values)}  "
                      f"max {d(t.max_duration_ms)}"),
     ]  # fmt: skip
@@ -559,7 +559,8 @@ def _stats(args: argparse.Namespace, path: str) -> int:
         values = gp.values if gp else {}
         table_rows.append([
             g.key or "(none)", c(gt.requests), c(gt.errors), formats.pct(gt.error_rate), c(gt.streaming),
-            c(gt.input_tokens), c(gt.output_tokens), formats.cost(gt.cost_usd), d(gt.avg_duration_ms),
+            c(gt.input_tokens), c(gt.output_tokens),
+            formats.total_cost(gt.cost_usd, gt.priced_requests, gt.requests), d(gt.avg_duration_ms),
             *(d(values.get(k)) for k in ("p50", "p95", "p99")), formats.local_time(gt.last_ns),
         ])  # fmt: skip
     headers = [args.by, "requests", "errors", "err%", "streams", "in tokens", "out tokens", "cost", "avg",

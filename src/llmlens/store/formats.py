@@ -27,8 +27,10 @@ __all__ = [
     "log_table",
     "pct",
     "phase_lines",
+    "request_cost",
     "status_text",
     "table",
+    "total_cost",
     "tree_lines",
     "write_csv",
     "write_jsonl",
@@ -70,6 +72,22 @@ def cost(usd: float | None) -> str:
     if usd >= 0.01:
         return f"${usd:,.2f}" if usd >= 100 else f"${usd:.4f}"
     return f"${usd:.2e}"  # a single short call costs fractions of a cent: keep it readable
+
+
+def request_cost(row: dict[str, Any]) -> str:
+    """One request's cost, or "not priced" (no price data, an unknown model, no usage): never $0."""
+    return "not priced" if row.get("cost_usd") is None else cost(row["cost_usd"])
+
+
+def total_cost(usd: float | None, priced: int, requests: int) -> str:
+    """A sum of costs that says what it leaves out: "not priced" when no request had a cost (no price
+    data, an unknown model), never $0; "$0.0120 (3 not priced)" when some had none."""
+    if not requests:
+        return ""
+    if usd is None or not priced:
+        return "not priced"
+    unpriced = requests - priced
+    return f"{cost(usd)} ({count(unpriced)} not priced)" if unpriced > 0 else cost(usd)
 
 
 def pct(rate: float | None) -> str:

@@ -50,7 +50,7 @@ def _key(row: Sequence[Any]) -> tuple[Any, ...]:
 
 
 class _Acc:
-    __slots__ = ("cost", "dmax", "dsum", "dur", "last", "n", "sums", "tcount", "tsum", "ttfc")
+    __slots__ = ("cost", "dmax", "dsum", "dur", "last", "n", "priced", "sums", "tcount", "tsum", "ttfc")
 
     def __init__(self) -> None:
         self.n = 0
@@ -60,6 +60,7 @@ class _Acc:
         self.tcount = 0
         self.sums = [0] * len(_SUMS)
         self.cost = 0.0
+        self.priced = 0  # requests with a cost (cost_usd not NULL): 0 of n means "not priced", not $0
         self.dur: dict[str, int] = {}
         self.ttfc: dict[str, int] = {}
         self.last = 0
@@ -72,6 +73,7 @@ class _Acc:
         self.tcount += other.tcount
         self.sums = [a + b for a, b in zip(self.sums, other.sums, strict=True)]
         self.cost += other.cost
+        self.priced += other.priced
         for mine, theirs in ((self.dur, other.dur), (self.ttfc, other.ttfc)):
             for bucket, count in theirs.items():
                 mine[bucket] = mine.get(bucket, 0) + count
@@ -103,6 +105,7 @@ def _accumulate(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], _Acc]:
         cost = row[_I["cost_usd"]]
         if isinstance(cost, (int, float)):
             acc.cost += cost
+            acc.priced += 1
         acc.last = max(acc.last, row[_I["end_ns"]])
     return result
 
@@ -121,8 +124,9 @@ def _statements(table: str, unit: str) -> tuple[str, str]:
     )
     upsert = f"""
 INSERT INTO {table} ({unit}, provider, model, operation, stream, is_error, requests, duration_ms_sum,
-    duration_ms_max, ttfc_ms_sum, ttfc_count, {", ".join(_SUMS)}, cost_usd, duration_hist, ttfc_hist, last_ns)
-VALUES ({", ".join("?" * (11 + len(_SUMS) + 4))})
+    duration_ms_max, ttfc_ms_sum, ttfc_count, {", ".join(_SUMS)}, cost_usd, priced, duration_hist, ttfc_hist,
+    last_ns)
+VALUES ({", ".join("?" * (11 + len(_SUMS) + 5))})
 ON CONFLICT ({unit}, provider, model, operation, stream, is_error) DO UPDATE SET
     requests = requests + excluded.requests,
     duration_ms_sum = duration_ms_sum + excluded.duration_ms_sum,
@@ -131,6 +135,7 @@ ON CONFLICT ({unit}, provider, model, operation, stream, is_error) DO UPDATE SET
     ttfc_count = ttfc_count + excluded.ttfc_count,
     {", ".join(f"{n} = {n} + excluded.{n}" for n in _SUMS)},
     cost_usd = cost_usd + excluded.cost_usd,
+    priced = priced + excluded.priced,
     duration_hist = excluded.duration_hist,
     ttfc_hist = excluded.ttfc_hist,
     last_ns = max(last_ns, excluded.last_ns)
@@ -164,7 +169,7 @@ def add(conn: sqlite3.Connection, request_rows: Sequence[Sequence[Any]]) -> None
             stored = conn.execute(select, key).fetchone()
             duration_hist = _merge(stored[0] if stored else "", acc.dur)
             ttfc_hist = _merge(stored[1] if stored else "", acc.ttfc)
-            values = (*key, acc.n, acc.dsum, acc.dmax, acc.tsum, acc.tcount, *acc.sums, acc.cost)
+            values = (*key, acc.n, acc.dsum, acc.dmax, acc.tsum, acc.tcount, *acc.sums, acc.cost, acc.priced)
             conn.execute(upsert, (*values, duration_hist, ttfc_hist, acc.last))
 
 

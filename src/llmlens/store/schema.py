@@ -335,6 +335,18 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM active_requests WHERE process_id = old.id;
     END;
     """,
+    # 5: how many of a rollup row's requests had a cost (`requests.cost_usd` not NULL), so a sum over
+    # requests none of which was priced (no price data, as on Python 3.10; unknown models) reads "not
+    # priced", never $0. A row written before this counts all its requests as priced when it has a
+    # cost or is `ollama`'s (free), else none: the request rows that would tell may be gone.
+    """
+    ALTER TABLE rollup_minute ADD COLUMN priced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_hour ADD COLUMN priced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_day ADD COLUMN priced INTEGER NOT NULL DEFAULT 0;
+    UPDATE rollup_minute SET priced = requests WHERE cost_usd <> 0 OR provider = 'ollama';
+    UPDATE rollup_hour SET priced = requests WHERE cost_usd <> 0 OR provider = 'ollama';
+    UPDATE rollup_day SET priced = requests WHERE cost_usd <> 0 OR provider = 'ollama';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

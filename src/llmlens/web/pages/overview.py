@@ -119,7 +119,8 @@ def _kpis(totals: dict[str, Any]) -> Markup:
         ("requests", "requests", formats.count(totals["requests"])),
         ("error-rate", "error rate",
          f"{formats.pct(totals['error_rate'])} ({formats.count(totals['errors'])})"),
-        ("cost", "cost", formats.cost(totals["cost_usd"]) or "$0"),
+        ("cost", "cost", formats.total_cost(totals["cost_usd"], totals["priced_requests"], totals["requests"])
+         or "-"),
         ("avg-duration", "avg duration", formats.duration(totals["avg_duration_ms"]) or "-"),
         ("avg-ttfc", "avg first chunk", formats.duration(totals["avg_ttfc_ms"]) or "-"),
     ]  # fmt: skip
@@ -161,9 +162,12 @@ def _charts(data: dict[str, Any]) -> Markup:
             Series("input", [p["input_tokens"] for p in points]),
             Series("output", [p["output_tokens"] for p in points]),
         ]))  # fmt: skip
-        charts.append(line_chart("chart-cost", f"cost per {series['resolution']} (USD)", labels,
-                                 [Series("cost", [p["cost_usd"] for p in points])],
-                                 fmt=_usd))  # fmt: skip
+        if all(p["cost_usd"] is None for p in points):  # a line at $0 would claim they cost nothing
+            charts.append(empty_chart("chart-cost", "cost", "no request in this window was priced"))
+        else:
+            charts.append(line_chart("chart-cost", f"cost per {series['resolution']} (USD)", labels,
+                                     [Series("cost", [p["cost_usd"] for p in points])],
+                                     fmt=_usd))  # fmt: skip
     latency = data["latency"]
     latency_labels = [_bucket_label(p["start_ns"], "hour" if data["window"] in ("7d", "30d") else "minute")
                       for p in latency]  # fmt: skip
@@ -213,7 +217,8 @@ def _top_models(ctx: Ctx, groups: list[dict[str, Any]]) -> Markup:
     rows = [
         [tag("a", g["key"] or "(none)", href=ctx.url("requests", {"model": g["key"]})),
          formats.count(g["requests"]), formats.pct(g["error_rate"]), formats.count(g["input_tokens"]),
-         formats.count(g["output_tokens"]), formats.cost(g["cost_usd"]),
+         formats.count(g["output_tokens"]),
+         formats.total_cost(g["cost_usd"], g["priced_requests"], g["requests"]),
          formats.duration(g["avg_duration_ms"])]
         for g in groups
     ]  # fmt: skip

@@ -69,7 +69,7 @@ def _summary(r: dict[str, Any], ctx: Ctx) -> Markup:
         ("stream", stream),
         ("first chunk", formats.duration(r["ttfc_ms"])),
         ("tokens", ", ".join(tokens) or "not reported"),
-        ("cost", formats.cost(r["cost_usd"]) or "not priced"),
+        ("cost", formats.request_cost(r)),
         ("finish", ", ".join(r["finish_reasons"])),
         ("response id", r["response_id"] or ""),
         ("api key", r["api_key_label"] or ""),
