@@ -22,9 +22,6 @@ import pytest
 
 from collector import RotelCollector
 
-ROOT = Path(__file__).resolve().parent.parent
-ROTEL_ENV_FILE = ROOT / "collector-config" / "rotel.env"
-
 MODEL = "gpt-4o-mini"
 SPAN_LINE = f"Name           : chat {MODEL}"  # how rotel's debug log prints a span name
 DURATION_LINE = " -> Name: gen_ai.client.operation.duration"
@@ -208,37 +205,6 @@ def test_per_signal_endpoint_exports_only_that_signal(tmp_path: Path) -> None:
         assert succeeded(result) == {"traces": ["otlp"], "metrics": [], "logs": []}
         output = collector.wait_for(SPAN_LINE, count=2)
         assert " -> service.name: Str(cfgtest-traces-only)" in output, output
-
-
-def test_collector_config_rotel_env_receives_data(tmp_path: Path) -> None:
-    """collector-config/rotel.env must stay a working rotel configuration (only its ports are moved)."""
-    settings = parse_env_file(ROTEL_ENV_FILE)
-    assert settings.get("ROTEL_OTLP_GRPC_ENDPOINT", "").endswith(":4317"), settings
-    assert settings.get("ROTEL_OTLP_HTTP_ENDPOINT", "").endswith(":4318"), settings
-    assert settings.get("ROTEL_DEBUG_LOG") == "traces", "the test reads the span from rotel's debug log"
-    # The file's own listeners are replaced by free loopback ports on the command line.
-    with RotelCollector(env=settings, args=()) as collector:
-        env = clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=collector.http_endpoint)
-        result = run_scenario(tmp_path, env, {"service_name": "cfgtest-rotel-env", "emit_event": True})
-        # An empty stderr means the metrics and log exports were accepted too (the OTLP exporters
-        # report every failed export there).
-        succeeded(result)
-        output = collector.wait_for(SPAN_LINE, count=2)
-        assert " -> service.name: Str(cfgtest-rotel-env)" in output, output
-        assert " -> gen_ai.operation.name: Str(chat)" in output, output
-
-
-def parse_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines and `#` comment lines ignored (the docker --env-file format)."""
-    settings: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        assert sep and key.strip(), f"{path.name}:{number}: not KEY=VALUE: {raw!r}"
-        settings[key.strip()] = value.strip()
-    return settings
 
 
 # --- console and selection by environment ---------------------------------------------------------
