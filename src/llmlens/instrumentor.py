@@ -57,8 +57,11 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _instrument(self, **kwargs: Any) -> None:
         from llmlens.core.telemetry import Telemetry
+        from llmlens.logs import pipeline
 
         options = {k: kwargs[k] for k in _OPTION_NAMES if kwargs.get(k) is not None}
+        # llmlens's own log lines (a settings error below included) go to the logs pipeline (docs/logs.md).
+        pipeline.install(kwargs.get("logger_provider"), options)
         try:
             settings = Settings.from_env(only=INSTRUMENT_READS, **options)
         except SettingsError as error:
@@ -121,8 +124,10 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from llmlens.core.profiling import SWITCH
+        from llmlens.logs import pipeline
         from llmlens.store.attach import detach_stores
 
+        pipeline.uninstall()
         SWITCH.shutdown()
         detach_stores()
         for patch in self._patches:

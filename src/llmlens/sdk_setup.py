@@ -12,6 +12,9 @@ comma-separated). With none of those set, data goes over OTLP when `OTEL_EXPORTE
 per-signal endpoint) is set, and nowhere otherwise, so a script without a collector prints no
 connection errors. OTLP uses `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `grpc`).
 
+llmlens's own log lines (warnings, the proxy's request lines) go to the logs pipeline too, with their
+trace ids and secrets redacted; the application's log handlers are left as they are (docs/logs.md).
+
 Metrics can also be scraped: `prometheus_port=` (or `LLMLENS_PROMETHEUS_PORT`, or `prometheus` among the
 metrics exporters, on port 9464) serves them at `http://127.0.0.1:PORT/metrics` (docs/prometheus.md).
 """
@@ -53,6 +56,9 @@ class Configured:
         if self._stopped:
             return
         self._stopped = True
+        from llmlens.logs import pipeline
+
+        pipeline.uninstall(self.logger_provider)  # llmlens's log handlers stop writing to it first
         for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
             try:
                 provider.shutdown()
@@ -147,6 +153,7 @@ def configure(
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from llmlens.instrumentor import Instrumentor
+    from llmlens.logs import pipeline as log_pipeline
 
     # What llmlens interprets of the OTEL_* variables (llmlens.settings.OtelSettings); the exporters read
     # their own endpoint, headers and timeout variables, and the SDK its sampler and resource ones.
@@ -155,6 +162,12 @@ def configure(
     protocol = otel.otlp_protocol
     service_name = service_name or otel.service_name
     resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
+
+    # The logs first: llmlens's own log lines from here on (a taken Prometheus port) are exported.
+    logger_provider = LoggerProvider(resource=resource)
+    for name in names["logs"]:
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(_exporter("logs", name, protocol)))
+    log_pipeline.install(logger_provider, instrument_options)
 
     tracer_provider = TracerProvider(resource=resource, sampler=_sampler(instrument_options))
     for name in names["traces"]:
@@ -183,9 +196,6 @@ def configure(
         port = PROMETHEUS_DEFAULT_PORT if scrape.prometheus_port is None else scrape.prometheus_port
         prometheus = PrometheusEndpoint.start(scrape.prometheus_host, port, registry)
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    logger_provider = LoggerProvider(resource=resource)
-    for name in names["logs"]:
-        logger_provider.add_log_record_processor(BatchLogRecordProcessor(_exporter("logs", name, protocol)))
 
     if set_global:
         trace.set_tracer_provider(tracer_provider)
@@ -205,6 +215,7 @@ def configure(
     except BaseException:  # a bad option: do not leave the endpoint listening
         if prometheus is not None:
             prometheus.close()
+        log_pipeline.uninstall(logger_provider)
         raise
     configured = Configured(
         tracer_provider, meter_provider, logger_provider, names, instrumentor, prometheus, registry

@@ -396,6 +396,29 @@ def _parse_port(where: str, raw: object) -> int:
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+def _parse_log_level(where: str, raw: object) -> str:
+    """A level name (any case; in code, also a `logging` level number), as its upper-case name."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw in (10, 20, 30, 40, 50):
+        return LOG_LEVELS[raw // 10 - 1]
+    value = raw.strip().upper() if isinstance(raw, str) else None
+    if value == "WARN":
+        value = "WARNING"
+    if value not in LOG_LEVELS:
+        raise _invalid(where, raw, ", ".join(LOG_LEVELS) + " (any case)")
+    return value
+
+
+def _parse_log_format(where: str, raw: object) -> str:
+    value = raw.strip().lower() if isinstance(raw, str) else None
+    if value not in LOG_FORMATS:
+        raise _invalid(where, raw, ", ".join(LOG_FORMATS))
+    return value
+
+
 def _parse_protocol(where: str, raw: object) -> str:
     value = raw.strip().lower() if isinstance(raw, str) else None
     if value not in OTLP_PROTOCOLS:
@@ -700,6 +723,13 @@ class Settings(_Table):
         "in metrics as `_OTHER` (spans and the store keep the real name). Bounds the series a proxy's "
         "clients can make by sending made-up model names.",
     )  # fmt: skip
+    proxy_request_log: bool = _setting(
+        "LLMLENS_PROXY_REQUEST_LOG", _parse_bool, True, values="`true`, `false`",
+        doc="Write one INFO line per proxied LLM request (logger `llmlens.proxy.requests`: method, path, "
+        "status, operation, model, outcome, duration, tokens, error) with the request's trace, span and "
+        "request ids. It goes to the OpenTelemetry logs pipeline of `instrument()`, and to your handlers "
+        "when that logger is enabled for INFO (see [logs.md](logs.md)).",
+    )  # fmt: skip
 
     # --- the store's retention (llmlens.store.retention.Retention) ---
     store_max_success: int = _setting(
@@ -798,6 +828,25 @@ class Settings(_Table):
         "LLMLENS_PROMETHEUS_HOST", _parse_text, "127.0.0.1", api="configure()",
         values="an address to bind",
         doc="The address the Prometheus scrape endpoint binds (`0.0.0.0`: every interface).",
+    )  # fmt: skip
+
+    # --- llmlens's own log lines (llmlens.logs; docs/logs.md) ---
+    # None: WARNING for llmlens's handlers, and the `llmlens` logger's level left alone.
+    log_level: str | None = _setting(
+        "LLMLENS_LOG_LEVEL", _parse_log_level, None,
+        values="`DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL` (any case; in code, also a `logging` level)",
+        default_doc="`WARNING`, and the `llmlens` logger's own level left as it is",
+        doc="The lowest level of llmlens's own log lines (logger `llmlens`) that reach the OpenTelemetry "
+        "logs pipeline and llmlens's console handler. Set, it is also the `llmlens` logger's level (`INFO` "
+        "puts the proxy's request lines on your handlers too). Secrets are always redacted (see "
+        "[logs.md](logs.md)).",
+    )  # fmt: skip
+    log_format: str = _setting(
+        "LLMLENS_LOG_FORMAT", _parse_log_format, "text", values="`text`, `json`",
+        doc="The format of the lines llmlens's console handler writes to stderr (only when your application "
+        "has no handler of its own for them): `text` with a `[trace=… span=… req=…]` prefix, or one JSON "
+        "object per line. Your own handlers can use the same formats: `llmlens.logs.TextFormatter`, "
+        "`llmlens.logs.JsonFormatter` (see [logs.md](logs.md)).",
     )  # fmt: skip
 
     _checks = (_check_health_order,)

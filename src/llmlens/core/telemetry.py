@@ -29,6 +29,7 @@ from llmlens.core.invocation import USAGE_FIELDS, Invocation
 from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
 from llmlens.core.metric_labels import ModelLabels
 from llmlens.core.profiling import SWITCH as _PROFILING
+from llmlens.logs.redact import redact
 from llmlens.settings import Settings
 
 if TYPE_CHECKING:
@@ -473,10 +474,10 @@ def close_span(
     if span.is_recording():
         span.set_attributes(attributes)
         if error is not None:
-            span.record_exception(error)
+            span.record_exception(error, _exception_attributes(error))
             span.set_status(Status(StatusCode.ERROR, _describe(error)))
         elif failure is not None:
-            span.set_status(Status(StatusCode.ERROR, failure))
+            span.set_status(Status(StatusCode.ERROR, redact(failure)))
         elif outcome is None or outcome == semconv.OUTCOME_COMPLETED:
             span.set_status(_OK)
     span.end(end_time=end_ns)
@@ -574,6 +575,15 @@ def _status_code(error: BaseException) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599 else None
 
 
+def _exception_attributes(error: BaseException) -> dict[str, str]:
+    """The message and stack trace of the span's exception event, without the secrets they may hold (an
+    SDK error quoting a URL with `?key=`): the SDK's own are replaced by these."""
+    import traceback
+
+    stacktrace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return {"exception.message": redact(str(error)), "exception.stacktrace": redact(stacktrace)}
+
+
 def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
+    text = redact(str(error)) or type(error).__name__
     return text if len(text) <= 500 else text[:497] + "..."

@@ -10,8 +10,9 @@ costs one dictionary lookup.
 
 While the application handles the request, the context holds the SERVER span and the request
 (core/context.py `PROXY_REQUEST_KEY`): SDK calls made for it are its upstream leg (CLIENT child spans,
-`llmlens.upstream=true`, no client metrics), logs carry its request and trace ids (proxy/logging.py),
-and the response carries its `x-request-id`.
+`llmlens.upstream=true`, no client metrics), logs carry its request and trace ids (llmlens.logs),
+and the response carries its `x-request-id`. Once it has ended, one line goes to the proxy's request
+log (llmlens.logs.requests).
 
 Example:
     >>> app = FastAPI()
@@ -35,11 +36,12 @@ from llmlens.core.limits import cap_text
 from llmlens.core.profiling import SWITCH as _PROFILING
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
 from llmlens.core.streams import StreamState
+from llmlens.logs.correlation import install_log_correlation, request_id_var
+from llmlens.logs.requests import log_proxy_request
 from llmlens.proxy import identity
 from llmlens.proxy.config import ProxyConfig, active_telemetry, proxy_settings, standalone_telemetry
 from llmlens.proxy.exits import request_exits
 from llmlens.proxy.formats import StreamReader, WireFormat
-from llmlens.proxy.logging import install_log_correlation, request_id_var
 from llmlens.proxy.metrics_path import answer_metrics
 from llmlens.proxy.sse import SSEParser
 from llmlens.settings import Settings
@@ -215,6 +217,15 @@ class ProxyExchange:
             scope.pop(SCOPE_KEY, None)
             if not inv.ended:
                 self._finish_unfinished()
+            if self.config.settings.proxy_request_log:
+                self._log_request(inv)
+
+    def _log_request(self, inv: ServerInvocation) -> None:
+        """The request's line in the proxy's request log (llmlens.logs.requests), once it has ended."""
+        try:
+            log_proxy_request(inv, "POST", cap_text(self.scope["path"]), self.request_id)
+        except Exception:
+            _log.debug("llmlens: could not write the request log line", exc_info=True)
 
     # --- request --------------------------------------------------------------------------------
 
