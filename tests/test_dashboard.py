@@ -11,11 +11,13 @@ data, and under /dup, where both generations of names are emitted, every query m
 newest names alone give: nothing counted twice.
 
 The provisioning files are checked too: the dashboard provider loads the directory the compose stack
-mounts, which holds the dashboard, and the provisioned datasource is the one the dashboard uses.
+mounts, which holds the dashboard, the provisioned datasource is the one the dashboard uses, and the
+dashboard is what collector-config/grafana/build_dashboard.py writes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -128,6 +130,17 @@ def test_grafana_provisioning_loads_the_dashboard_from_the_mounted_directory() -
     assert prometheus["url"] == "http://prometheus:9090" and "prometheus" in services
     variable = next(v for v in dashboard()["templating"]["list"] if v["name"] == "datasource")
     assert variable["current"]["value"] == prometheus["uid"]
+
+
+def test_dashboard_file_is_what_its_build_script_writes() -> None:
+    """The JSON is not edited by hand: collector-config/grafana/build_dashboard.py writes it."""
+    spec = importlib.util.spec_from_file_location("build_dashboard", GRAFANA / "build_dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert DASHBOARD.read_text(encoding="utf-8") == module.render(), (
+        "run python collector-config/grafana/build_dashboard.py"
+    )
 
 
 def test_dashboard_panels_use_the_datasource_variable_and_do_not_overlap() -> None:
