@@ -3,10 +3,11 @@
 Each setting is one field of `Settings` (or, for the standard OpenTelemetry variables llmlens
 interprets, of `OtelSettings`), declared with `_setting(...)`: its environment variable, its parser,
 its default, the keyword that sets it in code and a doc line. `SETTINGS` and `OTEL_SETTINGS` are those
-declarations as `Setting` rows; `from_env()`, `with_overrides()`, `llmlens config` and the table in
-docs/configuration.md all derive from them. A variable and a keyword go through the same parser, and a
-bad value raises `SettingsError`, whose message is one line naming the variable (or keyword) and the
-accepted values.
+declarations as `Setting` rows; `from_env()`, `with_overrides()`, `llmlens config`, the table in
+docs/configuration.md and the settings reference (docs/reference/settings.md, written by
+scripts/settings-reference) all derive from them. A variable and a keyword go through the same
+parser, and a bad value raises `SettingsError`, whose message is one line naming the variable (or
+keyword) and the accepted values.
 
 No other module of llmlens reads the environment: it asks these classes (tests/test_settings.py
 checks). The OpenTelemetry SDK and its exporters read their own OTEL_* variables (endpoints, headers,
