@@ -161,6 +161,21 @@ def test_record_intervals_equals_one_record_per_gap(setup: str) -> None:
     assert expected[-1], "the comparison must see data points"
 
 
+def test_one_value_first_seen_is_recorded_once_without_error() -> None:
+    # A two-chunk stream's only gap, the first value of its attribute set: the public API records it, and
+    # nothing is left for the fast path (which raised on the empty rest, ending the call's telemetry).
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    histogram = provider.get_meter("t").create_histogram(
+        "h", unit="s", explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS)
+    )
+    fast = FastHistogram(histogram)
+    fast.record_intervals([0, 5_000_000], ATTRS, None)
+    fast.record_many([0.5], {**ATTRS, "gen_ai.response.model": "n"}, None)
+    assert sorted((p[2][0], p[2][1]) for p in _points(reader)) == [(1, 0.005), (1, 0.5)]
+    provider.shutdown()
+
+
 def test_nanosecond_limits_match_float_comparison() -> None:
     limits = histograms._ns_limits(semconv.DURATION_BUCKETS)
     for bound, limit in zip(semconv.DURATION_BUCKETS, limits, strict=True):

@@ -75,6 +75,8 @@ class FastHistogram:
                 for value in values:
                     self.histogram.record(value, attributes, context)
                 return
+            if not values:  # the one value went through the public API
+                return
         for aggregation in aggregations:
             _add_values(aggregation, values)
 
