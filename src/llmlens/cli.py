@@ -6,6 +6,7 @@ llmlens version
 llmlens log|show|stats|health|prune|export|db info    the local store (llmlens.store.cli)
 llmlens profile arm|disarm|status|list|show          profiles of real requests (llmlens.profiling.cli)
 llmlens ui                the local web dashboard over the store (llmlens.web.cli)
+llmlens price MODEL       the price a model's calls get, and a cost worked out (llmlens.pricing.cli)
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     from llmlens.web import cli as web_cli
 
     web_cli.register(commands)
+    from llmlens.pricing import cli as price_cli
+
+    price_cli.register(commands)
     return parser
 
 
@@ -89,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from llmlens.web import cli as web_cli
 
         return web_cli.run(args)
+    if args.command == "price":
+        from llmlens.pricing import cli as price_cli
+
+        return price_cli.run(args)
     if args.command == "version":
         from llmlens import __version__
 

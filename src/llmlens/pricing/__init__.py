@@ -13,7 +13,8 @@ The package, by concern:
 - `overrides`: the user's own prices (`TokenPrices`, `load_price_table`), imports nothing else of llmlens;
 - `rates`: one model's prices as floats, and the arithmetic;
 - `book`: `PriceBook`, memoised: overrides, then free local runtimes, then genai-prices;
-- `meter`: `CostMeter`, the `llmlens.cost` and `llmlens.cost.unpriced` counters.
+- `meter`: `CostMeter`, the `llmlens.cost` and `llmlens.cost.unpriced` counters;
+- `cli`: `llmlens price MODEL` (not imported here).
 
 Pricing never writes span attributes: `core/telemetry.py` turns a `CallCost` into them.
 
@@ -33,6 +34,8 @@ from llmlens.pricing.data import GENAI_PRICES_PROVIDERS, load_in_background, loa
 from llmlens.pricing.meter import CostMeter
 from llmlens.pricing.overrides import PriceTableError, TokenPrices, load_price_table
 from llmlens.pricing.values import (
+    AMBIGUOUS_MODEL,
+    COST_SOURCE_INFERRED,
     COST_SOURCE_LOCAL,
     CURRENCY,
     INVALID_USAGE,
@@ -51,6 +54,8 @@ from llmlens.pricing.values import (
 )
 
 __all__ = [
+    "AMBIGUOUS_MODEL",
+    "COST_SOURCE_INFERRED",
     "COST_SOURCE_LOCAL",
     "CURRENCY",
     "FREE_PROVIDERS",

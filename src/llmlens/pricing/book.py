@@ -13,13 +13,11 @@ from llmlens.pricing import data
 from llmlens.pricing.overrides import Overrides, TokenPrices
 from llmlens.pricing.rates import FREE, NEVER, Rates, override_rates
 from llmlens.pricing.values import (
-    COST_SOURCE_LOCAL,
     CURRENCY,
     INVALID_USAGE,
     NO_USAGE,
     PRICES_LOADING,
     UNKNOWN_MODEL,
-    UNKNOWN_PROVIDER,
     CallCost,
     Cost,
     UsageLike,
@@ -78,7 +76,7 @@ class PriceBook:
             rates = self._resolve(key)
         if type(rates) is not Rates:
             return CallCost.unpriced(rates)  # type: ignore[arg-type]
-        return CallCost(rates.amount(usage), CURRENCY, COST_SOURCE_LOCAL, rates.source)
+        return CallCost(rates.amount(usage), CURRENCY, rates.cost_source, rates.source)
 
     def cost(
         self,
@@ -98,7 +96,7 @@ class PriceBook:
         rates = self.rates(provider, model, request_model, service_tier)
         if isinstance(rates, str) or (usage.input_tokens is None and usage.output_tokens is None):
             return None
-        return Cost(rates.amount(usage), CURRENCY, rates.source, rates.model)
+        return Cost(rates.amount(usage), CURRENCY, rates.source, rates.model, rates.cost_source)
 
     def unpriced_reason(
         self, provider: str, model: str | None, usage: UsageLike, *, request_model: str | None = None
@@ -125,6 +123,11 @@ class PriceBook:
             rates = self._resolve(key)
         return rates
 
+    def override_key(self, provider: str, name: str) -> str | None:
+        """The key of the override entry that prices `provider/name` (lower case), or None."""
+        found = self._overrides.find_entry(provider, [name]) if self._overrides else None
+        return None if found is None else found[1]
+
     # --- resolving (once per key) -------------------------------------------------------------------
 
     def _resolve(self, key: _Key) -> Rates | str:
@@ -138,12 +141,13 @@ class PriceBook:
             result = override_rates(found[1], found[0])
         elif provider in FREE_PROVIDERS:
             result = FREE
-        elif data.GENAI_PRICES_PROVIDERS.get(provider, provider) is None:
-            result = UNKNOWN_PROVIDER
         elif not names:
             result = UNKNOWN_MODEL
         elif not data.loaded():
             return PRICES_LOADING  # not memoised: priced once the data is there
+        elif data.GENAI_PRICES_PROVIDERS.get(provider, provider) is None:
+            # A relay llmlens does not know: the price of the model's maker, marked inferred (data.infer).
+            result = data.infer(names, service_tier)
         else:
             result = data.lookup(provider, names, service_tier)
         if len(self._memo) >= _MEMO_LIMIT:

@@ -16,7 +16,14 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from llmlens.pricing.rates import NEVER, Rates
-from llmlens.pricing.values import PRICES_UNAVAILABLE, UNKNOWN_MODEL, UNKNOWN_PROVIDER, UNSUPPORTED_UNITS
+from llmlens.pricing.values import (
+    AMBIGUOUS_MODEL,
+    COST_SOURCE_INFERRED,
+    PRICES_UNAVAILABLE,
+    UNKNOWN_MODEL,
+    UNKNOWN_PROVIDER,
+    UNSUPPORTED_UNITS,
+)
 
 _log = logging.getLogger("llmlens")
 
@@ -157,12 +164,129 @@ def lookup(provider: str, names: list[str], service_tier: str | None) -> Rates |
             _, model_info = snapshot.find_provider_model(name, price_list, None, None)
         except LookupError:
             continue
-        try:
-            return _compile(model_info, price_list, service_tier, _DATA.source)
-        except Exception:  # a price shape we do not understand: unpriced rather than wrong
-            _log.debug("llmlens: cannot use the price of %s/%s", provider, name, exc_info=True)
-            return UNSUPPORTED_UNITS
+        return _compiled(model_info, price_list, service_tier, snapshot.providers)
     return UNKNOWN_MODEL
+
+
+def infer(names: list[str], service_tier: str | None) -> Rates | str:
+    """The price of a call to a relay llmlens does not know (`openai_compatible`), from the model name
+    alone, or the reason there is none. The first of `names` that one of these rules prices wins:
+
+    1. `provider/model` where `provider` is a genai-prices provider id (LiteLLM's names): that list;
+    2. the model's maker: the one provider whose genai-prices `model_match` claims the name (`gpt-*`
+       and `o3*` OpenAI, `*claude*` Anthropic, `*gemini*` Google, ...), if its own list has the model;
+    3. no maker: two or more price lists have the model and all give it the same prices, so the host
+       behind the relay does not matter (`text-embedding-3-small`: OpenAI and Azure).
+
+    Otherwise `ambiguous_model` (several makers claim the name, or it is the hosts' and they price it
+    differently, or only one host lists it) or `unknown_model` (no list has it). The cost is marked
+    `inferred_from_model`. Resolved once per name.
+    """
+    snapshot = _DATA.snapshot
+    if snapshot is None:
+        return PRICES_UNAVAILABLE
+    reason = UNKNOWN_MODEL
+    for name in names:
+        found = _infer_one(name.lower(), snapshot.providers, service_tier)
+        if isinstance(found, Rates):
+            found.cost_source = COST_SOURCE_INFERRED
+            found.source = f"{found.source} ({found.provider}/{found.model})"
+            for _, tier in found.tiers:
+                tier.cost_source, tier.source = found.cost_source, found.source
+            return found
+        if found == AMBIGUOUS_MODEL or reason == UNKNOWN_MODEL:
+            reason = found
+    return reason
+
+
+def _infer_one(name: str, providers: list[Any], service_tier: str | None) -> Rates | str:
+    prefix, slash, rest = name.partition("/")
+    if slash and rest:
+        by_id = next((p for p in providers if p.id == prefix), None)
+        if by_id is not None:
+            model_info = by_id.find_model(rest, all_providers=providers)
+            if model_info is not None:
+                return _compiled(model_info, by_id, service_tier, providers)
+    makers = [p for p in providers if p.model_match is not None and p.model_match.is_match(name)]
+    if len(makers) > 1:
+        return AMBIGUOUS_MODEL
+    if makers:
+        model_info = makers[0].find_model(name)  # its own list only: no fallback to another's
+        if model_info is not None:
+            return _compiled(model_info, makers[0], service_tier, providers)
+    # No maker (or its list lacks the model): priced only if every list that has the model agrees.
+    priced: list[Rates] = []
+    for price_list in providers:
+        model_info = price_list.find_model(name)
+        if model_info is not None:
+            rates = _compiled(model_info, price_list, service_tier, providers)
+            if isinstance(rates, Rates):
+                priced.append(rates)
+    if not priced:
+        return UNKNOWN_MODEL
+    first = priced[0]
+    # One host's list alone does not say what the host behind the relay charges (a local vLLM serving
+    # `qwen3-32b` is not OVHcloud): at least two lists must have the model, all at the same prices.
+    if len(priced) > 1 and all(_same_prices(first, other) for other in priced[1:]):
+        return first
+    return AMBIGUOUS_MODEL
+
+
+def _same_prices(a: Rates, b: Rates) -> bool:
+    def prices(r: Rates) -> tuple[Any, ...]:
+        own = (r.input, r.output, r.cache_read, r.cache_write, r.reasoning, r.request)
+        return own + tuple((start, prices(tier)) for start, tier in r.tiers)
+
+    return prices(a) == prices(b)
+
+
+def _compiled(
+    model_info: Any, price_list: Any, service_tier: str | None, providers: list[Any]
+) -> Rates | str:
+    try:
+        rates = _compile(model_info, price_list, service_tier, _DATA.source)
+    except Exception:  # a price shape we do not understand: unpriced rather than wrong
+        _log.debug("llmlens: cannot use the price of %s/%s", price_list.id, model_info.id, exc_info=True)
+        return UNSUPPORTED_UNITS
+    if isinstance(rates, Rates):
+        # The list that holds the entry: the provider's own, or one it falls back to (Azure -> OpenAI).
+        holder = price_list.id
+        if not any(m is model_info for m in price_list.models):
+            holder = next((p.id for p in providers if any(m is model_info for m in p.models)), holder)
+        rates.provider = holder
+        for _, tier in rates.tiers:
+            tier.provider = holder
+    return rates
+
+
+def model_ids(provider: str) -> list[str]:
+    """The model ids of a provider's genai-prices list (with those of the lists it falls back to), for
+    suggestions; every list's ids for `openai_compatible`. Empty before the data is loaded."""
+    snapshot = _DATA.snapshot
+    if snapshot is None:
+        return []
+    wanted = GENAI_PRICES_PROVIDERS.get(provider, provider)
+    if wanted is None:
+        lists = list(snapshot.providers)
+    else:
+        try:
+            found = snapshot.find_provider(None, wanted, None)
+        except LookupError:
+            return []
+        fallbacks = found.fallback_model_providers or ()
+        lists = [found, *(p for p in snapshot.providers if p.id in fallbacks)]
+    ids = [m.id for price_list in lists for m in price_list.models]
+    return list(dict.fromkeys(ids))
+
+
+def version() -> str:
+    """The price source, `genai-prices <version>`, once loaded ("" before, or when it could not be loaded)."""
+    return _DATA.source
+
+
+def provider_id(provider: str) -> str | None:
+    """The genai-prices provider id `gen_ai.provider.name` maps to (None: no list of its own)."""
+    return GENAI_PRICES_PROVIDERS.get(provider, provider)
 
 
 # --- compiling genai-prices' ModelPrice --------------------------------------------------------------

@@ -60,15 +60,19 @@ class Overrides:
 
     def find(self, provider: str, names: list[str]) -> tuple[str, TokenPrices] | None:
         """The first of `names` (model names, in order of preference) with a price, and that price."""
+        found = self.find_entry(provider, names)
+        return None if found is None else (found[0], found[2])
+
+    def find_entry(self, provider: str, names: list[str]) -> tuple[str, str, TokenPrices] | None:
+        """Like `find`, with the table's key that matched (lower case): (name, key, prices)."""
         for name in names:
             wanted = f"{provider}/{name}".lower()
             prices = self._exact.get(wanted)
-            if prices is None:
-                prices = next(
-                    (p for pattern, p in self._patterns if fnmatch.fnmatchcase(wanted, pattern)), None
-                )
             if prices is not None:
-                return name, prices
+                return name, wanted, prices
+            for pattern, prices in self._patterns:
+                if fnmatch.fnmatchcase(wanted, pattern):
+                    return name, pattern, prices
         return None
 
 

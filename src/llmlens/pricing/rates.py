@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from llmlens.pricing.overrides import TokenPrices
-from llmlens.pricing.values import SOURCE_FREE, SOURCE_OVERRIDE, UsageLike
+from llmlens.pricing.values import COST_SOURCE_LOCAL, SOURCE_FREE, SOURCE_OVERRIDE, UsageLike
 
 NEVER = math.inf  # `expires` of a price that does not change with time (compared with `is`: cheap)
 
@@ -27,6 +27,8 @@ class Rates:
     request: float = 0.0
     source: str = SOURCE_OVERRIDE  # llmlens.cost.price_source
     model: str = ""  # the price entry used
+    provider: str = ""  # the genai-prices provider whose list holds that entry ("" for an override)
+    cost_source: str = COST_SOURCE_LOCAL  # gen_ai.usage.cost.source: "local" or "inferred_from_model"
     # (start, rates) from the highest start down: all tokens pay a tier's rates once the input
     # exceeds its start (the "cliff" model of genai-prices, Anthropic and Google).
     tiers: tuple[tuple[int, Rates], ...] = field(default=())
@@ -53,6 +55,46 @@ class Rates:
             + reasoning * rates.reasoning
         )
         return per_million / 1_000_000 + rates.request
+
+    def tier_for(self, input_tokens: int) -> tuple[int | None, Rates]:
+        """(the start of the tier `input_tokens` falls in, or None for the base prices; its rates)."""
+        for start, tier in self.tiers:
+            if input_tokens > start:
+                return start, tier
+        return None, self
+
+    def lines(self, usage: UsageLike) -> list[CostLine]:
+        """`amount(usage)` worked out: one line per token kind (and per request), in the order
+        `amount` adds them. `llmlens price` prints these; their sum is `amount(usage)`."""
+        input_tokens = usage.input_tokens or 0
+        _, rates = self.tier_for(input_tokens)
+        cache_read = usage.cache_read_tokens or 0
+        cache_write = usage.cache_creation_tokens or 0
+        reasoning = usage.reasoning_tokens or 0
+        counts = (
+            ("input", max(input_tokens - cache_read - cache_write, 0), rates.input),
+            ("cache_read", cache_read, rates.cache_read),
+            ("cache_write", cache_write, rates.cache_write),
+            ("output", max((usage.output_tokens or 0) - reasoning, 0), rates.output),
+            ("reasoning", reasoning, rates.reasoning),
+        )
+        result = [
+            CostLine(kind, n, per_million, n * per_million / 1_000_000) for kind, n, per_million in counts
+        ]
+        if rates.request:
+            result.append(CostLine("request", 1, rates.request * 1_000_000, rates.request))
+        return result
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One term of a cost: `tokens` of one kind at `per_million` USD per million tokens is `amount` USD.
+    For the per-request price, `tokens` is 1 and `per_million` is the price of a million requests."""
+
+    kind: str  # input (not cached), cache_read, cache_write, output (not reasoning), reasoning, request
+    tokens: int
+    per_million: float
+    amount: float
 
 
 def override_rates(prices: TokenPrices, model: str) -> Rates:

@@ -12,8 +12,11 @@ from typing import NamedTuple, Protocol
 CURRENCY = "USD"
 SOURCE_OVERRIDE = "override"
 SOURCE_FREE = "free"
-# How a cost was arrived at (gen_ai.usage.cost.source): worked out here from tokens and prices.
+# How a cost was arrived at (gen_ai.usage.cost.source): worked out here from tokens and the provider's
+# prices ("local", the proposal's value), or from the prices of the model's maker because the provider is
+# a relay llmlens does not know (`openai_compatible`): see PriceBook and docs/pricing.md.
 COST_SOURCE_LOCAL = "local"
+COST_SOURCE_INFERRED = "inferred_from_model"
 
 # Why a call has no cost: the `llmlens.cost.unpriced_reason` attribute of `llmlens.cost.unpriced`.
 PRICES_LOADING = "prices_loading"  # the call ended before the price data was loaded
@@ -21,6 +24,8 @@ PRICES_UNAVAILABLE = "prices_unavailable"  # genai-prices could not be imported
 NO_USAGE = "no_usage"  # the response reported no token counts (e.g. a stream without usage)
 UNKNOWN_PROVIDER = "unknown_provider"  # no price list for this gen_ai.provider.name (openai_compatible)
 UNKNOWN_MODEL = "unknown_model"  # the provider's price list has no such model
+# A relay's model (openai_compatible) that no single maker claims and that hosts price differently.
+AMBIGUOUS_MODEL = "ambiguous_model"
 UNSUPPORTED_UNITS = "unsupported_units"  # the model is priced by characters, seconds, ..., not tokens
 # A reported count was not a token count (llmlens.usage.invalid): a price from the rest would be wrong.
 INVALID_USAGE = "invalid_usage"
@@ -63,6 +68,7 @@ class Cost(NamedTuple):
     currency: str
     price_source: str  # "genai-prices <version>", "override" or "free"
     priced_model: str  # the price entry used, e.g. "gpt-4o-mini" for "gpt-4o-mini-2024-07-18"
+    cost_source: str = COST_SOURCE_LOCAL  # "local", or "inferred_from_model" for a relay's call
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +87,7 @@ class CallCost:
 
     amount: float | None = None
     currency: str | None = None
-    source: str | None = None  # gen_ai.usage.cost.source: "local"
+    source: str | None = None  # gen_ai.usage.cost.source: "local" or "inferred_from_model"
     price_source: str | None = None  # llmlens.cost.price_source: "genai-prices <version>", "override", "free"
     unpriced_reason: str | None = None
 
