@@ -377,7 +377,9 @@ def test_metrics_of_a_chat_call(otel: Any, instrumented: Any, client: Any, fake:
         assert (point.count, point.sum) == (1, expected)
         assert tuple(point.explicit_bounds) == semconv.TOKEN_BUCKETS
     # Chunk metrics are for streams only; pricing is off here (the `instrument` fixture above).
-    assert set(metrics) == {semconv.METRIC_OPERATION_DURATION, semconv.METRIC_TOKEN_USAGE}
+    assert set(metrics) == {
+        semconv.METRIC_OPERATION_DURATION, semconv.METRIC_TOKEN_USAGE, semconv.METRIC_LLMLENS_USAGE_TOKENS
+    }
 
 
 def test_metrics_of_a_failed_call(otel: Any, instrumented: Any, client: Any, fake: Any) -> None:

@@ -38,6 +38,7 @@ from llmlens.settings import (
     KNOWN_PROVIDERS,
     ContentMode,
     PeerMode,
+    SemconvNames,
     Settings,
     SettingsError,
 )
@@ -600,6 +601,8 @@ SAMPLES: list[tuple[str, str, str, str, Any, str | None]] = [
     (ENV_CAPTURE_CONTENT, S, "capture_content", " span_and_event ", ContentMode.SPAN_AND_EVENT, "maybe"),
     (ENV_EMIT_EVENT, S, "emit_event", "On", True, "maybe"),
     (ENV_CONTENT_MAX_LENGTH, S, "content_max_length", " 42 ", 42, "10k"),
+    ("OTEL_SEMCONV_STABILITY_OPT_IN", S, "semconv_opt_in", "http, gen_ai_latest_experimental/dup ",
+     SemconvNames.DUP, None),
     (ENV_PROVIDERS, S, "providers", "OpenAI, cohere", frozenset({"openai", "cohere"}), UNKNOWN_PROVIDER),
     (ENV_PROVIDER_MAP, S, "provider_map", "LocalHost:8000 = vllm", {"localhost:8000": "vllm"}, "nonsense"),
     (ENV_PRICING, S, "pricing", "off", False, "maybe"),

@@ -6,7 +6,9 @@ The GenAI conventions moved out of `open-telemetry/semantic-conventions` into
 
 Followed: semantic-conventions-genai `main` as of 2026-08-03 (core semconv v1.43.0), with the
 metric names the official `opentelemetry-util-genai` 1.3b0 still emits
-(`gen_ai.client.operation.duration`, `gen_ai.client.token.usage`, ...).
+(`gen_ai.client.operation.duration`, `gen_ai.client.token.usage`, ...). The newer names merged after
+August (inference and embeddings metrics, token counters, `cache_write`) are emitted instead of, or
+beside, those when `OTEL_SEMCONV_STABILITY_OPT_IN` asks for them (`settings.SemconvNames`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+# The newer name of the same count (semantic-conventions-genai after Aug 2026).
+USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 # Per-modality counts (semantic-conventions-genai after Aug 2026; gen_ai.token.modality values), each a
 # part of the total above it: modality -> attribute name.
@@ -64,6 +68,14 @@ USAGE_MODALITY_CACHE_READ_INPUT_TOKENS = {
 TOKEN_TYPE = "gen_ai.token.type"
 TOKEN_TYPE_INPUT = "input"
 TOKEN_TYPE_OUTPUT = "output"
+# llmlens.usage.tokens only (the spec's gen_ai.token.type has just input and output).
+TOKEN_TYPE_CACHE_READ = "cache_read"
+TOKEN_TYPE_CACHE_WRITE = "cache_write"
+TOKEN_TYPE_REASONING = "reasoning"
+# The token counters of the newer conventions are broken down by modality; `unknown` when the provider
+# does not say (or for the zero recorded when no usage came back).
+TOKEN_MODALITY = "gen_ai.token.modality"
+TOKEN_MODALITY_UNKNOWN = "unknown"
 
 # --- content (opt-in) ---------------------------------------------------------------------
 INPUT_MESSAGES = "gen_ai.input.messages"
@@ -143,10 +155,32 @@ OP_COUNT_TOKENS = "count_tokens"
 FINISH_ERROR = "error"
 
 # --- metrics ------------------------------------------------------------------------------
+# Today's names (the default; `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental/dup` keeps them
+# beside the newer ones). gen_ai.client.operation.duration also stays, under every setting, for what is
+# neither an inference nor embeddings (count_tokens).
 METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
 METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+# Tokens by gen_ai.token.type, cache and reasoning included, which no metric of today's names carries:
+# emitted beside today's names, not with the newer names alone (their counters carry the same).
+METRIC_LLMLENS_USAGE_TOKENS = "llmlens.usage.tokens"  # {token}, monotonic counter
+# The newer names (`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`): inference operations.
+METRIC_INFERENCE_DURATION = "gen_ai.client.inference.duration"
+METRIC_INFERENCE_TIME_TO_FIRST_CHUNK = "gen_ai.client.inference.time_to_first_chunk"
+METRIC_INFERENCE_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.inference.time_per_output_chunk"
+# Monotonic counters by gen_ai.token.modality, for every inference (a failed one adds 0).
+METRIC_INFERENCE_USAGE_INPUT_TOKENS = "gen_ai.client.inference.usage.input_tokens"
+METRIC_INFERENCE_USAGE_OUTPUT_TOKENS = "gen_ai.client.inference.usage.output_tokens"
+METRIC_INFERENCE_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.client.inference.usage.cache_read.input_tokens"
+METRIC_INFERENCE_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.client.inference.usage.cache_write.input_tokens"
+METRIC_INFERENCE_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.client.inference.usage.reasoning.output_tokens"
+# Histograms of one operation's tokens (percentiles, never sums), for successful operations only.
+METRIC_INFERENCE_OPERATION_INPUT_TOKENS = "gen_ai.client.inference.operation.input_tokens"
+METRIC_INFERENCE_OPERATION_OUTPUT_TOKENS = "gen_ai.client.inference.operation.output_tokens"
+# The newer names: embeddings operations (no longer on operation.duration or token.usage).
+METRIC_EMBEDDINGS_DURATION = "gen_ai.client.embeddings.duration"
+METRIC_EMBEDDINGS_OPERATION_INPUT_TOKENS = "gen_ai.client.embeddings.operation.input_tokens"
 METRIC_LLMLENS_COST = "llmlens.cost"  # USD, monotonic counter
 METRIC_LLMLENS_COST_UNPRICED = "llmlens.cost.unpriced"  # calls, by llmlens.cost.unpriced_reason
 

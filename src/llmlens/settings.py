@@ -64,6 +64,22 @@ class PeerMode(str, enum.Enum):
     ALLOW = "allow"  # both: two LLM spans per call, usage counted twice
 
 
+class SemconvNames(str, enum.Enum):
+    """Which GenAI metric and attribute names llmlens emits (`OTEL_SEMCONV_STABILITY_OPT_IN`; semconv.md)."""
+
+    DEFAULT = "default"  # today's: gen_ai.client.operation.duration, gen_ai.client.token.usage, ...
+    LATEST = "gen_ai_latest_experimental"  # only the newest: gen_ai.client.inference.*, ...
+    DUP = "gen_ai_latest_experimental/dup"  # both
+
+    @property
+    def old(self) -> bool:
+        return self is not SemconvNames.LATEST
+
+    @property
+    def new(self) -> bool:
+        return self is not SemconvNames.DEFAULT
+
+
 # The wire formats a proxy route can name (llmlens.proxy.formats.FORMATS), and `off`.
 PROXY_ROUTE_FORMATS = (
     "openai_chat", "openai_completions", "openai_responses", "openai_embeddings", "anthropic_messages",
@@ -134,6 +150,22 @@ def _parse_peer_mode(where: str, raw: object) -> PeerMode:
         return PeerMode(value)
     except ValueError:
         raise _invalid(where, raw, ", ".join(m.value for m in PeerMode)) from None
+
+
+def _parse_semconv_names(where: str, raw: object) -> SemconvNames:
+    # A comma-separated list shared with other conventions (`http`, `database/dup`, ...): their tokens are
+    # not ours to judge. `/dup` wins over the plain token, as OpenTelemetry's transition rules say.
+    if isinstance(raw, SemconvNames):
+        return raw
+    if isinstance(raw, (list, tuple)) and all(isinstance(token, str) for token in raw):
+        raw = ",".join(raw)
+    if not isinstance(raw, str):
+        raise _invalid(where, raw, "a comma-separated list of opt-in tokens")
+    tokens = {token.strip().lower() for token in raw.split(",")}
+    for names in (SemconvNames.DUP, SemconvNames.LATEST, SemconvNames.DEFAULT):
+        if names.value in tokens:
+            return names
+    return SemconvNames.DEFAULT
 
 
 def _whole_number(raw: object) -> int | None:
@@ -616,6 +648,17 @@ class Settings(_Table):
         values="`true`, `false`", default_doc="on for `EVENT_ONLY`/`SPAN_AND_EVENT`, else off",
         doc="Emit the `gen_ai.client.inference.operation.details` log event for every call (without content "
         "unless capture is on).",
+    )  # fmt: skip
+    semconv_opt_in: SemconvNames = _setting(  # noqa: RUF009
+        "OTEL_SEMCONV_STABILITY_OPT_IN", _parse_semconv_names, SemconvNames.DEFAULT,
+        values="comma-separated tokens; llmlens reads `gen_ai_latest_experimental` and "
+        "`gen_ai_latest_experimental/dup` and ignores the others",
+        default_doc="today's names",
+        doc="Which GenAI metric names are emitted: today's (`gen_ai.client.operation.duration`, "
+        "`gen_ai.client.token.usage`, with `llmlens.usage.tokens`), only the newest "
+        "(`gen_ai_latest_experimental`: `gen_ai.client.inference.*`, `gen_ai.client.embeddings.*`, "
+        "`gen_ai.usage.cache_write.input_tokens`) or both (`gen_ai_latest_experimental/dup`); see "
+        "[semconv.md](semconv.md#metrics).",
     )  # fmt: skip
     content_max_length: int = _setting(
         "LLMLENS_CONTENT_MAX_LENGTH", _parse_non_negative_int, 16384,

@@ -22,15 +22,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmlens import pricing, semconv
 from llmlens._version import __version__
+from llmlens.core.client_metrics import ClientMetrics
 from llmlens.core.context import ACTIVE_INVOCATION_KEY, proxy_request
 from llmlens.core.histograms import FastHistogram
 from llmlens.core.in_flight import IN_FLIGHT
-from llmlens.core.invocation import USAGE_FIELDS, Invocation
+from llmlens.core.invocation import Invocation
 from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
 from llmlens.core.metric_labels import ModelLabels
 from llmlens.core.profiling import SWITCH as _PROFILING
 from llmlens.logs.redact import redact
-from llmlens.settings import Settings
+from llmlens.settings import SemconvNames, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,24 +103,19 @@ class Telemetry:
             _SCOPE, __version__, meter_provider=meter_provider, schema_url=semconv.SCHEMA_URL
         )
         self.meter = meter  # the proxy's server-side instruments live next to these (server_telemetry.py)
-        # All four histograms go through FastHistogram (core/histograms.py): the exported points are
-        # identical, at a fraction of the SDK's per-record cost, but only the first value of each
-        # attribute set carries an exemplar. Spans are linked from the local store instead.
-        self.duration = self.histogram(
-            semconv.METRIC_OPERATION_DURATION, "s", "GenAI operation duration", semconv.DURATION_BUCKETS
-        )
-        self.token_usage = self.histogram(
-            semconv.METRIC_TOKEN_USAGE, "{token}", "Number of input and output tokens used",
-            semconv.TOKEN_BUCKETS,
-        )  # fmt: skip
-        self.time_to_first_chunk = self.histogram(
-            semconv.METRIC_TIME_TO_FIRST_CHUNK, "s",
-            "Time from the request to the first chunk of a streamed response", semconv.DURATION_BUCKETS,
-        )  # fmt: skip
-        self.time_per_output_chunk = self.histogram(
-            semconv.METRIC_TIME_PER_OUTPUT_CHUNK, "s",
-            "Time between consecutive chunks of a streamed response", semconv.DURATION_BUCKETS,
-        )  # fmt: skip
+        # The metric names OTEL_SEMCONV_STABILITY_OPT_IN asks for, chosen here once: each kind of call
+        # gets its recorders with its attribute sets (MetricAttributes), so no call asks again. Every
+        # histogram goes through FastHistogram (core/histograms.py): the exported points are identical,
+        # at a fraction of the SDK's per-record cost, but only the first value of each attribute set
+        # carries an exemplar. Spans are linked from the local store instead.
+        names = settings.semconv_opt_in
+        self.metrics = ClientMetrics(meter, self.histogram, names)
+        # The usage attributes: gen_ai.usage.cache_creation.input_tokens under today's names, its newer
+        # name gen_ai.usage.cache_write.input_tokens under the newest, both under /dup.
+        self._usage_attributes = _usage_attributes(names)
+        self._usage_keys: dict[str, list[str]] = {}
+        for name, key in self._usage_attributes:
+            self._usage_keys.setdefault(name, []).append(key)
         # (operation, provider, models, server, error type) -> the metric attribute sets of such calls
         self._metric_attributes: dict[tuple[Any, ...], MetricAttributes] = {}
         self.model_labels = ModelLabels(settings.metrics_max_models)  # the cardinality guard
@@ -272,7 +268,7 @@ class Telemetry:
         # for every provider and the proxy, before metrics, pricing and the store see it, and named in
         # llmlens.usage.invalid. The check for a good count is two comparisons.
         most = TOKENS_MAX
-        for name, key in _USAGE_ATTRIBUTES:
+        for name, key in self._usage_attributes:
             tokens = getattr(inv, name)
             if tokens is not None:
                 if type(tokens) is not int or not 0 <= tokens <= most:
@@ -280,7 +276,10 @@ class Telemetry:
                 if tokens is not None:
                     attributes[key] = tokens
         if inv.invalid_usage:
-            attributes[semconv.LLMLENS_USAGE_INVALID] = [_USAGE_KEYS[name] for name in inv.invalid_usage]
+            keys = self._usage_keys
+            attributes[semconv.LLMLENS_USAGE_INVALID] = [
+                key for name in inv.invalid_usage for key in keys[name]
+            ]
         if inv.dimension_count is not None:
             attributes[semconv.EMBEDDINGS_DIMENSION_COUNT] = inv.dimension_count
         if inv.tool_call_count:
@@ -331,19 +330,18 @@ class Telemetry:
         try:
             found = self._metric_attributes.get(identity)
         except TypeError:  # an unhashable model name (a proxied body of the wrong type): not kept
-            return MetricAttributes(inv, err_type, self.model_labels)
+            return MetricAttributes(inv, err_type, self.model_labels, self.metrics)
         if found is None:
-            found = MetricAttributes(inv, err_type, self.model_labels)
+            found = MetricAttributes(inv, err_type, self.model_labels, self.metrics)
             if len(self._metric_attributes) < _MAX_ATTRIBUTE_SETS:  # past that, built per call
                 self._metric_attributes[identity] = found
         return found
 
     def record_usage(self, inv: Invocation, sets: MetricAttributes, span: Any) -> None:
-        """`gen_ai.client.token.usage` and the cost metrics (`inv.cost`) of one call or proxied request."""
-        if inv.input_tokens is not None:
-            self.token_usage.record_keyed(inv.input_tokens, sets.input_key, sets.input, span)
-        if inv.output_tokens is not None:
-            self.token_usage.record_keyed(inv.output_tokens, sets.output_key, sets.output, span)
+        """The token metrics (core/client_metrics.py) and the cost metrics (`inv.cost`) of one call or
+        proxied request."""
+        for record in sets.token_recorders:
+            record(inv, sets, span)
         cost = inv.cost
         if cost is not None and self.costs is not None:  # USD, or why the call has no cost
             self.costs.add(cost, sets.base, sets.key)
@@ -379,13 +377,9 @@ class Telemetry:
         # dict lookup and a bucket update (FastHistogram's keyed forms), and the span's context, which
         # only a first value of an attribute set needs (exemplars), is built only then.
         sets = self.metric_attributes(inv, err_type)
-        self.duration.record_keyed((end_perf - inv.start_perf) / 1e9, sets.duration_key, sets.duration, span)
+        for record in sets.timing_recorders:
+            record(inv, sets, end_perf, span)
         self.record_usage(inv, sets, span)
-        times = inv.chunk_times
-        if inv.stream and times and err_type is None:
-            first = (times[0] - inv.start_perf) / 1e9
-            self.time_to_first_chunk.record_keyed(first, sets.key, sets.base, span)
-            self.time_per_output_chunk.record_intervals_keyed(times, sets.key, sets.base, span)
 
 
 _MAX_ATTRIBUTE_SETS = 1000
@@ -393,12 +387,20 @@ _MAX_ATTRIBUTE_SETS = 1000
 
 class MetricAttributes:
     """The attribute sets one kind of call records its metrics with, each with its key for FastHistogram:
-    `base` (duration of a call without error, time to first chunk, time per chunk, cost), `duration`
-    (base + error.type, when there was one), and the two token-usage sets. Never mutated once built."""
+    `base` (duration of a call without error, time to first chunk, time per chunk, token histograms,
+    cost), `duration` (base + error.type, when there was one), the two gen_ai.token.type sets of
+    gen_ai.client.token.usage; the totals of llmlens.usage.tokens and of the usage counters' `unknown`
+    modality for `base`, and the recorders of such calls (core/client_metrics.py). Never rebound once
+    built."""
 
-    __slots__ = ("base", "duration", "duration_key", "input", "input_key", "key", "output", "output_key")
+    __slots__ = (
+        "base", "duration", "duration_key", "failed", "input", "input_key", "key", "output", "output_key",
+        "timing_recorders", "token_recorders", "type_totals", "unknown_totals",
+    )  # fmt: skip
 
-    def __init__(self, inv: Invocation, err_type: str | None, models: ModelLabels) -> None:
+    def __init__(
+        self, inv: Invocation, err_type: str | None, models: ModelLabels, metrics: ClientMetrics
+    ) -> None:
         base: dict[str, Any] = {semconv.OPERATION_NAME: inv.operation, semconv.PROVIDER_NAME: inv.provider}
         request_model, response_model = models(inv.request_model), models(inv.response_model)
         if request_model:
@@ -414,6 +416,9 @@ class MetricAttributes:
         self.input_key = tuple(self.input.items())
         self.output = {**base, semconv.TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
         self.output_key = tuple(self.output.items())
+        self.type_totals, self.unknown_totals = metrics.totals(self.key)
+        self.failed = err_type is not None
+        self.timing_recorders, self.token_recorders = metrics.recorders(inv.operation)
 
 
 # --- the end of a span, for client and server ---------------------------------------------------------
@@ -494,21 +499,21 @@ def add_cost_attributes(attributes: dict[str, Any], cost: CallCost | None) -> No
             attributes[semconv.LLMLENS_COST_PRICE_SOURCE] = cost.price_source
 
 
-# Invocation usage field -> its attribute.
-_USAGE_KEYS = dict(
-    zip(
-        USAGE_FIELDS,
-        (
-            semconv.USAGE_INPUT_TOKENS,
-            semconv.USAGE_OUTPUT_TOKENS,
-            semconv.USAGE_CACHE_READ_INPUT_TOKENS,
-            semconv.USAGE_CACHE_CREATION_INPUT_TOKENS,
-            semconv.USAGE_REASONING_OUTPUT_TOKENS,
-        ),
-        strict=True,
+
+def _usage_attributes(names: SemconvNames) -> tuple[tuple[str, str], ...]:
+    """(Invocation usage field, span attribute) pairs under these names; a field may have two."""
+    cache_write = (
+        *([semconv.USAGE_CACHE_CREATION_INPUT_TOKENS] if names.old else []),
+        *([semconv.USAGE_CACHE_WRITE_INPUT_TOKENS] if names.new else []),
     )
-)
-_USAGE_ATTRIBUTES = tuple(_USAGE_KEYS.items())
+    return (
+        ("input_tokens", semconv.USAGE_INPUT_TOKENS),
+        ("output_tokens", semconv.USAGE_OUTPUT_TOKENS),
+        ("cache_read_tokens", semconv.USAGE_CACHE_READ_INPUT_TOKENS),
+        *(("cache_creation_tokens", key) for key in cache_write),
+        ("reasoning_tokens", semconv.USAGE_REASONING_OUTPUT_TOKENS),
+    )
+
 # Invocation.api -> the attribute its service tier takes.
 _SERVICE_TIER_KEYS = {
     "openai": semconv.OPENAI_RESPONSE_SERVICE_TIER,
