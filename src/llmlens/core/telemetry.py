@@ -499,7 +499,6 @@ def add_cost_attributes(attributes: dict[str, Any], cost: CallCost | None) -> No
             attributes[semconv.LLMLENS_COST_PRICE_SOURCE] = cost.price_source
 
 
-
 def _usage_attributes(names: SemconvNames) -> tuple[tuple[str, str], ...]:
     """(Invocation usage field, span attribute) pairs under these names; a field may have two."""
     cache_write = (
@@ -513,6 +512,7 @@ def _usage_attributes(names: SemconvNames) -> tuple[tuple[str, str], ...]:
         *(("cache_creation_tokens", key) for key in cache_write),
         ("reasoning_tokens", semconv.USAGE_REASONING_OUTPUT_TOKENS),
     )
+
 
 # Invocation.api -> the attribute its service tier takes.
 _SERVICE_TIER_KEYS = {
