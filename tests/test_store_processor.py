@@ -299,6 +299,28 @@ def test_request_row_maps_every_column_from_the_span(db: Path) -> None:
     provider.shutdown()
 
 
+def test_the_cache_write_count_is_read_under_either_name(db: Path) -> None:
+    # Today's gen_ai.usage.cache_creation.input_tokens, the newer gen_ai.usage.cache_write.input_tokens
+    # (OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental), or both (/dup): one column.
+    processor = new_processor(db)
+    provider = new_provider(processor)
+    tracer = provider.get_tracer("test")
+    old, new = semconv.USAGE_CACHE_CREATION_INPUT_TOKENS, semconv.USAGE_CACHE_WRITE_INPUT_TOKENS
+    ids = {
+        name: emit_request(tracer, llm_attributes(**attributes))[1]
+        for name, attributes in (
+            ("old", {old: 64}), ("new", {new: 65}), ("both", {old: 66, new: 66}), ("none", {}),
+        )
+    }  # fmt: skip
+    assert processor.force_flush()
+    rows = {name: stored_request(db, span_id) for name, span_id in ids.items()}
+    assert {name: row["cache_write_tokens"] for name, row in rows.items()} == {
+        "old": 64, "new": 65, "both": 66, "none": None,
+    }  # fmt: skip
+    assert all(old not in row["attributes"] and new not in row["attributes"] for row in rows.values())
+    provider.shutdown()
+
+
 # --- which spans are kept -----------------------------------------------------------------------------
 
 

@@ -67,8 +67,10 @@ SPAN_COLUMNS = (
 _KINDS = {SpanKind.CLIENT: "client", SpanKind.SERVER: "server", SpanKind.INTERNAL: "internal",
           SpanKind.PRODUCER: "producer", SpanKind.CONSUMER: "consumer"}  # fmt: skip
 _STATUS = {StatusCode.OK: "ok", StatusCode.ERROR: "error", StatusCode.UNSET: "unset"}
+# The cache write count has two names (OTEL_SEMCONV_STABILITY_OPT_IN): the column takes either.
+_CACHE_WRITE = _COLUMN_KEYS.index(semconv.USAGE_CACHE_CREATION_INPUT_TOKENS)
 _HANDLED = frozenset((*_COLUMNS, semconv.REQUEST_STREAM, semconv.RESPONSE_TIME_TO_FIRST_CHUNK,
-                      semconv.RESPONSE_FINISH_REASONS))  # fmt: skip
+                      semconv.RESPONSE_FINISH_REASONS, semconv.USAGE_CACHE_WRITE_INPUT_TOKENS))  # fmt: skip
 
 
 def trace_hex(value: int) -> str:
@@ -117,10 +119,12 @@ def request_row(span: Any) -> tuple[Any, ...]:
     reasons = attributes.get(semconv.RESPONSE_FINISH_REASONS)
     resource = getattr(span, "resource", None)
     service = resource.attributes.get(semconv.SERVICE_NAME) if resource is not None else None
-    # map() keeps the 23 look-ups in C; sequences (rare in these columns) are joined to text. Every
+    # map() keeps the look-ups in C; sequences (rare in these columns) are joined to text. Every
     # column is an identifier or a number: text is capped (core/limits.py), an integer SQLite cannot
     # hold (a usage count of 10**30 from some other instrumentation) becomes NULL.
     columns = list(map(attributes.get, _COLUMN_KEYS))
+    if columns[_CACHE_WRITE] is None:
+        columns[_CACHE_WRITE] = attributes.get(semconv.USAGE_CACHE_WRITE_INPUT_TOKENS)
     kinds = set(map(type, columns))
     if tuple in kinds or list in kinds:
         columns = [_column_value(v) for v in columns]
