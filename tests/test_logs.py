@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from collector import RotelCollector
+from llmlens.demo.fake_server import FakeProvider
 from llmlens.instrumentor import Instrumentor
 from llmlens.logs import JsonFormatter, RedactingFilter, TextFormatter, redact
 from llmlens.logs import pipeline as log_pipeline
@@ -308,6 +309,47 @@ def test_no_double_export_next_to_an_otel_root_handler(instrument: Any, otel: An
     assert exported.count("llmlens: once, with x-api-key: [REDACTED]") == 1, exported
     assert exported.count("the app's line") == 1
     assert not any(ANTHROPIC_KEY in text for text in exported)
+
+
+def test_request_lines_carry_their_server_span(
+    instrument: Any, otel: Any, fake: FakeProvider, app_handler: Collect
+) -> None:
+    """One line per proxied request, in its SERVER span: to the pipeline always, to the application's
+    handlers (once) only while the `llmlens.proxy.requests` logger is enabled for INFO."""
+    import httpx
+
+    from proxies import openai_proxy
+    from proxies.server import UvicornServer
+
+    requests_logger = logging.getLogger("llmlens.proxy.requests")
+    instrument()
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    with UvicornServer(openai_proxy.create_app(fake.base_url)) as proxy, httpx.Client() as client:
+        url = proxy.url + "/v1/chat/completions"
+        client.post(url, json=chat, headers={"x-request-id": "quiet"})
+        requests_logger.setLevel(logging.INFO)
+        try:
+            client.post(url, json={**chat, "stream": True}, headers={"x-request-id": "loud"})
+            deadline = time.monotonic() + 5
+            while len(bodies(otel)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            requests_logger.setLevel(logging.NOTSET)
+    servers = {s.attributes["llmlens.proxy.request_id"]: s for s in otel.spans() if s.kind.name == "SERVER"}
+    lines = {r.log_record.attributes["llmlens.proxy.request_id"]: r.log_record for r in otel.logs()
+             if r.log_record.event_name is None}  # fmt: skip
+    assert sorted(lines) == ["loud", "quiet"]
+    for request_id, line in lines.items():
+        context = servers[request_id].context
+        assert (line.trace_id, line.span_id) == (context.trace_id, context.span_id)
+        assert line.severity_text == "INFO"
+        assert line.attributes["http.response.status_code"] == 200
+        assert line.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert str(lines["quiet"].body).startswith("POST /v1/chat/completions 200 chat gpt-4o-mini ok ")
+    assert str(lines["loud"].body).startswith("POST /v1/chat/completions 200 chat gpt-4o-mini completed ")
+    (seen,) = [r for r in app_handler.records if r.name == "llmlens.proxy.requests"]
+    assert seen.request_id == "loud"  # type: ignore[attr-defined]
+    assert seen.trace_id == f"{servers['loud'].context.trace_id:032x}"  # type: ignore[attr-defined]
 
 
 def test_console_of_last_resort(tmp_path: Path) -> None:

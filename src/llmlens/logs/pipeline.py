@@ -31,7 +31,7 @@ from opentelemetry._logs import SeverityNumber
 
 from llmlens._version import __version__
 from llmlens.logs.formatters import JsonFormatter, TextFormatter
-from llmlens.logs.redact import RedactingFilter, redact_record
+from llmlens.logs.redact import RedactingFilter, redact, redact_record
 from llmlens.settings import Settings, SettingsError
 
 __all__ = [
@@ -48,11 +48,10 @@ __all__ = [
 LOGGER_NAME = "llmlens"
 REQUEST_LOGGER_NAME = "llmlens.proxy.requests"  # one INFO line per proxied LLM request
 LOG_READS = ("log_level", "log_format")  # the settings the pipeline reads
-_DIRECT = "llmlens_direct"  # on a record handed to the OTel handler alone (the logger was not enabled)
 
 # Attributes every LogRecord has (and those the correlation adds): not exported as log attributes.
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "correlation", "trace_id", "span_id", "request_id", "taskName", _DIRECT,
+    "message", "asctime", "correlation", "trace_id", "span_id", "request_id", "taskName",
 }  # fmt: skip
 
 
@@ -97,24 +96,32 @@ class OTelLogHandler(_OwnHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if not record.__dict__.get(_DIRECT) and _handled_by(record, _exports_to_otel):
+            if _handled_by(record, _exports_to_otel):
                 return  # the application's OpenTelemetry handler exports it
-            logger = self._loggers.get(record.name)
-            if logger is None:
-                logger = self.logger_provider.get_logger(record.name, __version__)
-                self._loggers[record.name] = logger
-            level = record.levelname
-            logger.emit(
-                timestamp=int(record.created * 1e9),
-                observed_timestamp=time.time_ns(),
-                context=otel_context.get_current(),
-                severity_number=_severity(record.levelno),
-                severity_text=_SEVERITY_TEXT.get(level, level),
-                body=record.getMessage(),
-                attributes=_attributes(record),
-            )
+            self.export(
+                record.name, record.levelno, record.getMessage(), _attributes(record),
+                otel_context.get_current(), int(record.created * 1e9),
+            )  # fmt: skip
         except Exception:
             pass  # (not logged: a log line about a log line would come back here)
+
+    def export(
+        self, name: str, levelno: int, body: str, attributes: dict[str, Any], context: Any, timestamp: int
+    ) -> None:
+        """One OpenTelemetry log record on the scope `name` (`body` as given: redact it first)."""
+        logger = self._loggers.get(name)
+        if logger is None:
+            logger = self._loggers[name] = self.logger_provider.get_logger(name, __version__)
+        level = logging.getLevelName(levelno)
+        logger.emit(
+            timestamp=timestamp,
+            observed_timestamp=time.time_ns(),
+            context=context,
+            severity_number=_severity(levelno),
+            severity_text=_SEVERITY_TEXT.get(level, level),
+            body=body,
+            attributes=attributes,
+        )
 
 
 class ConsoleHandler(_OwnHandler):
@@ -140,11 +147,11 @@ class ConsoleHandler(_OwnHandler):
 
 
 def _attributes(record: logging.LogRecord) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        "code.file.path": record.pathname,
-        "code.function.name": record.funcName,
-        "code.line.number": record.lineno,
-    }
+    attributes: dict[str, Any] = {}
+    if record.name != REQUEST_LOGGER_NAME:  # (a request line is written by llmlens.logs.requests, always)
+        attributes["code.file.path"] = record.pathname
+        attributes["code.function.name"] = record.funcName
+        attributes["code.line.number"] = record.lineno
     request_id = getattr(record, "request_id", None)
     if request_id:
         attributes["llmlens.proxy.request_id"] = request_id
@@ -230,11 +237,15 @@ class LogPipeline:
         if self._previous_level is not None and logger.level == self.level:
             logger.setLevel(self._previous_level)
 
-    def export_only(self, record: logging.LogRecord) -> None:
-        """Hand a record to the OpenTelemetry handler alone (a request line of a logger not enabled for
-        INFO: the application's handlers do not want it, the logs pipeline does)."""
-        record.__dict__[_DIRECT] = True
-        self.otel.handle(record)
+    def export_only(self, name: str, body: str, attributes: dict[str, Any], context: Any) -> None:
+        """An INFO line straight to the OpenTelemetry logs pipeline, redacted, in `context`: a request
+        line of a logger not enabled for INFO (the application's handlers do not want it; the pipeline
+        does), without the cost of a `logging` record."""
+        try:
+            if self.otel.request_threshold <= logging.INFO:
+                self.otel.export(name, logging.INFO, redact(body), attributes, context, time.time_ns())
+        except Exception:
+            pass
 
 
 def _llmlens_loggers() -> Iterator[logging.Logger]:

@@ -68,11 +68,23 @@ def _replace(match: re.Match[str]) -> str:
     return (match.group(kept) if kept else "") + REDACTED
 
 
+# Every alternative above contains one of these (lower-cased): a text without any of them holds no
+# secret, and a few substring searches cost a fraction of the regular expression's scan.
+_TRIGGERS = (
+    "sk-", "aiza", "gsk_", "akia", "asia", "bearer", "authorization", "api-key", "api_key", "apikey", "key=",
+    "token=", "_token", "-token", "secret_", "x-amz",
+)  # fmt: skip
+
+
 def redact(text: str) -> str:
     """`text` with every secret it holds replaced by `[REDACTED]` (the same object if it holds none)."""
     if not text:
         return text
-    return _PATTERN.sub(_replace, text)
+    lowered = text.lower()
+    for trigger in _TRIGGERS:
+        if trigger in lowered:
+            return _PATTERN.sub(_replace, text)
+    return text
 
 
 _FORMATTER = logging.Formatter()

@@ -69,14 +69,16 @@ def log_proxy_request(inv: Any, method: str, path: str, request_id: str) -> None
         detail = inv.error_message or (str(inv.error) if inv.error is not None else "")
         message += f" error={error_type}" + (f": {detail[:_ERROR_MAX]}" if detail else "")
     context = trace.set_span_in_context(span) if span is not None else otel_context.get_current()
-    token = otel_context.attach(context)
+    if not standard:  # the pipeline only: straight to it, no `logging` record
+        assert installed is not None
+        extra["llmlens.proxy.request_id"] = request_id
+        installed.export_only(_logger.name, message, extra, context)
+        return
+    token = otel_context.attach(context)  # the record's ids, for the formatters and the OTel handler
     id_token = request_id_var.set(request_id)
     try:
         record = _logger.makeRecord(_logger.name, logging.INFO, __file__, 0, message, None, None, extra=extra)
-        if standard:
-            _logger.handle(record)  # the application's handlers and llmlens's, as for any record
-        elif installed is not None:
-            installed.export_only(record)
+        _logger.handle(record)  # the application's handlers and llmlens's, as for any record
     finally:
         request_id_var.reset(id_token)
         otel_context.detach(token)
