@@ -74,9 +74,22 @@ def cost(usd: float | None) -> str:
     return f"${usd:.2e}"  # a single short call costs fractions of a cent: keep it readable
 
 
+# gen_ai.usage.cost.source of a cost priced at the model maker's prices because the provider was a relay
+# llmlens does not know (llmlens.pricing.COST_SOURCE_INFERRED; the store does not import pricing).
+_COST_SOURCE = "gen_ai.usage.cost.source"
+_INFERRED = "inferred_from_model"
+
+
 def request_cost(row: dict[str, Any]) -> str:
-    """One request's cost, or "not priced" (no price data, an unknown model, no usage): never $0."""
-    return "not priced" if row.get("cost_usd") is None else cost(row["cost_usd"])
+    """One request's cost, or "not priced" (no price data, an unknown model, no usage): never $0.
+    An inferred cost (a relay llmlens does not know) says so and names the price it used."""
+    if row.get("cost_usd") is None:
+        return "not priced"
+    attributes = row.get("attributes") or {}
+    if attributes.get(_COST_SOURCE) == _INFERRED:
+        price = attributes.get("llmlens.cost.price_source") or "genai-prices"
+        return f"{cost(row['cost_usd'])}, inferred from the model name (unknown provider; {price})"
+    return cost(row["cost_usd"])
 
 
 def total_cost(usd: float | None, priced: int, requests: int) -> str:
@@ -88,6 +101,14 @@ def total_cost(usd: float | None, priced: int, requests: int) -> str:
         return "not priced"
     unpriced = requests - priced
     return f"{cost(usd)} ({count(unpriced)} not priced)" if unpriced > 0 else cost(usd)
+
+
+def cost_cell(row: dict[str, Any]) -> str:
+    """A request row's cost for a table: `$2.40e-04`, or `$2.40e-04 inferred` for an inferred one."""
+    text = cost(row.get("cost_usd"))
+    if text and (row.get("attributes") or {}).get(_COST_SOURCE) == _INFERRED:
+        return f"{text} inferred"
+    return text
 
 
 def pct(rate: float | None) -> str:
@@ -148,7 +169,7 @@ def log_cells(row: dict[str, Any]) -> list[str]:
         duration(row.get("ttfc_ms")),
         count(row.get("input_tokens")),
         count(row.get("output_tokens")),
-        cost(row.get("cost_usd")),
+        cost_cell(row),
         row.get("api_key_label") or "",
         str(row.get("profile_id") or ""),  # `llmlens profile show ID` opens it
     ]

@@ -62,7 +62,7 @@ def cells(row: dict[str, Any], ctx: Ctx) -> list[Any]:
         formats.duration(row.get("ttfc_ms")),
         formats.count(row.get("input_tokens")),
         formats.count(row.get("output_tokens")),
-        formats.cost(row.get("cost_usd")),
+        formats.cost_cell(row),
         row.get("api_key_label") or "",
         tag("a", profile, href=ctx.url(f"profiles/{profile}")) if profile else "",
     ]  # fmt: skip
