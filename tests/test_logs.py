@@ -352,6 +352,39 @@ def test_request_lines_carry_their_server_span(
     assert seen.trace_id == f"{servers['loud'].context.trace_id:032x}"  # type: ignore[attr-defined]
 
 
+def test_opentelemetry_instrument_logging_auto_instrumentation_exports_once(tmp_path: Path) -> None:
+    """Under `opentelemetry-instrument` with OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true the SDK
+    puts its handler on the root logger: llmlens's lines reach the collector through it, once."""
+    script = (
+        "import logging\n"
+        "from opentelemetry._logs import get_logger_provider\n"
+        f"logging.getLogger('llmlens').warning('llmlens: only once, key=%s', '{OPENAI_KEY}')\n"
+        "logging.getLogger('app').warning('the app line')\n"
+        "get_logger_provider().force_flush()\n"
+    )
+    with RotelCollector() as collector:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LLMLENS_"))},
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.http_endpoint,
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",  # (the distro's default is grpc)
+            "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "true",
+            "LLMLENS_DB": str(tmp_path / "llmlens.db"),
+        }
+        instrument = Path(sys.executable).parent / "opentelemetry-instrument"
+        result = subprocess.run([str(instrument), sys.executable, "-c", script], env=env, capture_output=True,
+                                text=True, timeout=60)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        output = collector.wait_for("Body: Str(the app line)")
+        time.sleep(0.3)
+        output = collector.output()
+    assert output.count("Body: Str(llmlens: only once, key=[REDACTED])") == 1, output
+    assert output.count("Body: Str(the app line)") == 1
+    assert OPENAI_KEY not in output
+
+
 def test_console_of_last_resort(tmp_path: Path) -> None:
     """Without handlers of the application, llmlens's lines go to stderr in LLMLENS_LOG_FORMAT; with one,
     through it only (in a fresh process: pytest puts handlers on the root logger)."""
