@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -132,6 +133,17 @@ def test_error_messages_copied_onto_spans_are_redacted(instrumented: Any, otel: 
                  event.attributes["exception.stacktrace"]):  # fmt: skip
         assert OPENAI_KEY not in text
     assert event.attributes["exception.type"] == "openai.NotFoundError"
+    # The local store's request row keeps the redacted message.
+    from llmlens.store.attach import attached_store
+
+    store = attached_store(otel.tracer_provider)
+    assert store is not None and store.force_flush(5000)
+    trace_id = f"{span.context.trace_id:032x}"
+    with sqlite3.connect(store.path) as conn:
+        (stored,) = conn.execute(
+            "SELECT error_message FROM requests WHERE trace_id = ?", (trace_id,)
+        ).fetchone()
+    assert "[REDACTED]" in stored and OPENAI_KEY not in stored
 
 
 # ---------------------------------------------------------------------------------------------- formats

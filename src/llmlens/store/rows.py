@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from llmlens import semconv
 from llmlens.core.limits import IDENTIFIER_MAX, cap
+from llmlens.logs.redact import redact
 
 ERROR_MESSAGE_MAX = 1000
 # What an SQLite INTEGER holds: a value outside is stored as NULL (start/end times: clamped).
@@ -112,7 +113,8 @@ def request_row(span: Any) -> tuple[Any, ...]:
     status = _STATUS.get(span.status.status_code, "unset")
     start, end = span.start_time or 0, span.end_time or span.start_time or 0
     rest = {k: (list(v) if isinstance(v, tuple) else v) for k, v in attributes.items() if k not in _HANDLED}
-    error_message = span.status.description if status == "error" else None
+    # (another instrumentation's span, with the allow peer mode, may carry a key in its status: redacted)
+    error_message = redact(span.status.description) if status == "error" else None
     if error_message and len(error_message) > ERROR_MESSAGE_MAX:
         error_message = error_message[: ERROR_MESSAGE_MAX - 3] + "..."
     ttfc = attributes.get(semconv.RESPONSE_TIME_TO_FIRST_CHUNK)
