@@ -22,6 +22,16 @@ PUBLIC_NAMES = {
         "traced_operation": "function",
         "__version__": "str",
     },
+    "llmlens.logs": {
+        "JsonFormatter": "class",
+        "REDACTED": "str",
+        "RedactingFilter": "class",
+        "RequestContextFilter": "class",
+        "TextFormatter": "class",
+        "current_request_id": "function",
+        "install_log_correlation": "function",
+        "redact": "function",
+    },
     "llmlens.proxy": {
         "LLMProxyMiddleware": "class",
         "LLMRequest": "class",
