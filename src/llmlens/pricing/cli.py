@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     usage, problem = _usage(args)
     if problem:
         return _fail(problem)
+    # The load's warning (no genai-prices) would be a second line: the one below says it for the command.
+    logging.getLogger("llmlens").setLevel(logging.ERROR)
     book = pricing.PriceBook(overrides)
     pricing.ready(60)
     provider = args.provider or "openai_compatible"
@@ -164,9 +167,7 @@ def _unpriced_line(reason: str, provider: str, model: str, provider_given: bool)
     add = f"add a price with LLMLENS_PRICES or --prices, e.g. {_OVERRIDE_EXAMPLE}"
     asked = f"{model!r}" + (f" ({provider})" if provider_given else "")
     if reason in (pricing.PRICES_UNAVAILABLE, pricing.PRICES_LOADING):
-        why = "genai-prices is not installed (it needs Python 3.11+)"
-        if sys.version_info >= (3, 11):
-            why = "the genai-prices data could not be loaded"
+        why = "no price data: genai-prices is not installed (it needs Python 3.11+) or could not be loaded"
         return f"no price for {asked}: {why}; only your own prices apply: {add}"
     if reason == pricing.UNKNOWN_PROVIDER:
         return f"no price for {asked}: genai-prices has no provider {provider!r}; {add}"
@@ -174,8 +175,8 @@ def _unpriced_line(reason: str, provider: str, model: str, provider_given: bool)
         return f"no price for {asked}: it is priced by characters, seconds or pages, not by tokens"
     if reason == pricing.AMBIGUOUS_MODEL:
         return (
-            f"no price for {asked}: no single maker prices it and the hosts that list it differ "
-            f"(ambiguous_model); name the provider with --provider, or {add}"
+            f"no price for {asked}: no single maker prices it, and the hosts that list it do not agree "
+            f"on one price (ambiguous_model); name the provider with --provider, or {add}"
         )
     close = difflib.get_close_matches(model.lower(), [m.lower() for m in data.model_ids(provider)], n=3)
     hint = f"; close names: {', '.join(close)}" if close else ""
