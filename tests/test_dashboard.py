@@ -65,11 +65,21 @@ NEWEST_TOKEN_COUNTERS = {
     "cache_write": "gen_ai_client_inference_usage_cache_write_input_tokens_total",
     "reasoning": "gen_ai_client_inference_usage_reasoning_output_tokens_total",
 }
-# gpt-4o-mini at $0.15 per million input tokens, $0.075 per million cached input tokens and $0.60 per
-# million output tokens (the genai-prices data pinned in the locks): a chat of the scenario (2 uncached
-# + 2 cached in, 11 out), the stream and the proxied stream (4 in, 8 out each).
-CHAT_COST = (2 * 0.15 + 2 * 0.075 + 11 * 0.60) / 1e6
-STREAM_COST = (4 * 0.15 + 8 * 0.60) / 1e6
+
+
+def _openai_price(input_tokens: int, cached: int, output_tokens: int) -> float:
+    """What genai-prices (the data llmlens prices from) charges for a gpt-4o-mini call: the expected
+    values come from the price data, not from numbers typed here."""
+    from genai_prices import Usage, calc_price
+
+    usage = Usage(input_tokens=input_tokens, cache_read_tokens=cached, output_tokens=output_tokens)
+    return float(calc_price(usage, model_ref="gpt-4o-mini", provider_id="openai").total_price)
+
+
+# A chat of the scenario (4 in of which 2 cached, 11 out), the stream and the proxied stream (4 in, 8 out
+# each).
+CHAT_COST = _openai_price(4, 2, 11)
+STREAM_COST = _openai_price(4, 0, 8)
 COST = CHATS * CHAT_COST + 2 * STREAM_COST
 CALLS = CHATS + 3  # chats, the stream, the failed call, the unpriced call (the proxy's upstream is not one)
 
