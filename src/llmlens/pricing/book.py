@@ -24,6 +24,7 @@ from llmlens.pricing.values import (
 )
 
 _time = time.time
+_new = tuple.__new__  # a CallCost without NamedTuple's keyword handling: ~0.1 µs instead of ~0.4
 _MEMO_LIMIT = 4096  # (provider, model) pairs remembered; past it the memo starts again
 
 # Local runtimes: no bill per token, so the cost is 0 (an override still wins).
@@ -76,7 +77,7 @@ class PriceBook:
             rates = self._resolve(key)
         if type(rates) is not Rates:
             return CallCost.unpriced(rates)  # type: ignore[arg-type]
-        return CallCost(rates.amount(usage), CURRENCY, rates.cost_source, rates.source)
+        return _new(CallCost, (rates.amount(usage), CURRENCY, rates.cost_source, rates.source, None))
 
     def cost(
         self,

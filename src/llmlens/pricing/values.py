@@ -6,7 +6,6 @@ attributes and metric points.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 CURRENCY = "USD"
@@ -71,12 +70,12 @@ class Cost(NamedTuple):
     cost_source: str = COST_SOURCE_LOCAL  # "local", or "inferred_from_model" for a relay's call
 
 
-@dataclass(frozen=True, slots=True)
-class CallCost:
+class CallCost(NamedTuple):
     """What pricing says about one finished call: its cost, or why it has none.
 
     Priced: `amount`, `currency`, `source` and `price_source` are set and `unpriced_reason` is None.
-    Unpriced: only `unpriced_reason` is set (one of the reason constants above).
+    Unpriced: only `unpriced_reason` is set (one of the reason constants above). A tuple, not a frozen
+    dataclass: one is made per priced call, and a frozen dataclass takes ~2 µs to build, a tuple ~0.2.
 
     Example:
         >>> CallCost(0.00024, "USD", "local", "genai-prices 0.2.3").priced
