@@ -396,3 +396,12 @@ def with_ids(specs: Sequence[Spec], seed: int = 3) -> list[Spec]:
         replace(s, trace_id=f"{rng.getrandbits(128):032x}", span_id=f"{rng.getrandbits(64):016x}")
         for s in specs
     ]
+
+
+def unpriced(s: Spec) -> bool:
+    """A request whose cost nobody knows: no cost, and not one that failed before any output without
+    usage (that one is not billed). Sums count these as "not priced"."""
+    failed_before_output = (
+        s.is_error and not s.chunk_count and s.input_tokens is None and s.output_tokens is None
+    )
+    return s.cost is None and not failed_before_output

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from llmlens.store import open_store, queries
-from store_data import NS, Spec, generate, record, spec
+from store_data import NS, Spec, generate, record, spec, unpriced
 
 LLMLENS = str(Path(sys.executable).with_name("llmlens"))
 NOW = time.time_ns()
@@ -294,6 +294,7 @@ def test_stats(store: tuple[str, list[Spec]]) -> None:
     priced = [s.cost for s in chosen if s.cost is not None]
     assert data["totals"]["cost_usd"] == (pytest.approx(sum(priced)) if priced else None)
     assert data["totals"]["priced_requests"] == len(priced)
+    assert data["totals"]["unpriced_requests"] == sum(unpriced(s) for s in chosen)
     assert {g["key"]: g["requests"] for g in data["groups"]} == {
         m: sum(s.model == m for s in chosen) for m in {s.model for s in chosen}
     }

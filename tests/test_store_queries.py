@@ -26,7 +26,7 @@ from llmlens.store.retention import Retention, prune
 from llmlens.store.rollups import bucket_of, bucket_upper_ms
 from llmlens.store.rows import REQUEST_COLUMNS
 from llmlens.store.schema import SCHEMA_VERSION
-from store_data import MS, NS, Spec, generate, insert_fast, record, row_of, spec
+from store_data import MS, NS, Spec, generate, insert_fast, record, row_of, spec, unpriced
 
 MIN = 60 * NS
 NOW = (time.time_ns() // MIN) * MIN + 17 * NS + 250 * MS  # a fixed "now", 17.25 s into a minute
@@ -343,6 +343,7 @@ def expected_totals(specs: Iterable[Spec]) -> dict[str, Any]:
         "reasoning_tokens": sum(s.reasoning_tokens or 0 for s in specs),
         "cost_usd": _cost_sum(specs),
         "priced_requests": sum(s.cost is not None for s in specs),
+        "unpriced_requests": sum(unpriced(s) for s in specs),
         "total_duration_ms": pytest.approx(sum(s.duration_ms for s in specs)),
         "max_duration_ms": pytest.approx(max((s.duration_ms for s in specs), default=0.0)),
         "ttfc_count": len(ttfc),

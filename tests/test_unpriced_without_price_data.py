@@ -78,6 +78,10 @@ stream = client.chat.completions.create(
 for _ in stream:
     pass
 client.embeddings.create(model="text-embedding-3-small", input="hello")
+try:  # a 429: it returned nothing, is not billed, and is neither priced nor unpriced
+    client.chat.completions.create(model="fake-error-429", messages=messages)
+except openai.RateLimitError:
+    pass
 metrics = {}
 for resource in reader.get_metrics_data().resource_metrics:
     for scope in resource.scope_metrics:
@@ -163,21 +167,20 @@ def test_every_view_says_unpriced_never_zero(blocked: Path, fake: FakeProvider, 
     assert "only price overrides apply" in stderr
 
     # spans: no cost attribute at all (a missing cost is not a cost of 0)
-    assert len(app["spans"]) == 3
+    assert len(app["spans"]) == 4
     for attributes in app["spans"]:
         assert attributes["gen_ai.provider.name"] == "openai"
-        assert attributes["gen_ai.usage.input_tokens"] > 0
         assert not [key for key in attributes if key in COST_ATTRIBUTES], attributes
 
     # metrics: nothing added to llmlens.cost; every call counted in llmlens.cost.unpriced, with the reason
     assert not [p for p in app["metrics"].get("llmlens.cost", []) if p["value"]]
     unpriced = app["metrics"]["llmlens.cost.unpriced"]
-    assert sum(p["value"] for p in unpriced) == 3
+    assert sum(p["value"] for p in unpriced) == 3  # not the 429
     assert {p["attributes"]["llmlens.cost.unpriced_reason"] for p in unpriced} == {"prices_unavailable"}
 
     # the store: a NULL cost per row
     rows = store_rows(db)
-    assert [(op, cost) for op, _, cost in rows] == [("chat", None), ("chat", None), ("embeddings", None)]
+    assert [cost for _, _, cost in rows] == [None] * 4
 
     # llmlens stats: "not priced", never $0, in the summary and per provider; JSON says null
     stats = llmlens(blocked, db, "stats")
@@ -187,13 +190,13 @@ def test_every_view_says_unpriced_never_zero(blocked: Path, fake: FakeProvider, 
     assert "not priced" in openai_row
     data = json.loads(llmlens(blocked, db, "stats", "--json"))
     assert data["totals"]["cost_usd"] is None
-    assert (data["totals"]["priced_requests"], data["totals"]["unpriced_requests"]) == (0, 3)
+    assert (data["totals"]["priced_requests"], data["totals"]["unpriced_requests"]) == (0, 3)  # not the 429
     assert [g["cost_usd"] for g in data["groups"]] == [None]
 
     # llmlens log: no cost in the cost column; llmlens show: "not priced"
     log = llmlens(blocked, db, "log")
     assert "$" not in log
-    assert [r["cost_usd"] for r in json.loads(llmlens(blocked, db, "log", "--json"))["rows"]] == [None] * 3
+    assert [r["cost_usd"] for r in json.loads(llmlens(blocked, db, "log", "--json"))["rows"]] == [None] * 4
     assert cost_line(llmlens(blocked, db, "show", "1")) == "not priced"
 
     # the dashboard: its JSON API says null, its overview page "not priced"
@@ -216,16 +219,17 @@ def test_every_view_says_unpriced_never_zero(blocked: Path, fake: FakeProvider, 
 
 
 def test_price_overrides_work_without_genai_prices(blocked: Path, fake: FakeProvider, tmp_path: Path) -> None:
-    """LLMLENS_PRICES prices the calls it names; the others stay unpriced, and the sums say how many."""
+    """LLMLENS_PRICES prices the calls it names; the others stay unpriced, and the sums say how many
+    (not counting the 429, which is not billed)."""
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"openai/gpt-4o-mini*": {"input": 0.15, "output": 0.6}}))
     db = tmp_path / "overrides.db"
     app, _ = run_app(blocked, db, fake, LLMLENS_PRICES=str(prices))
     assert not app["genai_prices_imported"]
 
-    chats = [a for a in app["spans"] if a["gen_ai.operation.name"] == "chat"]
+    chats = [a for a in app["spans"] if a["gen_ai.operation.name"] == "chat" and "error.type" not in a]
     embeddings = [a for a in app["spans"] if a["gen_ai.operation.name"] == "embeddings"]
-    assert len(chats) == 2 and len(embeddings) == 1
+    assert len(chats) == 2 and len(embeddings) == 1 and len(app["spans"]) == 4
     for attributes in chats:
         expected = (
             attributes["gen_ai.usage.input_tokens"] * 0.15 + attributes["gen_ai.usage.output_tokens"] * 0.6
@@ -243,7 +247,7 @@ def test_price_overrides_work_without_genai_prices(blocked: Path, fake: FakeProv
     ]
 
     rows = store_rows(db)
-    assert [cost is None for _, _, cost in rows] == [False, False, True]
+    assert [cost is None for _, _, cost in rows] == [False, False, True, True]
     data = json.loads(llmlens(blocked, db, "stats", "--json"))
     assert data["totals"]["cost_usd"] == pytest.approx(total)
     assert (data["totals"]["priced_requests"], data["totals"]["unpriced_requests"]) == (2, 1)

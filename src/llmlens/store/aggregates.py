@@ -24,7 +24,7 @@ from llmlens.store.query_common import (
     fields_dict,
     iso,
 )
-from llmlens.store.rollup_reads import Totals, Window, hours_usable, priced_column, rollup_groups
+from llmlens.store.rollup_reads import Totals, Window, hours_usable, priced_columns, rollup_groups
 
 MAX_SERIES_POINTS = 20_000
 
@@ -242,7 +242,7 @@ def time_series(
         first_unit, end_unit = first * per, (last + 1) * per
         rows = conn.execute(
             f"SELECT {unit} / ? AS b, sum(requests), sum(requests * is_error), sum(input_tokens), "
-            f"sum(output_tokens), sum(cost_usd), sum({priced_column(conn)}), sum(duration_ms_sum) "
+            f"sum(output_tokens), sum(cost_usd), sum({priced_columns(conn)['priced']}), sum(duration_ms_sum) "
             f"FROM {table} "
             f"WHERE {unit} >= ? AND {unit} < ? GROUP BY b",
             (per, first_unit, end_unit),

@@ -541,7 +541,7 @@ def _stats(args: argparse.Namespace, path: str) -> int:
         ("input tokens", f"{c(t.input_tokens)}  (cache read {c(t.cache_read_tokens)}, "
                          f"cache write {c(t.cache_write_tokens)})"),
         ("output tokens", f"{c(t.output_tokens)}  (reasoning {c(t.reasoning_tokens)})"),
-        ("cost", formats.total_cost(t.cost_usd, t.priced_requests, t.requests)),
+        ("cost", formats.total_cost(t.cost_usd, t.unpriced_requests, t.requests)),
         ("duration", f"avg {d(t.avg_duration_ms)}  {_pcts(duration.overall.values)}  "
                      f"max {d(t.max_duration_ms)}"),
     ]  # fmt: skip
@@ -560,7 +560,7 @@ def _stats(args: argparse.Namespace, path: str) -> int:
         table_rows.append([
             g.key or "(none)", c(gt.requests), c(gt.errors), formats.pct(gt.error_rate), c(gt.streaming),
             c(gt.input_tokens), c(gt.output_tokens),
-            formats.total_cost(gt.cost_usd, gt.priced_requests, gt.requests), d(gt.avg_duration_ms),
+            formats.total_cost(gt.cost_usd, gt.unpriced_requests, gt.requests), d(gt.avg_duration_ms),
             *(d(values.get(k)) for k in ("p50", "p95", "p99")), formats.local_time(gt.last_ns),
         ])  # fmt: skip
     headers = [args.by, "requests", "errors", "err%", "streams", "in tokens", "out tokens", "cost", "avg",

@@ -92,14 +92,14 @@ def request_cost(row: dict[str, Any]) -> str:
     return cost(row["cost_usd"])
 
 
-def total_cost(usd: float | None, priced: int, requests: int) -> str:
-    """A sum of costs that says what it leaves out: "not priced" when no request had a cost (no price
-    data, an unknown model), never $0; "$0.0120 (3 not priced)" when some had none."""
+def total_cost(usd: float | None, unpriced: int, requests: int) -> str:
+    """A sum of costs that says what it leaves out: "not priced" when no request had a cost but some
+    cost something unknown (no price data, an unknown model), never $0; "$0.0120 (3 not priced)" when
+    some had none. Requests that failed before any output are not billed: "$0" when they are all."""
     if not requests:
         return ""
-    if usd is None or not priced:
-        return "not priced"
-    unpriced = requests - priced
+    if usd is None:
+        return "not priced" if unpriced else "$0"
     return f"{cost(usd)} ({count(unpriced)} not priced)" if unpriced > 0 else cost(usd)
 
 

@@ -75,7 +75,10 @@ class Totals:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float | None = None  # the sum over the priced requests; None when none was priced
-    priced_requests: int = 0  # requests with a cost (the others: no price data, model or usage)
+    priced_requests: int = 0  # requests with a cost
+    # requests whose cost is unknown: no price data, no price for the model, no usage (a request that
+    # failed before any output is neither priced nor unpriced: it is not billed)
+    unpriced_requests: int = 0
     total_duration_ms: float = 0.0
     max_duration_ms: float = 0.0
     ttfc_count: int = 0
@@ -85,10 +88,6 @@ class Totals:
     @property
     def non_streaming(self) -> int:
         return self.requests - self.streaming
-
-    @property
-    def unpriced_requests(self) -> int:
-        return self.requests - self.priced_requests
 
     @property
     def error_rate(self) -> float:
@@ -108,8 +107,8 @@ class Totals:
 
     def add(self, other: Totals) -> None:
         for name in ("requests", "errors", "streaming", "input_tokens", "output_tokens", "cache_read_tokens",
-                     "cache_write_tokens", "reasoning_tokens", "priced_requests", "total_duration_ms",
-                     "ttfc_count", "total_ttfc_ms"):  # fmt: skip
+                     "cache_write_tokens", "reasoning_tokens", "priced_requests", "unpriced_requests",
+                     "total_duration_ms", "ttfc_count", "total_ttfc_ms"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.cost_usd is not None:
             self.cost_usd = other.cost_usd if self.cost_usd is None else self.cost_usd + other.cost_usd
@@ -121,7 +120,6 @@ class Totals:
         result = asdict(self)
         result.update(
             non_streaming=self.non_streaming,
-            unpriced_requests=self.unpriced_requests,
             error_rate=self.error_rate,
             avg_duration_ms=self.avg_duration_ms,
             avg_ttfc_ms=self.avg_ttfc_ms,
@@ -133,18 +131,20 @@ class Totals:
 _ROLLUP_SUMS = (
     "sum(requests), sum(requests * is_error), sum(requests * stream), sum(input_tokens), sum(output_tokens), "
     "sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_usd), sum(priced), "
-    "sum(duration_ms_sum), max(duration_ms_max), sum(ttfc_count), sum(ttfc_ms_sum), max(last_ns)"
+    "sum(unpriced), sum(duration_ms_sum), max(duration_ms_max), sum(ttfc_count), sum(ttfc_ms_sum), "
+    "max(last_ns)"
 )
 
 
 def _totals_of(values: Sequence[Any]) -> Totals:
-    n, errors, streaming, i, o, cr, cw, r, cost, priced, dsum, dmax, tcount, tsum, last = values
+    n, errors, streaming, i, o, cr, cw, r, cost, priced, unpriced, dsum, dmax, tcount, tsum, last = values
     return Totals(
         requests=int(n or 0), errors=int(errors or 0), streaming=int(streaming or 0),
         input_tokens=int(i or 0), output_tokens=int(o or 0), cache_read_tokens=int(cr or 0),
         cache_write_tokens=int(cw or 0),
         reasoning_tokens=int(r or 0), cost_usd=float(cost or 0.0) if priced else None,
-        priced_requests=int(priced or 0), total_duration_ms=float(dsum or 0.0),
+        priced_requests=int(priced or 0), unpriced_requests=int(unpriced or 0),
+        total_duration_ms=float(dsum or 0.0),
         max_duration_ms=float(dmax or 0.0), ttfc_count=int(tcount or 0), total_ttfc_ms=float(tsum or 0.0),
         last_ns=int(last) if last else None,
     )  # fmt: skip
@@ -153,16 +153,23 @@ def _totals_of(values: Sequence[Any]) -> Totals:
 _ROLLUP_COLUMNS = (
     "provider, model, operation, stream, is_error, requests, duration_ms_sum, duration_ms_max, ttfc_ms_sum, "
     "ttfc_count, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, "
-    "cost_usd, {priced} AS priced, duration_hist, ttfc_hist, last_ns"
+    "cost_usd, {priced} AS priced, {unpriced} AS unpriced, duration_hist, ttfc_hist, last_ns"
 )
-# A file older than schema 5, read as it is (read-only), has no `priced`: the guess its migration makes.
+# A file older than schema 5, read as it is (read-only), has neither count: the guesses its migration makes.
 _PRICED_GUESS = "CASE WHEN cost_usd <> 0 OR provider = 'ollama' THEN requests ELSE 0 END"
+_UNPRICED_GUESS = (
+    "CASE WHEN cost_usd <> 0 OR provider = 'ollama' OR (is_error AND input_tokens = 0 AND output_tokens = 0) "
+    "THEN 0 ELSE requests END"
+)
 
 
-def priced_column(conn: sqlite3.Connection) -> str:
-    """The rollup rows' count of priced requests: `priced`, or the guess for a file older than schema 5."""
+def priced_columns(conn: sqlite3.Connection) -> dict[str, str]:
+    """The rollup rows' counts of priced and unpriced requests (`priced`, `unpriced`), as columns or, for
+    a file older than schema 5, as the guesses its migration makes."""
     names = {row[1] for row in conn.execute("PRAGMA table_info(rollup_minute)")}
-    return "priced" if "priced" in names else _PRICED_GUESS
+    if "priced" in names:
+        return {"priced": "priced", "unpriced": "unpriced"}
+    return {"priced": _PRICED_GUESS, "unpriced": _UNPRICED_GUESS}
 
 
 def has_hour_table(conn: sqlite3.Connection) -> bool:
@@ -187,7 +194,7 @@ def rollup_source(conn: sqlite3.Connection, window: Window) -> tuple[str, list[A
     minutes at the two edges from `rollup_minute`: 60 times fewer rows for long windows.
     """
     first, last = window.first_minute, window.last_minute
-    columns = _ROLLUP_COLUMNS.format(priced=priced_column(conn))
+    columns = _ROLLUP_COLUMNS.format(**priced_columns(conn))
     minutes = f"SELECT minute, {columns} FROM rollup_minute WHERE"
     if not hours_usable(conn):
         where, params = window.rollup_where()

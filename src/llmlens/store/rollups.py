@@ -49,8 +49,15 @@ def _key(row: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
+def not_billed(is_error: Any, chunks: Any, input_tokens: Any, output_tokens: Any) -> bool:
+    """A request that failed before any output and reported no usage: providers do not bill it, and
+    pricing neither prices it nor counts it unpriced (its cost is nothing), so it is not `unpriced`."""
+    return bool(is_error) and not chunks and input_tokens is None and output_tokens is None
+
+
 class _Acc:
-    __slots__ = ("cost", "dmax", "dsum", "dur", "last", "n", "priced", "sums", "tcount", "tsum", "ttfc")
+    __slots__ = ("cost", "dmax", "dsum", "dur", "last", "n", "priced", "sums", "tcount", "tsum", "ttfc",
+                 "unpriced")  # fmt: skip
 
     def __init__(self) -> None:
         self.n = 0
@@ -60,7 +67,10 @@ class _Acc:
         self.tcount = 0
         self.sums = [0] * len(_SUMS)
         self.cost = 0.0
-        self.priced = 0  # requests with a cost (cost_usd not NULL): 0 of n means "not priced", not $0
+        # Requests with a cost, and requests whose cost is unknown (no price data, no price for the model,
+        # no usage): a sum over none of the first reads "not priced", never $0.
+        self.priced = 0
+        self.unpriced = 0
         self.dur: dict[str, int] = {}
         self.ttfc: dict[str, int] = {}
         self.last = 0
@@ -74,6 +84,7 @@ class _Acc:
         self.sums = [a + b for a, b in zip(self.sums, other.sums, strict=True)]
         self.cost += other.cost
         self.priced += other.priced
+        self.unpriced += other.unpriced
         for mine, theirs in ((self.dur, other.dur), (self.ttfc, other.ttfc)):
             for bucket, count in theirs.items():
                 mine[bucket] = mine.get(bucket, 0) + count
@@ -106,6 +117,10 @@ def _accumulate(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], _Acc]:
         if isinstance(cost, (int, float)):
             acc.cost += cost
             acc.priced += 1
+        elif not not_billed(
+            row[_I["is_error"]], row[_I["chunk_count"]], row[_I["input_tokens"]], row[_I["output_tokens"]]
+        ):
+            acc.unpriced += 1
         acc.last = max(acc.last, row[_I["end_ns"]])
     return result
 
@@ -124,9 +139,9 @@ def _statements(table: str, unit: str) -> tuple[str, str]:
     )
     upsert = f"""
 INSERT INTO {table} ({unit}, provider, model, operation, stream, is_error, requests, duration_ms_sum,
-    duration_ms_max, ttfc_ms_sum, ttfc_count, {", ".join(_SUMS)}, cost_usd, priced, duration_hist, ttfc_hist,
-    last_ns)
-VALUES ({", ".join("?" * (11 + len(_SUMS) + 5))})
+    duration_ms_max, ttfc_ms_sum, ttfc_count, {", ".join(_SUMS)}, cost_usd, priced, unpriced, duration_hist,
+    ttfc_hist, last_ns)
+VALUES ({", ".join("?" * (11 + len(_SUMS) + 6))})
 ON CONFLICT ({unit}, provider, model, operation, stream, is_error) DO UPDATE SET
     requests = requests + excluded.requests,
     duration_ms_sum = duration_ms_sum + excluded.duration_ms_sum,
@@ -136,6 +151,7 @@ ON CONFLICT ({unit}, provider, model, operation, stream, is_error) DO UPDATE SET
     {", ".join(f"{n} = {n} + excluded.{n}" for n in _SUMS)},
     cost_usd = cost_usd + excluded.cost_usd,
     priced = priced + excluded.priced,
+    unpriced = unpriced + excluded.unpriced,
     duration_hist = excluded.duration_hist,
     ttfc_hist = excluded.ttfc_hist,
     last_ns = max(last_ns, excluded.last_ns)
@@ -169,7 +185,18 @@ def add(conn: sqlite3.Connection, request_rows: Sequence[Sequence[Any]]) -> None
             stored = conn.execute(select, key).fetchone()
             duration_hist = _merge(stored[0] if stored else "", acc.dur)
             ttfc_hist = _merge(stored[1] if stored else "", acc.ttfc)
-            values = (*key, acc.n, acc.dsum, acc.dmax, acc.tsum, acc.tcount, *acc.sums, acc.cost, acc.priced)
+            values = (
+                *key,
+                acc.n,
+                acc.dsum,
+                acc.dmax,
+                acc.tsum,
+                acc.tcount,
+                *acc.sums,
+                acc.cost,
+                acc.priced,
+                acc.unpriced,
+            )
             conn.execute(upsert, (*values, duration_hist, ttfc_hist, acc.last))
 
 

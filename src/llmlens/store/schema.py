@@ -335,17 +335,28 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM active_requests WHERE process_id = old.id;
     END;
     """,
-    # 5: how many of a rollup row's requests had a cost (`requests.cost_usd` not NULL), so a sum over
-    # requests none of which was priced (no price data, as on Python 3.10; unknown models) reads "not
-    # priced", never $0. A row written before this counts all its requests as priced when it has a
-    # cost or is `ollama`'s (free), else none: the request rows that would tell may be gone.
+    # 5: how many of a rollup row's requests had a cost (`priced`) and how many a cost nobody knows
+    # (`unpriced`: no price data, as on Python 3.10, no price for the model, no usage; a request that
+    # failed before any output is neither: not billed, see rollups.not_billed), so a sum over requests
+    # none of which was priced reads "not priced", never $0. Rows written before this are guessed, since
+    # the request rows that would tell may be gone: all priced when the row has a cost or is `ollama`'s
+    # (free), else all unpriced unless they are failures without tokens.
     """
     ALTER TABLE rollup_minute ADD COLUMN priced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_minute ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE rollup_hour ADD COLUMN priced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_hour ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE rollup_day ADD COLUMN priced INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_day ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
     UPDATE rollup_minute SET priced = requests WHERE cost_usd <> 0 OR provider = 'ollama';
     UPDATE rollup_hour SET priced = requests WHERE cost_usd <> 0 OR provider = 'ollama';
     UPDATE rollup_day SET priced = requests WHERE cost_usd <> 0 OR provider = 'ollama';
+    UPDATE rollup_minute SET unpriced = requests
+        WHERE priced = 0 AND NOT (is_error AND input_tokens = 0 AND output_tokens = 0);
+    UPDATE rollup_hour SET unpriced = requests
+        WHERE priced = 0 AND NOT (is_error AND input_tokens = 0 AND output_tokens = 0);
+    UPDATE rollup_day SET unpriced = requests
+        WHERE priced = 0 AND NOT (is_error AND input_tokens = 0 AND output_tokens = 0);
     """,
 )
 

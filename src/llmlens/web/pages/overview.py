@@ -119,8 +119,8 @@ def _kpis(totals: dict[str, Any]) -> Markup:
         ("requests", "requests", formats.count(totals["requests"])),
         ("error-rate", "error rate",
          f"{formats.pct(totals['error_rate'])} ({formats.count(totals['errors'])})"),
-        ("cost", "cost", formats.total_cost(totals["cost_usd"], totals["priced_requests"], totals["requests"])
-         or "-"),
+        ("cost", "cost",
+         formats.total_cost(totals["cost_usd"], totals["unpriced_requests"], totals["requests"]) or "-"),
         ("avg-duration", "avg duration", formats.duration(totals["avg_duration_ms"]) or "-"),
         ("avg-ttfc", "avg first chunk", formats.duration(totals["avg_ttfc_ms"]) or "-"),
     ]  # fmt: skip
@@ -218,7 +218,7 @@ def _top_models(ctx: Ctx, groups: list[dict[str, Any]]) -> Markup:
         [tag("a", g["key"] or "(none)", href=ctx.url("requests", {"model": g["key"]})),
          formats.count(g["requests"]), formats.pct(g["error_rate"]), formats.count(g["input_tokens"]),
          formats.count(g["output_tokens"]),
-         formats.total_cost(g["cost_usd"], g["priced_requests"], g["requests"]),
+         formats.total_cost(g["cost_usd"], g["unpriced_requests"], g["requests"]),
          formats.duration(g["avg_duration_ms"])]
         for g in groups
     ]  # fmt: skip
