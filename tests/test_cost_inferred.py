@@ -242,3 +242,32 @@ def test_a_name_no_maker_claims_is_priced_only_when_the_lists_agree() -> None:
 def test_the_request_model_is_tried_after_the_response_model() -> None:
     cost = PriceBook().price_call("openai_compatible", "my-deployment", "gpt-4o-mini", USAGE)
     assert cost is not None and cost.price_source.endswith("(openai/gpt-4o-mini)")  # type: ignore[union-attr]
+
+
+def test_a_proxied_request_to_a_relay_keeps_the_inferred_mark(otel: Any) -> None:
+    """The proxy's SERVER span sums its upstream legs' costs: legs to a relay make that sum inferred too."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace import SpanKind
+
+    from llmlens.core.context import PROXY_REQUEST_KEY
+    from llmlens.core.invocation import Invocation
+    from llmlens.core.server_telemetry import ServerTelemetry
+    from llmlens.core.telemetry import Telemetry
+    from llmlens.settings import Settings
+
+    telemetry = Telemetry(Settings(store=False), otel.tracer_provider, otel.meter_provider)
+    request = ServerTelemetry.of(telemetry).start_request("chat", "openai", "my-alias")
+    token = otel_context.attach(otel_context.set_value(PROXY_REQUEST_KEY, request))
+    try:
+        leg = Invocation(telemetry, "chat", "openai_compatible", "gpt-4o-mini", "llm.internal", 443)
+        telemetry.start(leg)
+        leg.input_tokens, leg.output_tokens = 1000, 100
+        leg.finish()
+    finally:
+        otel_context.detach(token)
+    request.finish()
+    assert leg.cost is not None and leg.cost.source == "inferred_from_model"
+    assert request.cost is not None and request.cost.source == "inferred_from_model"
+    (server,) = [s for s in otel.spans() if s.kind == SpanKind.SERVER]
+    assert server.attributes[semconv.USAGE_COST_SOURCE] == "inferred_from_model"
+    assert server.attributes[semconv.USAGE_COST_AMOUNT] == leg.cost.amount

@@ -264,7 +264,10 @@ class ServerTelemetry:
         if not amounts or len(amounts) != len(ended):
             return None
         source = last.cost.price_source if last.cost is not None else None
-        return pricing.CallCost(sum(amounts), pricing.CURRENCY, pricing.COST_SOURCE_LOCAL, source)
+        # A leg to a relay llmlens does not know was priced from its model alone: so is the sum.
+        inferred = any(u.cost.source == pricing.COST_SOURCE_INFERRED for u in ended if u.cost is not None)
+        how = pricing.COST_SOURCE_INFERRED if inferred else pricing.COST_SOURCE_LOCAL
+        return pricing.CallCost(sum(amounts), pricing.CURRENCY, how, source)
 
     def _upstream_attributes(self, inv: ServerInvocation, attributes: dict[str, Any]) -> None:
         # set_upstream() takes what the application passes: capped like every other name.
