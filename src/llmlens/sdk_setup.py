@@ -58,8 +58,9 @@ class Configured:
         self._stopped = True
         from llmlens.logs import pipeline
 
-        pipeline.uninstall(self.logger_provider)  # llmlens's log handlers stop writing to it first
         for provider in (self.tracer_provider, self.meter_provider, self.logger_provider):
+            if provider is self.logger_provider:  # (what the others said while flushing is exported)
+                pipeline.uninstall(provider)  # llmlens's log handlers stop writing to it
             try:
                 provider.shutdown()
             except Exception:
