@@ -161,3 +161,20 @@ def test_the_sdist_holds_the_sources_not_the_working_tree(dists: tuple[Path, Pat
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".db"))]
     assert not [n for n in names if n.startswith("docs/images/")]  # the README shows them from the home
     assert sum(m.size for m in members) < 5_000_000
+
+
+def test_the_sdist_builds_the_same_wheel(dists: tuple[Path, Path], tmp_path: Path) -> None:
+    """What a package index's users build from the sdist: the same files as the wheel built here."""
+    with tarfile.open(dists[1]) as archive:
+        archive.extractall(tmp_path, filter="data")
+    (source,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    out = tmp_path / "wheel"
+    build = f"from hatchling.build import build_wheel; print(build_wheel({str(out)!r}))"
+    done = subprocess.run(
+        [sys.executable, "-c", build], cwd=source, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    rebuilt = _wheel_files(out / done.stdout.split()[-1])
+    original = _wheel_files(dists[0])
+    assert sorted(rebuilt) == sorted(original)
+    assert _metadata(out / done.stdout.split()[-1]).as_string() == _metadata(dists[0]).as_string()
