@@ -323,6 +323,15 @@ def test_no_double_export_next_to_an_otel_root_handler(instrument: Any, otel: An
     assert not any(ANTHROPIC_KEY in text for text in exported)
 
 
+def wait_for_lines(otel: Any, count: int) -> None:
+    """Until `count` request lines have been exported (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if sum("llmlens.proxy.request_id" in (r.log_record.attributes or {}) for r in otel.logs()) >= count:
+            return
+        time.sleep(0.01)
+
+
 def test_request_lines_carry_their_server_span(
     instrument: Any, otel: Any, fake: FakeProvider, app_handler: Collect
 ) -> None:
@@ -339,12 +348,11 @@ def test_request_lines_carry_their_server_span(
     with UvicornServer(openai_proxy.create_app(fake.base_url)) as proxy, httpx.Client() as client:
         url = proxy.url + "/v1/chat/completions"
         client.post(url, json=chat, headers={"x-request-id": "quiet"})
+        wait_for_lines(otel, 1)  # (written once the response is out: the client may have it before)
         requests_logger.setLevel(logging.INFO)
         try:
             client.post(url, json={**chat, "stream": True}, headers={"x-request-id": "loud"})
-            deadline = time.monotonic() + 5
-            while len(bodies(otel)) < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for_lines(otel, 2)
         finally:
             requests_logger.setLevel(logging.NOTSET)
     servers = {s.attributes["llmlens.proxy.request_id"]: s for s in otel.spans() if s.kind.name == "SERVER"}
