@@ -117,8 +117,13 @@ def outcome(target: Target, client: Any) -> str:
     try:
         result = target.call(client, lambda item: items.append(plain(item)))
     except Exception as error:
-        return _ADDRESS.sub(" at 0x?", repr(("raised", items, describe(error))))
-    return _ADDRESS.sub(" at 0x?", repr(("returned", items, plain(result))))
+        return render("raised", items, describe(error))
+    return render("returned", items, plain(result))
+
+
+def render(how: str, items: list[Any], value: Any) -> str:
+    """An outcome as text to compare: object addresses, which differ between calls, masked."""
+    return _ADDRESS.sub(" at 0x?", repr((how, items, value)))
 
 
 # ------------------------------------------------------------------------------------------- targets

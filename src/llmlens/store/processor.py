@@ -414,7 +414,7 @@ class SQLiteSpanProcessor(SpanProcessor):
                 return
             if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
                 self._close()  # corrupt or replaced file: reopen later
-            self._unavailable(str(error))
+            self._unavailable(f"{self.path}: {error}")  # which store: an app may write more than one
             return
         self.stats.written_requests += written
         self.stats.written_spans += written_spans
