@@ -293,6 +293,16 @@ def test_a_warning_in_a_span_carries_its_ids_and_levels_apply(instrument: Any, o
     assert exported.severity_text == "WARN" and exported.severity_number.value == 13
 
 
+def test_a_settings_error_of_instrument_is_exported(
+    instrument: Any, otel: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMLENS_PROVIDER_MAP", f"api.example.com=openai,{OPENAI_KEY}")  # a key pasted in
+    instrument()
+    (error,) = [r.log_record for r in otel.logs() if "LLMLENS_PROVIDER_MAP" in str(r.log_record.body)]
+    assert str(error.body).startswith("llmlens: LLMLENS_PROVIDER_MAP='api.example.com=openai,[REDACTED]'")
+    assert error.severity_text == "ERROR" and not error.trace_id
+
+
 def test_log_level_setting(instrument: Any, otel: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     llmlens_logger = logging.getLogger("llmlens")
     level = llmlens_logger.level
