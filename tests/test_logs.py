@@ -358,24 +358,30 @@ def test_request_lines_carry_their_server_span(
     with UvicornServer(openai_proxy.create_app(fake.base_url)) as proxy, httpx.Client() as client:
         url = proxy.url + "/v1/chat/completions"
         client.post(url, json=chat, headers={"x-request-id": "quiet"})
-        wait_for_lines(otel, 1)  # (written once the response is out: the client may have it before)
+        # A model name a client chose cannot start a log line of its own.
+        forged = {**chat, "model": "x\nFORGED LINE"}
+        client.post(url, json=forged, headers={"x-request-id": "forged", "x-fake-scenario": "status=404"})
+        wait_for_lines(otel, 2)  # (written once the response is out: the client may have it before)
         requests_logger.setLevel(logging.INFO)
         try:
             client.post(url, json={**chat, "stream": True}, headers={"x-request-id": "loud"})
-            wait_for_lines(otel, 2)
+            wait_for_lines(otel, 3)
         finally:
             requests_logger.setLevel(logging.NOTSET)
     servers = {s.attributes["llmlens.proxy.request_id"]: s for s in otel.spans() if s.kind.name == "SERVER"}
     lines = {r.log_record.attributes["llmlens.proxy.request_id"]: r.log_record for r in otel.logs()
              if "llmlens.proxy.request_id" in (r.log_record.attributes or {})}  # fmt: skip
-    assert sorted(lines) == ["loud", "quiet"]
+    assert sorted(lines) == ["forged", "loud", "quiet"]
     for request_id, line in lines.items():
+        if request_id == "forged":
+            continue
         context = servers[request_id].context
         assert (line.trace_id, line.span_id) == (context.trace_id, context.span_id)
         assert line.severity_text == "INFO"
         assert line.attributes["http.response.status_code"] == 200
         assert line.attributes["gen_ai.request.model"] == "gpt-4o-mini"
     assert str(lines["quiet"].body).startswith("POST /v1/chat/completions 200 chat gpt-4o-mini ok ")
+    assert str(lines["forged"].body).startswith("POST /v1/chat/completions 404 chat x\\nFORGED LINE error ")
     assert str(lines["loud"].body).startswith("POST /v1/chat/completions 200 chat gpt-4o-mini completed ")
     (seen,) = [r for r in app_handler.records if r.name == "llmlens.proxy.requests"]
     assert seen.request_id == "loud"  # type: ignore[attr-defined]

@@ -42,7 +42,8 @@ def log_proxy_request(inv: Any, method: str, path: str, request_id: str) -> None
     span = inv.span
     ended: Any = getattr(span, "attributes", None) or {}  # the SERVER span's, once it has ended
     status = ended.get(semconv.HTTP_STATUS_CODE, inv.status_code)
-    model = inv.request_model or "-"
+    model = _printable(inv.request_model) if inv.request_model else "-"
+    path = _printable(path)
     error_type = ended.get(semconv.ERROR_TYPE)
     outcome = ended.get(semconv.LLMLENS_STREAM_OUTCOME) or ("error" if error_type else "ok")
     duration_ms = (time.perf_counter_ns() - inv.start_perf) / 1e6 if inv.start_perf else 0.0
@@ -67,7 +68,8 @@ def log_proxy_request(inv: Any, method: str, path: str, request_id: str) -> None
     if error_type:
         extra[semconv.ERROR_TYPE] = error_type
         detail = inv.error_message or (str(inv.error) if inv.error is not None else "")
-        message += f" error={error_type}" + (f": {detail[:_ERROR_MAX]}" if detail else "")
+        detail = _printable(detail[:_ERROR_MAX])
+        message += f" error={_printable(str(error_type))}" + (f": {detail}" if detail else "")
     context = trace.set_span_in_context(span) if span is not None else otel_context.get_current()
     if not standard:  # the pipeline only: straight to it, no `logging` record
         assert installed is not None
@@ -82,6 +84,14 @@ def log_proxy_request(inv: Any, method: str, path: str, request_id: str) -> None
     finally:
         request_id_var.reset(id_token)
         otel_context.detach(token)
+
+
+def _printable(text: str) -> str:
+    """`text` on one line: what a client chose (a model name, a path, an upstream's message) cannot start a
+    line of its own in a text log (`\\n` and other control characters are escaped)."""
+    if type(text) is not str:
+        text = str(text)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _count(value: int | None) -> str:
