@@ -619,6 +619,8 @@ SAMPLES: list[tuple[str, str, str, str, Any, str | None]] = [
     (ENV_PROXY_KEY_SECRET, S, "proxy_key_secret", " s3cret ", "s3cret", None),
     (ENV_PROXY_MAX_BODY, S, "proxy_max_body", "1000", 1000, "-1"),
     ("LLMLENS_PROXY_REQUEST_LOG", S, "proxy_request_log", "off", False, "maybe"),
+    ("LLMLENS_PROXY_METRICS_PATH", S, "proxy_metrics_path", " /metrics ", "/metrics", "metrics"),
+    ("LLMLENS_METRICS_MAX_MODELS", S, "metrics_max_models", "50", 50, "0"),
     ("LLMLENS_STORE_MAX_SUCCESS", S, "store_max_success", " 1000 ", 1000, "abc"),
     ("LLMLENS_STORE_MAX_ERRORS", S, "store_max_errors", "0", 0, "1e3"),
     ("LLMLENS_STORE_MAX_AGE_DAYS", S, "store_max_age_days", "0.5", 0.5, "nan"),

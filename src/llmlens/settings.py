@@ -602,6 +602,14 @@ class _Table:
         return {s.name: "environment" if (env.get(s.env) or "").strip() else "default" for s in self.table()}
 
 
+def variable_text(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The text of setting `name`'s variable as set (stripped), None when unset or empty: for messages
+    that say where a value came from (`llmlens price`: `LLMLENS_PRICES=prices.toml`)."""
+    env = os.environ if environ is None else environ
+    (row,) = [s for s in SETTINGS if s.name == name]
+    return (env.get(row.env) or "").strip() or None
+
+
 def _check_health_order(settings: Settings, sources: Mapping[str, str]) -> None:
     """The degraded thresholds are at most the critical ones (`sources`: where each value came from)."""
     check_health_thresholds(

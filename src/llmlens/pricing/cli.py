@@ -11,7 +11,6 @@ import argparse
 import difflib
 import json
 import logging
-import os
 import sys
 from typing import Any
 
@@ -133,10 +132,10 @@ def _overrides(path: str | None) -> tuple[dict[str, Any], str | None]:
 
     if path:
         return load_price_table(path, "--prices"), f"--prices {path}"
-    from llmlens.settings import ENV_PRICES, Settings
+    from llmlens.settings import ENV_PRICES, Settings, variable_text
 
     settings = Settings.from_env(only=["prices"])  # a bad LLMLENS_PRICES: SettingsError, a ValueError
-    value = (os.environ.get(ENV_PRICES) or "").strip()
+    value = variable_text("prices")
     return dict(settings.prices), (f"{ENV_PRICES}={value}" if value else None)
 
 
