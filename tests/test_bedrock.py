@@ -394,6 +394,26 @@ def test_invoke_model_tool_use(
     assert json.loads(span["gen_ai.tool.definitions"])[0]["name"] == "get_weather"
 
 
+def test_invoke_model_system_prompt_placement(otel: Any, instrument: Any, bedrock: BedrockServer) -> None:
+    # Anthropic's `system`, passed apart from the messages, is gen_ai.system_instructions; a `system`
+    # message of an OpenAI-style chat (Mistral Large) is part of its history: an input message.
+    instrument(capture_content=True)
+    client = bedrock.client(scenario="chunks=2")
+    client.invoke_model(modelId=CLAUDE, body=anthropic_body(system="Be brief."))["body"].read()
+    mistral = {
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather?"}]
+    }
+    client.invoke_model(modelId=MISTRAL_LARGE, body=json.dumps(mistral))["body"].read()
+    claude, large = (attrs(s) for s in sorted(otel.spans(), key=lambda s: s.start_time))
+    assert json.loads(claude["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(claude["gen_ai.input.messages"])[0]["role"] == "user"
+    assert "gen_ai.system_instructions" not in large
+    assert json.loads(large["gen_ai.input.messages"]) == [
+        {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]},
+    ]
+
+
 @pytest.mark.parametrize(
     ("model", "body", "scenario", "expected"),
     [

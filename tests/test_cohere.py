@@ -38,6 +38,9 @@ MESSAGES: list[Any] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "What is the weather in Paris?"},
 ]
+# MESSAGES[0] as gen_ai.input.messages has it: a system message is part of the chat history, not a
+# system instruction passed apart.
+SYSTEM_MESSAGE = {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]}
 # The fake bills the words of every message; it consumes those, 3 per message and its preamble.
 BILLED_INPUT = 2 + 6
 CONSUMED_INPUT = BILLED_INPUT + 3 * 2 + PREAMBLE_TOKENS
@@ -411,6 +414,7 @@ CONVERSATION: list[Any] = [
     },
 ]
 CONVERSATION_INPUT = [
+    SYSTEM_MESSAGE,
     {"role": "user", "parts": [
         {"type": "text", "content": "What is the weather in Paris?"},
         {"type": "blob", "modality": "image", "content": "[llmlens: 3 bytes of base64 data elided]",
@@ -438,7 +442,7 @@ def test_tool_call_with_content(otel: Any, instrument: Any, server: Any) -> None
     assert response.finish_reason == "TOOL_CALL"
     span = otel.span()
     assert content(span, "gen_ai.input.messages") == CONVERSATION_INPUT
-    assert content(span, "gen_ai.system_instructions") == [{"type": "text", "content": "Be brief."}]
+    assert "gen_ai.system_instructions" not in span.attributes
     assert content(span, "gen_ai.tool.definitions") == TOOL_DEFINITIONS
     assert content(span, "gen_ai.output.messages") == [
         {"role": "assistant", "finish_reason": "tool_call", "parts": [
@@ -450,7 +454,6 @@ def test_tool_call_with_content(otel: Any, instrument: Any, server: Any) -> None
     attributes = {
         k: v for k, v in span.attributes.items() if not k.startswith(("gen_ai.input", "gen_ai.output"))
     }
-    attributes.pop("gen_ai.system_instructions")
     attributes.pop("gen_ai.tool.definitions")
     assert attributes == {
         **base(server),
@@ -487,9 +490,10 @@ def test_sdk_message_objects_read_like_dicts(otel: Any, instrument: Any, server:
         tools=[tool],
     )
     span = otel.span()
-    assert content(span, "gen_ai.system_instructions") == [{"type": "text", "content": "Be brief."}]
+    assert "gen_ai.system_instructions" not in span.attributes
     assert content(span, "gen_ai.input.messages") == [
-        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]}
+        SYSTEM_MESSAGE,
+        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
     ]
     assert content(span, "gen_ai.tool.definitions") == TOOL_DEFINITIONS
     assert content(span, "gen_ai.output.messages") == [
@@ -674,14 +678,9 @@ def test_stream_tool_call(otel: Any, instrument: Any, server: Any) -> None:
         ]},
     ]  # fmt: skip
     assert content(span, "gen_ai.tool.definitions") == TOOL_DEFINITIONS
-    assert content(span, "gen_ai.system_instructions") == [{"type": "text", "content": "Be brief."}]
+    assert content(span, "gen_ai.input.messages")[0] == SYSTEM_MESSAGE
     attributes = without_ttfc(span)
-    for key in (
-        "gen_ai.input.messages",
-        "gen_ai.output.messages",
-        "gen_ai.tool.definitions",
-        "gen_ai.system_instructions",
-    ):
+    for key in ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.tool.definitions"):
         attributes.pop(key)
     assert attributes == {
         **base(server),
@@ -707,7 +706,8 @@ def test_stream_text_content(otel: Any, instrument: Any, server: Any) -> None:
         {"role": "assistant", "parts": [{"type": "text", "content": ANSWER}], "finish_reason": "stop"}
     ]
     assert content(span, "gen_ai.input.messages") == [
-        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]}
+        SYSTEM_MESSAGE,
+        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
     ]
 
 

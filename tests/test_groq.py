@@ -177,7 +177,12 @@ async def test_async_stream_with_content(otel: Any, instrument: Any, async_clien
 
     attributes = otel.span().attributes
     assert text == ANSWER
-    assert json.loads(attributes[semconv.SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be brief."}]
+    # The system message is part of the chat history: an input message, not a system instruction.
+    assert semconv.SYSTEM_INSTRUCTIONS not in attributes
+    assert json.loads(attributes[semconv.INPUT_MESSAGES])[0] == {
+        "role": "system",
+        "parts": [{"type": "text", "content": "Be brief."}],
+    }
     assert json.loads(attributes[semconv.OUTPUT_MESSAGES]) == [
         {"role": "assistant", "parts": [{"type": "text", "content": ANSWER}], "finish_reason": "stop"}
     ]

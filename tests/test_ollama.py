@@ -35,6 +35,9 @@ MESSAGES: list[Any] = [
     {"role": "user", "content": "What is the weather in Paris?"},
 ]
 PROMPT_TOKENS = (3 + 2) + (3 + 6)  # the fake counts 3 per message and its words
+# MESSAGES[0] as gen_ai.input.messages has it: a chat's system message is part of its history (only
+# generate's `system=`, passed apart, is gen_ai.system_instructions).
+SYSTEM_MESSAGE = {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]}
 ANSWER = "Hello from the fake Ollama server. It answers"  # the default 8 words
 WORDS = 8
 FREE = {
@@ -317,6 +320,7 @@ CONVERSATION: list[Any] = [
     {"role": "tool", "content": "21C", "tool_name": "get_weather"},
 ]  # fmt: skip
 CONVERSATION_INPUT = [
+    SYSTEM_MESSAGE,
     {"role": "user", "parts": [
         {"type": "text", "content": "What is the weather here?"},
         {"type": "blob", "modality": "image", "content": "[llmlens: 21 bytes of base64 data elided]"},
@@ -343,7 +347,7 @@ def test_tool_call_with_content(otel: Any, instrument: Any, server: Any) -> None
         **answer(prompt_tokens, TOOL_CALL_TOKENS, "tool_call"),
     }
     assert content(span, "gen_ai.input.messages") == CONVERSATION_INPUT
-    assert content(span, "gen_ai.system_instructions") == [{"type": "text", "content": "Be brief."}]
+    assert "gen_ai.system_instructions" not in span.attributes
     assert content(span, "gen_ai.tool.definitions") == TOOL_DEFINITIONS
     assert content(span, "gen_ai.output.messages") == [
         {"role": "assistant", "finish_reason": "tool_call", "parts": [
@@ -459,8 +463,10 @@ def test_stream_content(otel: Any, instrument: Any, server: Any) -> None:
         {"role": "assistant", "parts": [{"type": "text", "content": ANSWER}], "finish_reason": "stop"}
     ]
     assert content(span, "gen_ai.input.messages") == [
-        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]}
+        SYSTEM_MESSAGE,
+        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
     ]
+    assert "gen_ai.system_instructions" not in span.attributes
 
 
 def test_stream_abandoned_content_keeps_what_arrived(otel: Any, instrument: Any, server: Any) -> None:

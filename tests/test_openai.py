@@ -44,6 +44,8 @@ WEATHER_TOOL: dict[str, Any] = {
 }
 RESPONSES_WEATHER_TOOL: dict[str, Any] = {"type": "function", **WEATHER_TOOL["function"]}
 TOOL_DEFINITIONS = [{"type": "function", "name": "get_weather", "description": "Current weather for a city"}]
+# MESSAGES[0] as gen_ai.input.messages has it.
+SYSTEM_MESSAGE = {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]}
 CONTENT_KEYS = {
     semconv.INPUT_MESSAGES,
     semconv.OUTPUT_MESSAGES,
@@ -378,7 +380,9 @@ def test_metrics_of_a_chat_call(otel: Any, instrumented: Any, client: Any, fake:
         assert tuple(point.explicit_bounds) == semconv.TOKEN_BUCKETS
     # Chunk metrics are for streams only; pricing is off here (the `instrument` fixture above).
     assert set(metrics) == {
-        semconv.METRIC_OPERATION_DURATION, semconv.METRIC_TOKEN_USAGE, semconv.METRIC_LLMLENS_USAGE_TOKENS
+        semconv.METRIC_OPERATION_DURATION,
+        semconv.METRIC_TOKEN_USAGE,
+        semconv.METRIC_LLMLENS_USAGE_TOKENS,
     }
 
 
@@ -453,9 +457,11 @@ def test_tool_call_content_non_stream(otel: Any, instrument: Any, client: Any, f
         }
     ]
     assert content(span, semconv.TOOL_DEFINITIONS) == TOOL_DEFINITIONS
-    assert content(span, semconv.SYSTEM_INSTRUCTIONS) == [{"type": "text", "content": "Be brief."}]
+    # The system message is part of the chat history: it stays in the input messages, with its role.
+    assert semconv.SYSTEM_INSTRUCTIONS not in span.attributes
     assert content(span, semconv.INPUT_MESSAGES) == [
-        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]}
+        SYSTEM_MESSAGE,
+        {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
     ]
     attributes = {k: v for k, v in span.attributes.items() if k not in CONTENT_KEYS}
     assert attributes == {
@@ -485,6 +491,7 @@ def test_tool_results_in_the_input_messages(otel: Any, instrument: Any, client: 
     client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL])
 
     assert content(otel.span(), semconv.INPUT_MESSAGES) == [
+        SYSTEM_MESSAGE,
         {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
         {
             "role": "assistant",
@@ -713,7 +720,12 @@ def test_responses_tool_call(otel: Any, instrument: Any, client: Any, fake: Any)
     instrument(capture_content="SPAN_ONLY")
     response = client.responses.create(
         model=MODEL,
-        input=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}],
+        input=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": "Use Celsius."},
+            {"role": "user", "content": "Weather in Paris?"},
+        ],
+        instructions="Answer in one line.",
         tools=[RESPONSES_WEATHER_TOOL],
         extra_headers=scenario("tool"),
     )
@@ -735,10 +747,14 @@ def test_responses_tool_call(otel: Any, instrument: Any, client: Any, fake: Any)
             "finish_reason": "tool_call",
         }
     ]
+    # Input items with the system and developer roles are part of the conversation: they stay in the
+    # input messages; `instructions=`, passed apart, are gen_ai.system_instructions.
     assert content(span, semconv.INPUT_MESSAGES) == [
-        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}
+        SYSTEM_MESSAGE,
+        {"role": "developer", "parts": [{"type": "text", "content": "Use Celsius."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]},
     ]
-    assert content(span, semconv.SYSTEM_INSTRUCTIONS) == [{"type": "text", "content": "Be brief."}]
+    assert content(span, semconv.SYSTEM_INSTRUCTIONS) == [{"type": "text", "content": "Answer in one line."}]
     assert content(span, semconv.TOOL_DEFINITIONS) == TOOL_DEFINITIONS
     attributes = {k: v for k, v in span.attributes.items() if k not in CONTENT_KEYS}
     assert attributes == {
@@ -1534,9 +1550,9 @@ def test_span_only_content(otel: Any, instrument: Any, client: Any, fake: Any) -
     assert dict(otel.span().attributes) == {
         **chat_base(fake),
         **chat_response(completion),
-        "gen_ai.system_instructions": '[{"type":"text","content":"Be brief."}]',
         "gen_ai.input.messages": (
-            '[{"role":"user","parts":[{"type":"text","content":"What is the weather in Paris?"}]}]'
+            '[{"role":"system","parts":[{"type":"text","content":"Be brief."}]},'
+            '{"role":"user","parts":[{"type":"text","content":"What is the weather in Paris?"}]}]'
         ),
         "gen_ai.output.messages": (
             f'[{{"role":"assistant","parts":[{{"type":"text","content":"{ANSWER}"}}],"finish_reason":"stop"}}]'
@@ -1552,20 +1568,21 @@ def test_event_content(otel: Any, instrument: Any, client: Any, fake: Any, mode:
 
     span = otel.span()
     on_span = CONTENT_KEYS & set(span.attributes)
-    assert on_span == (CONTENT_KEYS if mode == "SPAN_AND_EVENT" else set())
+    chat_content = CONTENT_KEYS - {semconv.SYSTEM_INSTRUCTIONS}  # the system message is an input message
+    assert on_span == (chat_content if mode == "SPAN_AND_EVENT" else set())
     (log,) = otel.logs()
     record = log.log_record
     assert record.event_name == semconv.EVENT_OPERATION_DETAILS
     assert record.trace_id == span.context.trace_id
     assert record.span_id == span.context.span_id
     attributes = dict(record.attributes)
-    messages = {key: attributes.pop(key) for key in CONTENT_KEYS}
+    messages = {key: attributes.pop(key) for key in chat_content}
     for value in messages.values():
         assert not isinstance(value, str)  # structured, not JSON text
     assert plain(messages) == {
-        semconv.SYSTEM_INSTRUCTIONS: [{"type": "text", "content": "Be brief."}],
         semconv.INPUT_MESSAGES: [
-            {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]}
+            SYSTEM_MESSAGE,
+            {"role": "user", "parts": [{"type": "text", "content": "What is the weather in Paris?"}]},
         ],
         semconv.TOOL_DEFINITIONS: TOOL_DEFINITIONS,
         semconv.OUTPUT_MESSAGES: [
@@ -1597,9 +1614,9 @@ def test_content_max_length(otel: Any, instrument: Any, client: Any) -> None:
         return text[:10] + TRUNCATION_MARKER.format(dropped=len(text) - 10)
 
     assert content(span, semconv.INPUT_MESSAGES) == [
-        {"role": "user", "parts": [{"type": "text", "content": cut("What is the weather in Paris?")}]}
+        SYSTEM_MESSAGE,  # 9 characters: kept whole
+        {"role": "user", "parts": [{"type": "text", "content": cut("What is the weather in Paris?")}]},
     ]
-    assert content(span, semconv.SYSTEM_INSTRUCTIONS) == [{"type": "text", "content": "Be brief."}]  # 9 chars
     assert content(span, semconv.OUTPUT_MESSAGES) == [
         {"role": "assistant", "parts": [{"type": "text", "content": cut(ANSWER)}], "finish_reason": "stop"}
     ]

@@ -695,10 +695,12 @@ def test_content_capture(otel: Any) -> None:
     body = {"model": "m", "messages": [{"role": "system", "content": "Be brief"}, *HI], "stream": True}
     run(drive(LLMProxyMiddleware(Canned(scenario="chunks=2"), telemetry=tel, settings=settings), CHAT, body))
     attrs = server_span(otel).attributes
+    # A chat's system message is part of its history: an input message, not a system instruction.
     assert json.loads(attrs["gen_ai.input.messages"]) == [
-        {"role": "user", "parts": [{"type": "text", "content": "Hi"}]}
+        {"role": "system", "parts": [{"type": "text", "content": "Be brief"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Hi"}]},
     ]
-    assert json.loads(attrs["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief"}]
+    assert "gen_ai.system_instructions" not in attrs
     (output,) = json.loads(attrs["gen_ai.output.messages"])
     assert output["parts"][0]["type"] == "text" and output["finish_reason"] == "stop"
 

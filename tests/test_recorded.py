@@ -198,10 +198,8 @@ class Expected:
         for message in raw:
             if not isinstance(message.get("content"), str):
                 pytest.fail(f"{self.rec.name}: only string message content is derived here; extend Expected")
-            if message["role"] in ("system", "developer"):
-                system.append(text(message["content"]))
-            else:
-                messages.append({"role": message["role"], "parts": [text(message["content"])]})
+            # system and developer messages are part of the conversation: input messages, with their role
+            messages.append({"role": message["role"], "parts": [text(message["content"])]})
         self.attributes[semconv.INPUT_MESSAGES] = messages
         if system:
             self.attributes[semconv.SYSTEM_INSTRUCTIONS] = system

@@ -146,14 +146,11 @@ def _compact(value: Any) -> str:
 
 
 def _chat_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> None:
+    # A `system` message is part of the chat history: it stays in the input messages with its role.
     messages: list[dict[str, Any]] = []
-    system: list[dict[str, Any]] = []
     for message in body.get("messages") or ():
         role = str(get(message, "role") or "user")
         content = get(message, "content")
-        if role == "system":
-            system.extend(p for p in _parts(content, limit) if p["type"] == "text")
-            continue
         if role == "tool":
             response = truncate(content, limit) if isinstance(content, str) else _parts(content, limit)
             messages.append({"role": "tool", "parts": [
@@ -170,8 +167,6 @@ def _chat_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> None:
             parts.append(tool_call_part(get(call, "id"), get(function, "name"), get(function, "arguments")))
         messages.append({"role": role, "parts": parts})
     inv.input_messages = messages
-    if system:
-        inv.system_instructions = system
     tool_definitions(inv, body.get("tools"))
 
 

@@ -93,17 +93,14 @@ def _reasoning(text: Any, limit: int) -> list[dict[str, Any]]:
 
 
 def _chat_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> None:
+    # A `system` message is part of the chat history: it stays in the input messages with its role
+    # (`generate`'s `system=` is passed apart: gen_ai.system_instructions).
     messages: list[dict[str, Any]] = []
-    system: list[dict[str, Any]] = []
     for message in body.get("messages") or ():
         if not isinstance(message, Mapping):
             continue
         role = str(message.get("role") or "user")
         content = message.get("content")
-        if role == "system":
-            if isinstance(content, str):
-                system.append(text_part(content, limit))
-            continue
         if role == "tool":
             response = truncate(content, limit) if isinstance(content, str) else content
             part = {"type": "tool_call_response", "id": message.get("tool_call_id"), "response": response}
@@ -119,8 +116,6 @@ def _chat_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> None:
                 parts.append(tool_call_part(call.get("id"), function.get("name"), function.get("arguments")))
         messages.append({"role": role, "parts": parts})
     inv.input_messages = messages
-    if system:
-        inv.system_instructions = system
     tool_definitions(inv, body.get("tools"))
 
 

@@ -158,15 +158,13 @@ def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
 
 
 def _chat_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> None:
+    # `system` and `developer` messages are part of the chat history: they stay in the input messages
+    # with their role (gen_ai.system_instructions is for instructions passed apart from it).
     messages: list[dict[str, Any]] = []
-    system: list[dict[str, Any]] = []
     for message in body.get("messages") or ():
         if not isinstance(message, Mapping):
             continue
         role = str(message.get("role", "user"))
-        if role in ("system", "developer"):
-            system.extend(p for p in _parts(message.get("content"), limit) if p["type"] == "text")
-            continue
         if role == "tool":
             response = message.get("content")
             response = truncate(response, limit) if isinstance(response, str) else _parts(response, limit)
@@ -182,8 +180,6 @@ def _chat_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> None:
             parts.append(_tool_call(call.get("id"), function.get("name"), function.get("arguments")))
         messages.append({"role": role, "parts": parts})
     inv.input_messages = messages
-    if system:
-        inv.system_instructions = system
     _tool_definitions(inv, body)
 
 
@@ -204,6 +200,8 @@ def _tool_definitions(inv: Invocation, body: Mapping[str, Any]) -> None:
 
 
 def _responses_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> None:
+    # `instructions=` are passed apart: gen_ai.system_instructions. Input items with a `system` or
+    # `developer` role are part of the conversation and stay in the input messages.
     instructions = body.get("instructions")
     if isinstance(instructions, str):
         inv.system_instructions = [text_part(instructions, limit)]
@@ -226,13 +224,7 @@ def _responses_input(inv: Invocation, body: Mapping[str, Any], limit: int) -> No
                 call = _tool_call(item.get("call_id"), item.get("name"), item.get("arguments"))
                 messages.append({"role": "assistant", "parts": [call]})
             elif "role" in item:
-                role = str(item["role"])
-                parts = _parts(item.get("content"), limit)
-                if role in ("system", "developer"):
-                    texts = [p for p in parts if p["type"] == "text"]
-                    inv.system_instructions = (inv.system_instructions or []) + texts
-                else:
-                    messages.append({"role": role, "parts": parts})
+                messages.append({"role": str(item["role"]), "parts": _parts(item.get("content"), limit)})
     inv.input_messages = messages
     _tool_definitions(inv, body)
 

@@ -140,13 +140,11 @@ class MistralFormat:
         if isinstance(body.get("prompt"), str):
             inv.input_messages = [{"role": "user", "parts": [text_part(body["prompt"], limit)]}]
             return
-        messages, system = [], []
+        # A `system` message is part of the chat history: it stays in the input messages with its role.
+        messages = []
         for message in (mapping(m) for m in sequence(body.get("messages"))):
             role, content = str(message.get("role", "user")), message.get("content")
             parts = [text_part(content, limit)] if isinstance(content, str) else []
-            if role == "system":
-                system.extend(parts)
-                continue
             if role == "tool":
                 response = truncate(content, limit) if isinstance(content, str) else content
                 parts = [
@@ -156,8 +154,6 @@ class MistralFormat:
                 parts.append(function_call(call))
             messages.append({"role": role, "parts": parts})
         inv.input_messages = messages
-        if system:
-            inv.system_instructions = system
         tools = []
         for tool in (mapping(t) for t in sequence(body.get("tools"))):
             function = mapping(tool.get("function"))
