@@ -1,9 +1,9 @@
-"""`OTEL_SEMCONV_STABILITY_OPT_IN`: today's GenAI metric names, the newest (`gen_ai_latest_experimental`)
+"""`OTEL_SEMCONV_STABILITY_OPT_IN`: the default GenAI metric names, the newest (`gen_ai_latest_experimental`)
 or both (`gen_ai_latest_experimental/dup`), through real SDK calls to the fake provider on 127.0.0.1 and
 the OpenTelemetry SDK's in-memory readers.
 
 What each setting promises (docs/semconv.md, "Metrics"):
-- today's names: gen_ai.client.operation.duration, gen_ai.client.token.usage (input, output), the
+- the default names: gen_ai.client.operation.duration, gen_ai.client.token.usage (input, output), the
   operation.* chunk histograms, and llmlens.usage.tokens (every token type, cache and reasoning included);
   the span's cache write count is gen_ai.usage.cache_creation.input_tokens;
 - the newest: gen_ai.client.inference.* for inference (duration, chunk histograms, the usage counters by
@@ -16,6 +16,7 @@ What each setting promises (docs/semconv.md, "Metrics"):
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -342,3 +343,73 @@ def test_the_keyword_sets_it_in_code(instrument: Any, otel: Any, client: Any) ->
     instrument(pricing=False, semconv_opt_in="gen_ai_latest_experimental/dup")
     call(client, False, "chunks=3")
     assert {semconv.METRIC_OPERATION_DURATION, semconv.METRIC_INFERENCE_DURATION} <= set(otel.metrics())
+
+
+# ----------------------------------------------------------------------------------- Prometheus names
+
+PROMETHEUS_OLD = {
+    "gen_ai_client_operation_duration_seconds",
+    "gen_ai_client_token_usage",
+    "gen_ai_client_operation_time_to_first_chunk_seconds",
+    "gen_ai_client_operation_time_per_output_chunk_seconds",
+    "llmlens_usage_tokens_total",
+}
+PROMETHEUS_NEW = {
+    "gen_ai_client_inference_duration_seconds",
+    "gen_ai_client_inference_time_to_first_chunk_seconds",
+    "gen_ai_client_inference_time_per_output_chunk_seconds",
+    "gen_ai_client_inference_usage_input_tokens_total",
+    "gen_ai_client_inference_usage_output_tokens_total",
+    "gen_ai_client_inference_usage_cache_read_input_tokens_total",
+    "gen_ai_client_inference_usage_cache_write_input_tokens_total",
+    "gen_ai_client_inference_usage_reasoning_output_tokens_total",
+    "gen_ai_client_inference_operation_input_tokens",
+    "gen_ai_client_inference_operation_output_tokens",
+    "gen_ai_client_embeddings_duration_seconds",
+    "gen_ai_client_embeddings_operation_input_tokens",
+}
+
+
+@MODES
+def test_the_prometheus_names_are_the_documented_ones(
+    client: Any, fake: Any, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    import llmlens
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", mode)
+    handle = llmlens.configure(set_global=False, prometheus_port=0, pricing=False)
+    try:
+        call(client, False, "chunks=3,cached=2,cache_write=1,reasoning=1")
+        call(client, True, "chunks=3")
+        with pytest.raises(openai.RateLimitError):
+            call(client, False, "status=429")
+        client.embeddings.create(model="text-embedding-3-small", input="hello")
+        url = f"http://127.0.0.1:{handle.prometheus_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        handle.shutdown()
+        handle.instrumentor.uninstrument()
+    names = set()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.endswith("_created") and sample.name != "target_info":
+                names.add(sample.name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count"))
+    assert (
+        names == {DEFAULT: PROMETHEUS_OLD, LATEST: PROMETHEUS_NEW, DUP: PROMETHEUS_OLD | PROMETHEUS_NEW}[mode]
+    )
+    by_type = {
+        s.labels["gen_ai_token_type"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "llmlens_usage_tokens_total"
+    }
+    if mode != LATEST:
+        assert set(by_type) == {"input", "output", "cache_read", "cache_write", "reasoning"}
+    # docs/prometheus.md names every one of them.
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "prometheus.md").read_text(encoding="utf-8")
+    assert [name for name in sorted(names) if f"`{name}" not in doc] == []

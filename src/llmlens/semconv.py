@@ -155,15 +155,15 @@ OP_COUNT_TOKENS = "count_tokens"
 FINISH_ERROR = "error"
 
 # --- metrics ------------------------------------------------------------------------------
-# Today's names (the default; `OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental/dup` keeps them
-# beside the newer ones). gen_ai.client.operation.duration also stays, under every setting, for what is
+# The default names (`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental/dup` keeps them beside
+# the newer ones). gen_ai.client.operation.duration also stays, under every setting, for what is
 # neither an inference nor embeddings (count_tokens).
 METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"
 METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
 METRIC_TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
 METRIC_TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
-# Tokens by gen_ai.token.type, cache and reasoning included, which no metric of today's names carries:
-# emitted beside today's names, not with the newer names alone (their counters carry the same).
+# Tokens by gen_ai.token.type, cache and reasoning included, which no metric of the default names carries:
+# emitted beside the default names, not with the newer names alone (their counters carry the same).
 METRIC_LLMLENS_USAGE_TOKENS = "llmlens.usage.tokens"  # {token}, monotonic counter
 # The newer names (`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`): inference operations.
 METRIC_INFERENCE_DURATION = "gen_ai.client.inference.duration"

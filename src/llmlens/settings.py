@@ -67,7 +67,7 @@ class PeerMode(str, enum.Enum):
 class SemconvNames(str, enum.Enum):
     """Which GenAI metric and attribute names llmlens emits (`OTEL_SEMCONV_STABILITY_OPT_IN`; semconv.md)."""
 
-    DEFAULT = "default"  # today's: gen_ai.client.operation.duration, gen_ai.client.token.usage, ...
+    DEFAULT = "default"  # gen_ai.client.operation.duration, gen_ai.client.token.usage, ...
     LATEST = "gen_ai_latest_experimental"  # only the newest: gen_ai.client.inference.*, ...
     DUP = "gen_ai_latest_experimental/dup"  # both
 
@@ -661,8 +661,8 @@ class Settings(_Table):
         "OTEL_SEMCONV_STABILITY_OPT_IN", _parse_semconv_names, SemconvNames.DEFAULT,
         values="comma-separated tokens; llmlens reads `gen_ai_latest_experimental` and "
         "`gen_ai_latest_experimental/dup` and ignores the others",
-        default_doc="today's names",
-        doc="Which GenAI metric names are emitted: today's (`gen_ai.client.operation.duration`, "
+        default_doc="unset: the default names",
+        doc="Which GenAI metric names are emitted: the default ones (`gen_ai.client.operation.duration`, "
         "`gen_ai.client.token.usage`, with `llmlens.usage.tokens`), only the newest "
         "(`gen_ai_latest_experimental`: `gen_ai.client.inference.*`, `gen_ai.client.embeddings.*`, "
         "`gen_ai.usage.cache_write.input_tokens`) or both (`gen_ai_latest_experimental/dup`); see "

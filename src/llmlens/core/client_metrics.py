@@ -1,6 +1,6 @@
 """The client metrics of one `Telemetry`, under the names `OTEL_SEMCONV_STABILITY_OPT_IN` chose.
 
-Today's names (the default): `gen_ai.client.operation.duration`, `gen_ai.client.token.usage` (input and
+The default names: `gen_ai.client.operation.duration`, `gen_ai.client.token.usage` (input and
 output), `gen_ai.client.operation.time_to_first_chunk` / `time_per_output_chunk`, and llmlens' own
 `llmlens.usage.tokens` counter, which carries the cache and reasoning tokens no metric of those names
 does. The newest names (`gen_ai_latest_experimental`): inference operations get

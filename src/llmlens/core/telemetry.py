@@ -110,8 +110,8 @@ class Telemetry:
         # carries an exemplar. Spans are linked from the local store instead.
         names = settings.semconv_opt_in
         self.metrics = ClientMetrics(meter, self.histogram, names)
-        # The usage attributes: gen_ai.usage.cache_creation.input_tokens under today's names, its newer
-        # name gen_ai.usage.cache_write.input_tokens under the newest, both under /dup.
+        # The usage attributes: gen_ai.usage.cache_creation.input_tokens under the default names, its
+        # newer name gen_ai.usage.cache_write.input_tokens under the newest, both under /dup.
         self._usage_attributes = _usage_attributes(names)
         self._usage_keys: dict[str, list[str]] = {}
         for name, key in self._usage_attributes:
