@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 try:
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
@@ -37,6 +39,18 @@ except ImportError:  # older SDKs
 
 from llmlens.core.in_flight import IN_FLIGHT
 from llmlens.instrumentor import Instrumentor
+
+
+class UrandomIds(IdGenerator):
+    """Span and trace ids from os.urandom. The SDK's default draws them from the `random` module, which
+    hypothesis seeds the same way for every example: each example's span would get the same ids, and
+    the store would take every call for the same request."""
+
+    def generate_span_id(self) -> int:
+        return int.from_bytes(os.urandom(8), "big") or 1
+
+    def generate_trace_id(self) -> int:
+        return int.from_bytes(os.urandom(16), "big") or 1
 
 
 class Records(logging.Handler):
@@ -53,7 +67,7 @@ class Harness:
         self.db = db
         self.options = {"store": True, "db_path": str(db), **options}
         self.spans_exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
+        self.tracer_provider = TracerProvider(id_generator=UrandomIds())
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans_exporter))
         self.metric_reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.metric_reader])
@@ -63,6 +77,7 @@ class Harness:
         self.llmlens_log = Records(logging.DEBUG)
         self.otel_log = Records(logging.WARNING)
         self._levels: dict[str, int] = {}
+        self.calls = 0  # instrumented calls made so far, for a test that counts the store's rows
 
     def __enter__(self) -> Harness:
         for name, handler in (("llmlens", self.llmlens_log), ("opentelemetry", self.otel_log)):
@@ -120,6 +135,10 @@ class Harness:
         store = attached_store(self.tracer_provider)
         assert store is not None, "no store attached"
         assert store.force_flush(10_000), "the store did not flush"
+
+    def rows(self) -> int:
+        with contextlib.closing(sqlite3.connect(self.db)) as conn:
+            return int(conn.execute("SELECT count(*) FROM requests").fetchone()[0])
 
     def rows_for(self, span: ReadableSpan) -> int:
         with contextlib.closing(sqlite3.connect(self.db)) as conn:

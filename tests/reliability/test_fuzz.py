@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from harness import Harness
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from mutations import Wire, mutated
 from targets import FuzzServer, Target, all_targets, make_client, outcome
 
@@ -44,6 +44,8 @@ COMMON = {
         HealthCheck.large_base_example,
     ],
     "print_blob": True,
+    # no explain phase: it traces every line of every shrinking step, gigabytes with these replies
+    "phases": [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 }
 CI = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), derandomize=True, **COMMON)
 LARGE = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES_LARGE", "600")), derandomize=False, **COMMON)
@@ -87,6 +89,8 @@ def check(target: Target, wire: Wire, server: FuzzServer, app: Harness, clients:
     assert span.end_time is not None and span.end_time >= span.start_time
     app.flush_store()
     assert app.rows_for(span) == 1, f"no single store row for {span.name}"
+    app.calls += 1
+    assert app.rows() == app.calls, "a row missing, or one taken for another"
 
 
 @pytest.mark.timeout(300)
