@@ -413,3 +413,20 @@ def test_the_prometheus_names_are_the_documented_ones(
     # docs/prometheus.md names every one of them.
     doc = (Path(__file__).resolve().parent.parent / "docs" / "prometheus.md").read_text(encoding="utf-8")
     assert [name for name in sorted(names) if f"`{name}" not in doc] == []
+
+
+@MODES
+def test_an_invalid_cache_write_count_is_named_under_each_name(otel: Any, mode: str) -> None:
+    from llmlens.core.telemetry import Telemetry
+    from llmlens.settings import Settings
+
+    settings = Settings(store=False, pricing=False).with_overrides(semconv_opt_in=mode)
+    telemetry = Telemetry(settings, otel.tracer_provider, otel.meter_provider)
+    inv = telemetry.start_invocation("chat", "openai", MODEL, "api.openai.com", 443)
+    inv.input_tokens, inv.output_tokens, inv.cache_creation_tokens = 12, 3, -1
+    inv.finish()
+    attributes = otel.span().attributes
+    old, new = semconv.USAGE_CACHE_CREATION_INPUT_TOKENS, semconv.USAGE_CACHE_WRITE_INPUT_TOKENS
+    names = {DEFAULT: (old,), LATEST: (new,), DUP: (old, new)}[mode]
+    assert attributes[semconv.LLMLENS_USAGE_INVALID] == names
+    assert not {old, new} & set(attributes)
