@@ -60,7 +60,8 @@ TOKEN_TYPES = (
     semconv.TOKEN_TYPE_CACHE_WRITE,
     semconv.TOKEN_TYPE_REASONING,
 )
-# Per-modality attributes a provider may set (Gemini) -> the counter they split, by its index above.
+# For each usage counter, in the same order: the per-modality attributes a provider may set (Gemini),
+# modality -> attribute name.
 _MODALITY_ATTRIBUTES: tuple[dict[str, str], ...] = (
     semconv.USAGE_MODALITY_INPUT_TOKENS,
     semconv.USAGE_MODALITY_OUTPUT_TOKENS,
