@@ -7,13 +7,14 @@ The store's own failure modes are tested at the span-processor level in tests/te
 tmpfs and by `PRAGMA max_page_count`, a locked file, a file that is not ours, a file deleted or
 replaced while in use: one warning each, drops counted, writing resumed) and in
 tests/test_store_processor.py (three processes writing one file). Here the same faults meet real SDK
-calls: the application's calls go on at their usual speed while the store is locked, deleted or full,
-llmlens says so in one line naming the file, and the rows come back once the fault goes.
+calls: the application's calls go on at their usual speed while the store is locked, deleted, full or
+read-only, llmlens says so in one line naming the file, and the rows come back once the fault goes.
 
-A store made read-only while it is being written is not tested: nothing makes an open file read-only
-for root. Root ignores file modes; a remount read-only (`mount -o remount,ro`, also of a bind mount)
-is refused while a file on it is open for writing ("mount point is busy"). test_store_reliability.py
-remounts a tmpfs read-only before the writer opens the store, which is what the read-only case can be.
+Read-only while the store is open, for root (the tests run as root): root ignores file modes, and a
+read-only remount (`mount -o remount,ro`, of a bind mount too) is refused while a file on it is open
+for writing ("mount point is busy"). `chattr +i` (immutable) on the database and its WAL does stop
+root's writes through the open connection ("disk I/O error"); it needs a file system with that
+attribute (ext4 here), and the test fails where there is none.
 """
 
 from __future__ import annotations
@@ -193,6 +194,19 @@ def full(db: Path, app: Harness) -> Iterator[None]:
     store._conn.execute("PRAGMA max_page_count = 1073741823")
 
 
+@contextlib.contextmanager
+def read_only(db: Path, app: Harness) -> Iterator[None]:
+    """`chattr +i` on the store and its WAL: the one thing here that stops root writing an open file."""
+    files = [str(p) for p in (db, Path(f"{db}-wal")) if p.exists()]
+    done = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"chattr +i is not possible here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *files], check=True, capture_output=True)
+
+
 @pytest.fixture
 def fast_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     import llmlens.store.processor as processor_module
@@ -202,7 +216,7 @@ def fast_retry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("fast_retry")
-@pytest.mark.parametrize("fault", [locked, deleted, full], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fault", [locked, deleted, full, read_only], ids=lambda f: f.__name__)
 def test_the_store_failing_under_real_calls(
     fault: Callable[[Path, Harness], Any], tmp_path: Path, fake: FakeProvider
 ) -> None:
