@@ -28,10 +28,13 @@ Reported per instrumentation, SDK and condition (warm/cold):
 * spans per call (timed non-streaming and streamed calls), and the memory retained per span: tracemalloc
   over 100 calls of each kind at the end, with the exporter keeping the spans (for the baseline:
   per call).
-Then llmlens against the best peer and the floor, with the goals: llmlens lowest in every row, at least
-2x lower than the best peer per call and 7x lower per chunk, and within 15% of the floor per call.
-OpenLIT and openai-v2 run in the legacy environment (openai 2.x, anthropic 0.x); their Δ is taken
-against that environment's own baseline, and llmlens is measured there too.
+Then, per environment, its llmlens run against its best peer and its floor, with the goals: llmlens
+lowest in every row, at least 2x lower than the best peer per call and 7x lower per chunk, and within 15%
+of the floor per call. OpenLIT and openai-v2 run in the legacy environment (openai 2.x, anthropic 0.x),
+with its own baseline, floor and llmlens run.
+
+``--json FILE`` keeps the raw measurements; ``--from-json FILE`` prints the report of such a file again
+without measuring.
 """
 
 from __future__ import annotations
@@ -475,47 +478,52 @@ def report(args: argparse.Namespace, names: list[str], data: dict, memories: dic
         mem_rows.append(row)
     table(mem_head, mem_rows)
 
-    # Goals: llmlens (the newest SDKs' environment) against the best peer of either environment.
+    # Goals, per environment: its llmlens run against its peers and its floor (same SDKs, same OTel).
     goal_rows = []
     verdicts = []
-    for metric, table_ in (("per call", per_call), ("per chunk", per_chunk)):
-        for col in columns:
-            values = table_[col]
-            if "llmlens" not in values:
-                continue
-            ours = values["llmlens"]
-            measured = {p: values[p] for p in peers if p in values}
-            if not measured:
-                continue
-            best = min(measured, key=lambda p: measured[p])
-            goal = GOAL_CALL_RATIO if metric == "per call" else GOAL_CHUNK_RATIO
-            lowest = all(ours < v for v in measured.values())
-            # A Δ at or below zero is noise: no ratio can be read from it.
-            if ours > 0 and measured[best] > 0:
-                ratio = measured[best] / ours
-                ratio_text = f"{ratio:.1f}x (goal {goal:.0f}x)"
-                ok = lowest and ratio >= goal
-            else:
-                ratio_text, ok = "n/a (Δ <= 0: noise)", False
-            floor = values.get("floor")
-            floor_text = "n/a"
-            if metric == "per call" and floor is not None:
-                if floor > 0 and ours > 0:
-                    floor_ratio = ours / floor
-                    floor_text = f"{floor_ratio:.2f}x ({'PASS' if floor_ratio <= GOAL_FLOOR else 'FAIL'})"
-                    ok = ok and floor_ratio <= GOAL_FLOOR
+    for env, ours_name, floor_name in (
+        ("peers", "llmlens", "floor"),
+        ("legacy", "llmlens-legacy", "floor-legacy"),
+    ):
+        env_peers = [p for p in peers if peer_setup.INSTRUMENTATIONS[p].env == env]
+        for metric, table_ in (("per call", per_call), ("per chunk", per_chunk)):
+            for col in columns:
+                values = table_[col]
+                measured = {p: values[p] for p in env_peers if p in values}
+                if ours_name not in values or not measured:
+                    continue
+                ours = values[ours_name]
+                best = min(measured, key=lambda p: measured[p])
+                goal = GOAL_CALL_RATIO if metric == "per call" else GOAL_CHUNK_RATIO
+                lowest = all(ours < v for v in measured.values())
+                # A Δ at or below zero is noise: no ratio can be read from it.
+                if ours > 0 and measured[best] > 0:
+                    ratio = measured[best] / ours
+                    ratio_text = f"{ratio:.1f}x (goal {goal:.0f}x)"
+                    ok = lowest and ratio >= goal
                 else:
-                    floor_text, ok = "n/a (Δ <= 0: noise)", False
-            verdicts.append(ok)
-            digits = 1 if metric == "per call" else 2
-            goal_rows.append([
-                f"{col[0]} {col[1]} {metric}", f"{ours:+.{digits}f}",
-                f"{label[best]} {measured[best]:+.{digits}f}",
-                ratio_text, "yes" if lowest else "NO", floor_text,
-                "PASS" if ok else "FAIL",
-            ])  # fmt: skip
-    lines.append("llmlens against the best peer and the floor (Δ µs; ratio = best peer's Δ / llmlens's Δ; "
-                 f"floor: llmlens's Δ / the floor's Δ, goal <= {GOAL_FLOOR:.2f}x)")  # fmt: skip
+                    ratio_text, ok = "n/a (Δ <= 0: noise)", False
+                floor = values.get(floor_name)
+                floor_text = "n/a"
+                if metric == "per call" and floor is not None:
+                    if floor > 0 and ours > 0:
+                        floor_ratio = ours / floor
+                        floor_text = f"{floor_ratio:.2f}x ({'PASS' if floor_ratio <= GOAL_FLOOR else 'FAIL'})"
+                        ok = ok and floor_ratio <= GOAL_FLOOR
+                    else:
+                        floor_text, ok = "n/a (Δ <= 0: noise)", False
+                verdicts.append(ok)
+                digits = 1 if metric == "per call" else 2
+                goal_rows.append([
+                    f"{label[ours_name]}: {col[0]} {col[1]} {metric}", f"{ours:+.{digits}f}",
+                    f"{label[best]} {measured[best]:+.{digits}f}",
+                    ratio_text, "yes" if lowest else "NO", floor_text,
+                    "PASS" if ok else "FAIL",
+                ])  # fmt: skip
+    lines.append(
+        "llmlens against the best peer and the floor of its environment (Δ µs; ratio = best peer's Δ / "
+        f"llmlens's Δ; floor: llmlens's Δ / the floor's Δ, goal <= {GOAL_FLOOR:.2f}x)"
+    )
     lines.append("")
     table(["row", "llmlens", "best peer", "ratio", "lowest", "vs floor", "result"], goal_rows)
 
@@ -581,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sdks", default="openai,anthropic", help="comma-separated (openai,anthropic)")
     parser.add_argument("--only", help="comma-separated instrumentations; the baselines are always run")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--json", type=Path, help="also write the raw measurements to this file")
+    parser.add_argument("--from-json", type=Path, help="report the measurements of a --json file again")
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker, args.processor, args.warmup)
@@ -613,10 +623,21 @@ def main(argv: list[str] | None = None) -> int:
     missing = peer_setup.missing_envs(names)
     if missing:
         parser.error(f"missing virtual environment(s) {', '.join(missing)}: run benchmarks/peers-env first")
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        data = {k: {tuple(key.split("|")): v for key, v in saved[k].items()} for k in ("means", "spans")}
+        print(saved["header"])
+        print()
+        print(report(args, saved["names"], data, saved["memories"], saved["versions"]))
+        return 0
     start = time.perf_counter()
     data, memories, versions = measure(args, names)
-    print(header(args, argv))
-    print(f"- took {time.perf_counter() - start:.0f} s")
+    head = f"{header(args, argv)}\n- took {time.perf_counter() - start:.0f} s"
+    if args.json:
+        raw = {k: {"|".join(key): v for key, v in data[k].items()} for k in ("means", "spans")}
+        saved = {**raw, "names": names, "memories": memories, "versions": versions, "header": head}
+        args.json.write_text(json.dumps(saved, indent=1))
+    print(head)
     print()
     print(report(args, names, data, memories, versions))
     return 0
