@@ -621,10 +621,12 @@ def main(argv: list[str] | None = None) -> int:
             if n in wanted or (n in peer_setup.BASELINES and peer_setup.INSTRUMENTATIONS[n].env in envs)
         ]
     missing = peer_setup.missing_envs(names)
-    if missing:
+    if missing and not args.from_json:
         parser.error(f"missing virtual environment(s) {', '.join(missing)}: run benchmarks/peers-env first")
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
+        args.memory_calls = saved.get("memory_calls", args.memory_calls)
+        args.sdks = saved.get("sdks", args.sdks)
         data = {k: {tuple(key.split("|")): v for key, v in saved[k].items()} for k in ("means", "spans")}
         print(saved["header"])
         print()
@@ -635,7 +637,10 @@ def main(argv: list[str] | None = None) -> int:
     head = f"{header(args, argv)}\n- took {time.perf_counter() - start:.0f} s"
     if args.json:
         raw = {k: {"|".join(key): v for key, v in data[k].items()} for k in ("means", "spans")}
-        saved = {**raw, "names": names, "memories": memories, "versions": versions, "header": head}
+        saved = {
+            **raw, "names": names, "memories": memories, "versions": versions, "header": head,
+            "memory_calls": args.memory_calls, "sdks": args.sdks,
+        }  # fmt: skip
         args.json.write_text(json.dumps(saved, indent=1))
     print(head)
     print()
