@@ -23,6 +23,7 @@ default it fetches one from GitHub at start-up).
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata as metadata
 import json
 import os
@@ -225,6 +226,7 @@ def _openlit(tp: Any, mp: Any) -> None:
 
     prices = Path(tempfile.gettempdir()) / f"llmlens-openlit-prices-{os.getpid()}.json"
     prices.write_text(json.dumps(_OPENLIT_PRICES))
+    atexit.register(prices.unlink, missing_ok=True)
     openlit.init(
         pricing_json=str(prices),
         disabled_instrumentors=[n for n in MODULE_NAME_MAP if n not in ("openai", "anthropic")],
