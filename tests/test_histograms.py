@@ -260,3 +260,61 @@ def test_reader_added_later_sees_new_values() -> None:
     assert first_shape[0] == 5
     assert second_shape[0] == 2
     provider.shutdown()
+
+
+def _cumulative_histogram() -> tuple[Any, InMemoryMetricReader, FastHistogram]:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    histogram = provider.get_meter("t").create_histogram(
+        "h", unit="s", explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS)
+    )
+    return provider, reader, FastHistogram(histogram)
+
+
+def test_the_fast_path_works_on_an_sdk_whose_matches_have_no_reset_flag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # opentelemetry-sdk before 1.45.2 has no `_ViewInstrumentMatch._reset_on_collect` (its aggregations
+    # are never swapped at collection): the fast path must stay on there, with the same points.
+    from opentelemetry.sdk.metrics._internal.metric_reader_storage import MetricReaderStorage
+
+    class OlderMatch:
+        """A view-instrument match as older SDKs have it: everything but `_reset_on_collect`."""
+
+        def __init__(self, match: Any) -> None:
+            self._match = match
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "_reset_on_collect":
+                raise AttributeError(name)
+            return getattr(self._match, name)
+
+    original = MetricReaderStorage._get_or_init_view_instrument_match
+
+    def older_matches(self: Any, instrument: Any) -> Any:
+        return [OlderMatch(match) for match in original(self, instrument)]
+
+    monkeypatch.setattr(MetricReaderStorage, "_get_or_init_view_instrument_match", older_matches)
+    expected = _run(VALUES[:1], bulk=False, readers=[InMemoryMetricReader()])
+    assert _run(VALUES[:1], bulk="keyed", readers=[InMemoryMetricReader()]) == expected
+    provider, _reader, fast = _cumulative_histogram()
+    fast.record_keyed(0.5, KEY, ATTRS)
+    assert fast._cache[KEY], "the aggregations were learnt: later values skip the public API"
+    provider.shutdown()
+
+
+def test_an_attribute_set_the_fast_path_cannot_serve_is_probed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    probes: list[Any] = []
+
+    def unsure(*args: Any) -> None:
+        probes.append(args)
+        return None  # e.g. a delta reader on a newer SDK: the public API for this set, for good
+
+    monkeypatch.setattr(histograms, "_explicit_bucket_aggregations", unsure)
+    provider, reader, fast = _cumulative_histogram()
+    for value in (0.1, 0.2, 0.3):
+        fast.record_keyed(value, KEY, ATTRS)
+    fast.record_many([0.4, 0.5], ATTRS, None)
+    assert len(probes) == 1
+    assert [p[2][0] for p in _points(reader)] == [5]
+    provider.shutdown()

@@ -149,7 +149,8 @@ class FastHistogram:
         """After a public record of `attributes`, find (and cache) the aggregations it went to."""
         try:
             key = tuple(attributes.items())
-            hash(key)
+            if key in self._cache:  # learnt already (None: the public API, for good): no second probe
+                return self._cache[key]
         except TypeError:
             return None
         try:
@@ -189,7 +190,9 @@ def _explicit_bucket_aggregations(histogram: Any, attributes: dict[str, Any]) ->
     found = []
     for storage in histogram._measurement_consumer._reader_storages.values():
         for match in storage._get_or_init_view_instrument_match(histogram):
-            if match._reset_on_collect:
+            # (1.45.2 on: delta readers swap aggregations at collection; before, none did and the
+            # attribute does not exist)
+            if getattr(match, "_reset_on_collect", False):
                 return None  # collection swaps aggregations under us
             keys = match._view._attribute_keys
             attrs = attributes if keys is None else {k: v for k, v in attributes.items() if k in keys}
