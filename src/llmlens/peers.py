@@ -48,8 +48,12 @@ _log = logging.getLogger("llmlens")
 # instrumentations of other libraries that only happen to call an LLM SDK (frameworks, agents), and
 # contrib's botocore instrumentation, which traces every AWS service, not only Bedrock.
 PEERS: Mapping[str, str] = {
-    # OpenTelemetry contrib (opentelemetry-util-genai)
+    # OpenTelemetry (opentelemetry-util-genai): contrib's openai-v2, and opentelemetry-python-genai's
+    # opentelemetry-instrumentation-genai-* packages, which replace it
     "opentelemetry.instrumentation.openai_v2": "openai",
+    "opentelemetry.instrumentation.genai.openai": "openai",
+    "opentelemetry.instrumentation.genai.anthropic": "anthropic",
+    "opentelemetry.instrumentation.genai.bedrock": "bedrock",
     "opentelemetry.instrumentation.google_genai": "google",
     # OpenLLMetry (Traceloop)
     "opentelemetry.instrumentation.openai": "openai",

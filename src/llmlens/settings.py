@@ -719,9 +719,10 @@ class Settings(_Table):
     peer_instrumentations: PeerMode = _setting(  # noqa: RUF009
         "LLMLENS_PEER_INSTRUMENTATIONS", _parse_peer_mode, PeerMode.STAND_ASIDE,
         values="`stand_aside`, `defer`, `allow` (any case; in code, also a `llmlens.settings.PeerMode`)",
-        doc="Who traces an SDK that another GenAI instrumentation (contrib's "
-        "`opentelemetry-instrumentation-openai-v2`, OpenLLMetry, OpenInference) instruments too: llmlens "
-        "alone, the other one alone, or both (see [below](#other-instrumentations-of-the-same-sdk)).",
+        doc="Who traces an SDK that another GenAI instrumentation (OpenTelemetry's "
+        "`opentelemetry-instrumentation-genai-*` or contrib's `opentelemetry-instrumentation-openai-v2`, "
+        "OpenLLMetry, OpenInference) instruments too: llmlens alone, the other one alone, or both (see "
+        "[below](#other-instrumentations-of-the-same-sdk)).",
     )  # fmt: skip
 
     # --- proxies (llmlens.proxy; docs/proxy.md) ---
