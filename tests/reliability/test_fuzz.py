@@ -24,6 +24,7 @@ prints the damaged reply's notes (`Wire.notes`) and the two outcomes.
 from __future__ import annotations
 
 import os
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import pytest
 from harness import Harness
 from hypothesis import HealthCheck, Phase, given, settings
-from mutations import Wire, mutated
+from mutations import Wire, dumps, mutated
 from targets import FuzzServer, Target, all_targets, make_client, outcome
 
 TARGETS = all_targets()
@@ -139,3 +140,52 @@ def test_outcome_comparison_can_fail(tmp_path: Path) -> None:
         assert outcome(target, client) != first
         running.wire = Wire(500, target.seed.headers, body=b"{}")
         assert "InternalServerError" in outcome(target, client)
+
+
+def with_index(wire: Wire, codec: Any, index: int) -> Wire:
+    """`wire` with every choice or candidate `index` of its stream set to `index`."""
+
+    def bump(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: index if k == "index" and type(v) is int else bump(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [bump(v) for v in value]
+        return value
+
+    frames = []
+    assert wire.frames is not None
+    for frame in wire.frames:
+        parts = codec.split(frame)
+        frames.append(frame if parts is None else codec.join(parts[0], dumps(bump(parts[1])), parts[2]))
+    return Wire(wire.status, wire.headers, frames=tuple(frames))
+
+
+INDEXED = [
+    t for t in TARGETS if t.name in ("openai-chat-stream", "groq-chat-stream", "google-genai-generate-stream")
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="llmlens builds a list as long as the highest choice index of a stream: providers/openai.py "
+    "(finish_reasons over range(self.choices)) and providers/google_genai.py (range(max(self.reasons) + 1)); "
+    "an upstream sending index 2**63 makes the instrumented call take all the memory there is",
+)
+@pytest.mark.parametrize("target", INDEXED, ids=[t.name for t in INDEXED])
+def test_a_huge_choice_index_costs_no_memory(
+    target: Target, server: FuzzServer, app: Harness, clients: dict[str, Any]
+) -> None:
+    """A choice index of two million (2**63 would take all memory): the traced call allocates what
+    the plain one does, not a list of that length."""
+    client = clients.get(target.sdk) or clients.setdefault(target.sdk, make_client(target.sdk, server.root))
+    server.wire = with_index(target.seed, target.codec, 2_000_000)
+    without = outcome(target, client)
+    with app.instrumented():
+        tracemalloc.start()
+        try:
+            traced = outcome(target, client)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert traced == without
+    assert peak < 4_000_000, f"the traced call allocated {peak / 1e6:.0f} MB"
