@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -119,7 +120,7 @@ def _eventstream_split(frame: bytes) -> tuple[bytes, Any, bytes] | None:
     try:
         ((headers, payload),) = decode_messages(frame)
         return json.dumps(headers).encode(), json.loads(payload), b""
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, struct.error):  # a frame cut or split earlier: not one whole message
         return None
 
 
