@@ -35,6 +35,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from mutations import Wire, dumps, mutated
 from targets import FuzzServer, Target, all_targets, make_client, outcome
 
+pytestmark = [
+    # the SDKs' own complaints about the damaged values they are given (an unknown enum, a wrong type)
+    pytest.mark.filterwarnings("ignore::UserWarning:google.genai._common"),
+    pytest.mark.filterwarnings("ignore::UserWarning:pydantic.main"),
+    pytest.mark.filterwarnings("ignore:The `__fields__` attribute is deprecated:DeprecationWarning"),
+]
 TARGETS = all_targets()
 COMMON = {
     "deadline": None,
