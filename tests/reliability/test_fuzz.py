@@ -172,12 +172,6 @@ INDEXED = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llmlens builds a list as long as the highest choice index of a stream: providers/openai.py "
-    "(finish_reasons over range(self.choices)) and providers/google_genai.py (range(max(self.reasons) + 1)); "
-    "an upstream sending index 2**63 makes the instrumented call take all the memory there is",
-)
 @pytest.mark.parametrize("target", INDEXED, ids=[t.name for t in INDEXED])
 def test_a_huge_choice_index_costs_no_memory(
     target: Target, server: FuzzServer, app: Harness, clients: dict[str, Any]

@@ -14,6 +14,9 @@ from typing import Any
 IDENTIFIER_MAX = 256  # model, operation and provider names, response ids, finish reasons, labels
 TEXT_MAX = 1024  # user agents and other free-form request metadata
 FINISH_REASONS_MAX = 64  # finish reasons kept per call (one per choice)
+# The exception event of a failed call: an SDK error's message may quote the whole error body.
+EXCEPTION_MESSAGE_MAX = TEXT_MAX
+STACKTRACE_MAX = 16 * 1024  # its end is kept: the failing call and the message
 # More tokens than any call has used: a count above this is a provider bug, not usage.
 TOKENS_MAX = 10**12
 

@@ -27,7 +27,15 @@ from llmlens.core.context import ACTIVE_INVOCATION_KEY, proxy_request
 from llmlens.core.histograms import FastHistogram
 from llmlens.core.in_flight import IN_FLIGHT
 from llmlens.core.invocation import Invocation
-from llmlens.core.limits import IDENTIFIER_MAX, TOKENS_MAX, cap, cap_all, valid_token_count
+from llmlens.core.limits import (
+    EXCEPTION_MESSAGE_MAX,
+    IDENTIFIER_MAX,
+    STACKTRACE_MAX,
+    TOKENS_MAX,
+    cap,
+    cap_all,
+    valid_token_count,
+)
 from llmlens.core.metric_labels import ModelLabels
 from llmlens.core.profiling import SWITCH as _PROFILING
 from llmlens.logs.redact import redact
@@ -586,7 +594,13 @@ def _exception_attributes(error: BaseException) -> dict[str, str]:
     import traceback
 
     stacktrace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return {"exception.message": redact(str(error)), "exception.stacktrace": redact(stacktrace)}
+    # An SDK error's message can hold the whole error body the upstream sent (a megabyte, if it likes):
+    # both are capped, the trace keeping its end, where the failing call and the message are.
+    message = cap(redact(str(error)), EXCEPTION_MESSAGE_MAX)
+    stacktrace = redact(stacktrace)
+    if len(stacktrace) > STACKTRACE_MAX:
+        stacktrace = "..." + stacktrace[-(STACKTRACE_MAX - 3) :]
+    return {"exception.message": message, "exception.stacktrace": stacktrace}
 
 
 def _describe(error: BaseException) -> str:

@@ -37,6 +37,7 @@ from llmlens import semconv
 from llmlens.core.content import elided_blob, text_part, truncate
 from llmlens.core.invocation import Invocation
 from llmlens.core.lifecycle import TracedCall
+from llmlens.core.limits import FINISH_REASONS_MAX
 from llmlens.core.streams import (
     AsyncSessionStream,
     AsyncStreamProxy,
@@ -466,7 +467,7 @@ class StreamReader:
         apply_usage(inv, self.usage)
         if not self.reasons:
             return
-        indexes = range(max(self.reasons) + 1)
+        indexes = range(min(max(self.reasons) + 1, FINISH_REASONS_MAX))  # (the upstream's index: bounded)
         inv.finish_reasons = [finish_reason(self.reasons.get(i), i in self.calls) for i in indexes]
         if not self.capture:
             return

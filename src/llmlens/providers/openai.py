@@ -14,6 +14,7 @@ from typing import Any
 from llmlens import semconv
 from llmlens.core.content import media_part, text_part, truncate
 from llmlens.core.invocation import Invocation
+from llmlens.core.limits import FINISH_REASONS_MAX, cap
 from llmlens.core.telemetry import Telemetry
 from llmlens.providers._stainless import StainlessPatch
 from llmlens.providers.endpoints import default_port, provider_for
@@ -278,8 +279,8 @@ def _openai_response_attributes(inv: Invocation, response: Any) -> None:
     if isinstance(tier, str):
         inv.service_tier, inv.api = tier, "openai"
     fingerprint = getattr(response, "system_fingerprint", None)
-    if isinstance(fingerprint, str):
-        inv.response_attributes[semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
+    if isinstance(fingerprint, str):  # the upstream's string: capped like every identifier
+        inv.response_attributes[semconv.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = cap(fingerprint)
 
 
 def _identity(inv: Invocation, response: Any) -> None:
@@ -436,7 +437,10 @@ class ChatStreamAccumulator:
     def on_end(self) -> None:
         inv = self.inv
         if self.choices:
-            inv.finish_reasons = [finish_reason(self.reasons.get(i)) for i in range(self.choices)]
+            # One reason per choice up to the highest index seen; the index is the upstream's number, so
+            # the list stops at FINISH_REASONS_MAX (an index of 2**63 would otherwise take all memory).
+            count = min(self.choices, FINISH_REASONS_MAX)
+            inv.finish_reasons = [finish_reason(self.reasons.get(i)) for i in range(count)]
         if not self.capture:
             return
         messages = []
