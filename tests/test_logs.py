@@ -388,6 +388,42 @@ def test_request_lines_carry_their_server_span(
     assert seen.trace_id == f"{servers['loud'].context.trace_id:032x}"  # type: ignore[attr-defined]
 
 
+def test_llm_request_writes_its_request_line_once(instrument: Any, otel: Any) -> None:
+    """A server without ASGI (`llmlens.llm_request(...)`) writes the same line, in its SERVER span, once:
+    for a plain request, a failed one and a stream."""
+    import json as jsonlib
+
+    import llmlens
+
+    instrument()
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    with llmlens.llm_request(source_format="openai", body=jsonlib.dumps(body), path="/v1/chat/completions",
+                             request_id="plain") as request:  # fmt: skip
+        request.set_response({"choices": [{"finish_reason": "stop"}],
+                              "usage": {"prompt_tokens": 4, "completion_tokens": 2}})  # fmt: skip
+    failing = llmlens.llm_request(source_format="openai", body=jsonlib.dumps(body), request_id="failed")
+    with pytest.raises(RuntimeError), failing:
+        raise RuntimeError("upstream went away")
+    with llmlens.llm_request(source_format="openai", body=jsonlib.dumps({**body, "stream": True}),
+                             path="/v1/chat/completions", request_id="stream") as request:  # fmt: skip
+        chunks = [b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', b"data: [DONE]\n\n"]
+        for _chunk in request.wrap_stream(chunks):
+            pass
+    wait_for_lines(otel, 3)
+    servers = {s.attributes["llmlens.proxy.request_id"]: s for s in otel.spans() if s.kind.name == "SERVER"}
+    records = [r.log_record for r in otel.logs()]
+    lines = [r for r in records if "llmlens.proxy.request_id" in (r.attributes or {})]
+    by_id = {line.attributes["llmlens.proxy.request_id"]: line for line in lines}
+    assert len(lines) == 3 and sorted(by_id) == ["failed", "plain", "stream"]
+    for request_id, line in by_id.items():
+        context = servers[request_id].context
+        assert (line.trace_id, line.span_id) == (context.trace_id, context.span_id)
+    assert str(by_id["plain"].body).startswith("POST /v1/chat/completions - chat gpt-4o-mini ok ")
+    assert "tokens=4/2" in str(by_id["plain"].body)
+    assert " error=RuntimeError: upstream went away" in str(by_id["failed"].body)
+    assert str(by_id["stream"].body).startswith("POST /v1/chat/completions - chat gpt-4o-mini completed ")
+
+
 def test_opentelemetry_instrument_logging_auto_instrumentation_exports_once(tmp_path: Path) -> None:
     """Under `opentelemetry-instrument` with OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true the SDK
     puts its handler on the root logger: llmlens's lines reach the collector through it, once."""

@@ -39,6 +39,7 @@ from llmlens.core.lifecycle import fail_safe
 from llmlens.core.limits import cap_text
 from llmlens.core.server_telemetry import ServerInvocation, ServerTelemetry
 from llmlens.core.streams import StreamState
+from llmlens.logs.requests import log_proxy_request
 from llmlens.proxy import identity
 from llmlens.proxy.config import ProxyConfig, active_telemetry, standalone_telemetry
 from llmlens.proxy.exits import request_exits
@@ -139,6 +140,8 @@ class LLMRequest:
         self._tokens: list[tuple[Any, Token[str | None]]] = []
         self._context: Any = None
         self._streaming = False
+        self._config: ProxyConfig | None = None  # set when the request starts
+        self._logged = False  # its request log line is written
 
     # --- as a decorator ---------------------------------------------------------------------------------
 
@@ -208,7 +211,7 @@ class LLMRequest:
         args = self._args
         telemetry = _telemetry(args["telemetry"])
         server = ServerTelemetry.of(telemetry)
-        config = _config(telemetry)
+        config = self._config = _config(telemetry)
         headers = {k.lower(): v for k, v in (args["headers"] or {}).items()}
         fmt_name = _SOURCE_FORMATS.get(self.source_format or "")
         fmt = self._fmt = FORMATS[fmt_name](telemetry.settings) if fmt_name else None
@@ -387,10 +390,27 @@ class LLMRequest:
         """End the request (normally automatic: at the end of the `with` block or of the stream)."""
         if self._exits is not None:
             self._exits.end(outcome)
+            self._log_request()
 
     def fail(self, error: BaseException) -> None:
         if self._exits is not None:
             self._exits.fail(error, semconv.OUTCOME_SERVER_EXCEPTION)
+            self._log_request()
+
+    def _log_request(self) -> None:
+        """The request's line in the proxy's request log (llmlens.logs.requests), once, when it has ended:
+        every end goes through finish() or fail(), so this is where a request without ASGI writes it."""
+        inv = self.inv
+        if inv is None or not inv.ended or self._logged or self._config is None:
+            return
+        self._logged = True
+        if not self._config.settings.proxy_request_log:
+            return
+        try:
+            path = inv.request_attributes.get(semconv.URL_PATH) or "-"
+            log_proxy_request(inv, "POST", path, self.request_id)
+        except Exception:
+            _log.debug("llmlens: could not write the request log line", exc_info=True)
 
     # --- streams ---------------------------------------------------------------------------------------
 
