@@ -206,8 +206,16 @@ def _openai_seed(path: str, request: dict[str, Any]) -> Wire:
 
 
 def _stream(items: Any, emit: Emit) -> None:
-    for item in items:
-        emit(item)
+    """Read every item, then close the stream whatever happened, as a careful application does: a
+    stream left half-read is finalised by the garbage collector whenever it runs, and inside httpcore's
+    pool lock that deadlocks the thread's next request (encode/httpcore#996, with or without llmlens)."""
+    try:
+        for item in items:
+            emit(item)
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _openai_targets() -> list[Target]:
@@ -223,8 +231,11 @@ def _openai_targets() -> list[Target]:
         async def run() -> None:
             async with make() as client:
                 chunks = await client.chat.completions.create(**stream)
-                async for chunk in chunks:
-                    emit(chunk)
+                try:
+                    async for chunk in chunks:
+                        emit(chunk)
+                finally:
+                    await chunks.close()
 
         asyncio.run(run())
 
