@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import llmlens
 from llmlens.demo.fake_server import FakeProvider
 from llmlens.instrumentor import Instrumentor
 
@@ -132,6 +133,23 @@ def async_client(fake: FakeProvider) -> Any:
 def scenario(value: str) -> dict[str, Any]:
     """extra_headers that select a fake-provider scenario, e.g. `scenario("chunks=34,cached=5")`."""
     return {"extra_headers": {"x-fake-scenario": value}}
+
+
+@pytest.fixture
+def configure() -> Iterator[Any]:
+    """`llmlens.configure(set_global=False, ...)`, undone at teardown: its providers shut down (and its
+    Prometheus endpoint closed), llmlens uninstrumented."""
+    handles: list[Any] = []
+
+    def run(**options: Any) -> Any:
+        handle = llmlens.configure(set_global=False, **options)
+        handles.append(handle)
+        return handle
+
+    yield run
+    for handle in handles:
+        handle.shutdown()
+        handle.instrumentor.uninstrument()
 
 
 @pytest.fixture(autouse=True, scope="session")

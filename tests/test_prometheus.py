@@ -23,8 +23,6 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import llmlens
-
 DURATION = "gen_ai_client_operation_duration_seconds"
 SCOPE = {"otel_scope_name", "otel_scope_schema_url", "otel_scope_version"}
 CHAT_LABELS = {
@@ -37,22 +35,6 @@ CHAT_LABELS = {
     *SCOPE,
 }
 MESSAGES = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture
-def configure() -> Iterator[Any]:
-    """`llmlens.configure(set_global=False, ...)`, undone at teardown."""
-    handles: list[Any] = []
-
-    def run(**options: Any) -> Any:
-        handle = llmlens.configure(set_global=False, **options)
-        handles.append(handle)
-        return handle
-
-    yield run
-    for handle in handles:
-        handle.shutdown()
-        handle.instrumentor.uninstrument()
 
 
 def scrape(port: int) -> str:

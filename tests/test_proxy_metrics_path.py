@@ -10,7 +10,6 @@ request id ever becomes a label.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,21 +32,6 @@ ALLOWED_LABELS = {
     "otel_scope_schema_url", "service_name", "service_instance_id", "telemetry_sdk_language",
     "telemetry_sdk_name", "telemetry_sdk_version", "job", "instance",
 }  # fmt: skip
-
-
-@pytest.fixture
-def configure() -> Iterator[Any]:
-    handles: list[Any] = []
-
-    def run(**options: Any) -> Any:
-        handle = llmlens.configure(set_global=False, **options)
-        handles.append(handle)
-        return handle
-
-    yield run
-    for handle in handles:
-        handle.shutdown()
-        handle.instrumentor.uninstrument()
 
 
 def chat(proxy: UvicornServer, model: str, **extra: Any) -> httpx.Response:
@@ -102,9 +86,10 @@ def test_no_reader_leaves_the_path_to_the_application_with_one_warning(
     instrumentor.instrument(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider,
                             proxy_metrics_path="/metrics")  # fmt: skip
     try:
-        with caplog.at_level(logging.WARNING, logger="llmlens"), UvicornServer(
-            openai_proxy.create_app(fake.base_url)
-        ) as proxy:
+        with (
+            caplog.at_level(logging.WARNING, logger="llmlens"),
+            UvicornServer(openai_proxy.create_app(fake.base_url)) as proxy,
+        ):
             chat(proxy, "gpt-4o-mini")
             statuses = [httpx.get(proxy.url + "/metrics", timeout=10).status_code for _ in range(2)]
     finally:
