@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from llmlens.cli import main as llmlens_main
 from llmlens.pricing import PriceBook, TokenPrices, TokenUsage
 from llmlens.store.attach import attached_store
 from llmlens.web import create_app
+from price_reference import genai_prices_total as genai_prices
 from proxies.server import UvicornServer
 
 MESSAGES: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
@@ -31,26 +31,6 @@ USAGE = TokenUsage(input_tokens=4000, output_tokens=900, cache_read_tokens=1500,
 @pytest.fixture(scope="module", autouse=True)
 def _prices_loaded() -> None:
     assert pricing.ready(60), "genai-prices data did not load"
-
-
-def genai_prices(usage: Any, model: str, provider_id: str) -> float:
-    """genai-prices' own answer (its Usage: input and output are totals, as on our spans)."""
-    from genai_prices import Usage, calc_price
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = calc_price(
-            Usage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_creation_tokens,
-                output_reasoning_tokens=usage.reasoning_tokens,
-            ),
-            model,
-            provider_id=provider_id,
-        )
-    return float(result.total_price)
 
 
 def stored_rows(db: Path) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ from llmlens import pricing, semconv
 from llmlens.core.telemetry import Telemetry
 from llmlens.pricing import TokenUsage
 from llmlens.settings import Settings
+from price_reference import genai_prices_decimal as genai_prices_total
 
 # gen_ai.provider.name -> genai-prices provider id, for the six providers compared.
 PROVIDERS = {
@@ -70,25 +71,6 @@ def current_prices(model: Any) -> dict[str, Any]:
 
 def tier_starts(prices: dict[str, Any]) -> list[int]:
     return sorted({t.start for v in prices.values() if hasattr(v, "tiers") for t in v.tiers})
-
-
-def genai_prices_total(usage: TokenUsage, model: str, provider_id: str) -> Decimal:
-    """genai-prices' answer: its Usage counts input and output as totals, as our spans do."""
-    from genai_prices import Usage, calc_price
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return calc_price(
-            Usage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_creation_tokens,
-                output_reasoning_tokens=usage.reasoning_tokens,
-            ),
-            model,
-            provider_id=provider_id,
-        ).total_price
 
 
 def metered_cost(otel: Any, telemetry: Telemetry, provider: str, model: str, usage: TokenUsage) -> Any:

@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from price_reference import genai_prices_total
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("LLMLENS_")}
 
@@ -32,22 +33,6 @@ def priced(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return json.loads(result.stdout)
-
-
-def genai_prices_total(usage: dict[str, int], model: str, provider_id: str) -> float:
-    from genai_prices import Usage, calc_price
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        counts = Usage(
-            input_tokens=usage["input_tokens"],
-            output_tokens=usage["output_tokens"],
-            cache_read_tokens=usage["cache_read_tokens"],
-            cache_write_tokens=usage["cache_creation_tokens"],
-            output_reasoning_tokens=usage["reasoning_tokens"],
-        )
-        total = calc_price(counts, model, provider_id=provider_id).total_price
-    return float(total)
 
 
 def assert_lines_add_up(report: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ import pytest
 from llmlens import pricing, semconv
 from llmlens.pricing import PriceBook, TokenPrices, TokenUsage
 from llmlens.settings import ENV_PRICES, ENV_PRICING, Settings, SettingsError
+from price_reference import genai_prices_total
 
 MESSAGES: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
 COST_KEYS = {
@@ -55,27 +56,6 @@ def per_million(provider_id: str, model_id: str, **context: str) -> dict[str, An
 
 def f(value: Decimal) -> float:
     return float(value)
-
-
-def genai_prices_total(usage: TokenUsage, model: str, provider_id: str) -> float:
-    """genai-prices' own answer for the same usage (its Usage names cache writes and reasoning apart)."""
-    from genai_prices import Usage, calc_price
-
-    result = calc_price(
-        Usage(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_creation_tokens,
-            output_reasoning_tokens=usage.reasoning_tokens,
-        ),
-        model,
-        provider_id=provider_id,
-    )
-    return float(result.total_price)
-
-
-# ------------------------------------------------------------------------------------ known models
 
 
 def test_gpt_4o_mini_cached_tokens_pay_the_cache_read_price_only() -> None:
