@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "price":
         from llmlens.pricing import cli as price_cli
 
-        return price_cli.run(args)
+        return price_cli.run(args, _env_prices)
     if args.command == "version":
         from llmlens import __version__
 
@@ -197,3 +198,11 @@ def _shown(name: str, value: object, settings: object, exporters: dict[str, list
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _env_prices() -> tuple[dict[str, Any], str | None]:
+    """LLMLENS_PRICES's price table, and `LLMLENS_PRICES=<its value>` to say where it came from."""
+    from llmlens.settings import ENV_PRICES, Settings, variable_text
+
+    value = variable_text("prices")
+    return dict(Settings.from_env(only=["prices"]).prices), (f"{ENV_PRICES}={value}" if value else None)

@@ -12,6 +12,7 @@ import difflib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 COMMAND = "price"
@@ -85,12 +86,14 @@ def register(commands: Any) -> None:
     price.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, env_prices: Callable[[], tuple[dict[str, Any], str | None]]) -> int:
+    """`llmlens price`; `env_prices()` gives LLMLENS_PRICES's table and how to name where it came from
+    (the `llmlens` command reads the settings: pricing sits below them)."""
     from llmlens import pricing
     from llmlens.pricing import data
 
     try:
-        overrides, where = _overrides(args.prices)
+        overrides, where = _overrides(args.prices, env_prices)
     except ValueError as error:
         return _fail(str(error))
     usage, problem = _usage(args)
@@ -126,17 +129,15 @@ def _provider_name(list_id: str) -> str:
     return next((ours for ours, theirs in GENAI_PRICES_PROVIDERS.items() if theirs == list_id), list_id)
 
 
-def _overrides(path: str | None) -> tuple[dict[str, Any], str | None]:
+def _overrides(
+    path: str | None, env_prices: Callable[[], tuple[dict[str, Any], str | None]]
+) -> tuple[dict[str, Any], str | None]:
     """The price table and where it came from (`--prices FILE`, else `LLMLENS_PRICES`)."""
     from llmlens.pricing import load_price_table
 
     if path:
         return load_price_table(path, "--prices"), f"--prices {path}"
-    from llmlens.settings import ENV_PRICES, Settings, variable_text
-
-    settings = Settings.from_env(only=["prices"])  # a bad LLMLENS_PRICES: SettingsError, a ValueError
-    value = variable_text("prices")
-    return dict(settings.prices), (f"{ENV_PRICES}={value}" if value else None)
+    return env_prices()  # a bad LLMLENS_PRICES: SettingsError, a ValueError
 
 
 def _usage(args: argparse.Namespace) -> tuple[Any, str | None]:
