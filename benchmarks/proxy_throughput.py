@@ -10,13 +10,14 @@ Processes, all on 127.0.0.1:
   of the installed uvicorn), relaying `POST /v1/chat/completions` to the upstream:
   - variant `sdk`: calls the upstream with `openai.AsyncOpenAI` and sends the SDK's objects back as JSON
     or SSE (what tests/proxies/openai_proxy.py does);
-  - variant `httpx`: relays the request and response bytes with a raw `httpx.AsyncClient`;
+  - variant `raw`: relays the request and response bytes with the HTTP client the openai SDK uses
+    (`httpx2.AsyncClient` with openai 3, `httpx` otherwise);
   - each variant `plain` (no OpenTelemetry at all) and `llmlens`: a global SDK `TracerProvider` with a
     `BatchSpanProcessor` feeding an exporter that drops spans, a `MeterProvider` with an
     `InMemoryMetricReader`, then `llmlens.Instrumentor().instrument()` with the local store on a temp
     file (`LLMLENS_DB`). The middleware is added to the FastAPI app by llmlens itself. In the `sdk`
     variant the proxy's own openai call is instrumented too (a CLIENT span under the SERVER span): that
-    is what a proxy built on the SDK pays. The `httpx` variant has only the middleware's SERVER span.
+    is what a proxy built on the SDK pays. The `raw` variant has only the middleware's SERVER span.
 - the load generator: this process, an asyncio client speaking HTTP/1.1 on raw sockets (much cheaper per
   request than httpx, so it leaves the CPU to the proxy), C keep-alive connections each sending the next
   request as soon as the previous answer is read in full, for S seconds (after a short untimed ramp).
@@ -25,7 +26,10 @@ Each round runs, per variant, workload (JSON, stream) and load (C connections = 
 = latency without queueing), `plain` and `llmlens` back to back in alternating order. Reported: requests
 per second, p50/p99 latency to the last byte and, for streams, to the first SSE event; the median over
 rounds of the per-round ratio llmlens/plain of requests per second, and the median per-round difference
-of p99. The CPU seconds each process used in the timed window show which process was the bottleneck.
+of p99. The CPU seconds each process used in the timed window show which process was the bottleneck;
+the proxy's CPU time per request is the figure least moved by other processes on a shared machine.
+`--store off` runs the instrumented proxies without the local store; `--pin split` puts the proxies on
+the first CPU and the rest on the others (benchmarks/README.md says why it is not the default).
 
 Goals: at saturation llmlens keeps >= 95% of the plain proxy's requests per second; with one connection
 (no queueing, so the difference is llmlens' own time per request) it adds <= 1 ms at p99.
@@ -364,11 +368,15 @@ def measure(
         return latencies, firsts, errors, answered, {n: (after[n] - before[n]) / seconds for n in pids}
 
     latencies, firsts, errors, answered, cpu = asyncio.run(timed())
-    if not latencies:
-        raise SystemExit(f"proxy_throughput: {variant}/{mode} answered no {workload} request correctly")
+    if not latencies and r >= 0:  # r < 0: the warm-up, which only has to send requests
+        raise SystemExit(
+            f"proxy_throughput: no correct {workload} answer from {variant}/{mode} inside the "
+            f"{seconds:g} s window ({errors} wrong); the machine may be too busy for so short a window: "
+            "raise --seconds"
+        )
     return Sample(
         variant, mode, workload, connections, r, seconds, len(latencies), errors, len(latencies) / seconds,
-        percentile(latencies, 0.5), percentile(latencies, 0.99),
+        percentile(latencies, 0.5) if latencies else 0.0, percentile(latencies, 0.99) if latencies else 0.0,
         percentile(firsts, 0.5) if firsts else None, percentile(firsts, 0.99) if firsts else None,
         answered, cpu,
     )  # fmt: skip
@@ -401,8 +409,10 @@ def run(args: argparse.Namespace) -> tuple[list[Sample], dict[str, dict[str, int
         for variant in args.variants:
             for mode in MODES:
                 child_env = dict(env)
-                if mode == "llmlens":
+                if mode == "llmlens" and args.store == "on":
                     dbs[variant] = child_env["LLMLENS_DB"] = os.path.join(tmp.name, f"{variant}.db")
+                elif mode == "llmlens":
+                    child_env["LLMLENS_STORE"] = "false"
                 name = f"{variant}/{mode}"
                 proxies[variant, mode] = start(
                     name, ["proxy", variant, mode, upstream_url], child_env, proxy_cores
@@ -521,7 +531,11 @@ def header_lines(args: argparse.Namespace) -> list[str]:
             found.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             pass
-    versions = ", ".join(found)
+    from importlib.util import find_spec
+
+    loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    parser = "httptools" if find_spec("httptools") else "h11"
+    versions = ", ".join(found) + f"; uvicorn runs {loop} and {parser}"
     proxy_cores, other_cores = args.cores
     pinning = (
         f"proxies on CPU {sorted(proxy_cores)}, upstream and load on CPUs {sorted(other_cores or [])}"
@@ -535,7 +549,8 @@ def header_lines(args: argparse.Namespace) -> list[str]:
         f"placement: {pinning}",
         f"python {platform.python_version()}; {versions}",
         f"command: {command(dict(os.environ))}",
-        f"{args.rounds} rounds x {args.seconds:g} s per proxy, workload and load; saturation = "
+        f"llmlens store: {args.store}; {args.rounds} rounds x {args.seconds:g} s per proxy, workload and "
+        f"load; saturation = "
         f"{args.concurrency} connections; streams: 37 chunks + [DONE]",
     ]
 
@@ -641,8 +656,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: sdk (relay through the openai SDK), raw (relay the bytes)",
     )
     parser.add_argument(
-        "--pin", choices=("split", "none"), default="split",
-        help="split: proxies on the first CPU, upstream and load generator on the others (default); none",
+        "--pin", choices=("none", "split"), default="none",
+        help="none: the scheduler places every process (default); split: proxies on the first CPU, "
+        "upstream and load generator on the others",
+    )  # fmt: skip
+    parser.add_argument(
+        "--store", choices=("on", "off"), default="on",
+        help="llmlens' local store in the instrumented proxies (default on, a temp file); off: its share",
     )  # fmt: skip
     parser.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
     parser.add_argument("--json", metavar="FILE", help="also write every measurement to FILE as JSON")
