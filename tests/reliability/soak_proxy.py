@@ -153,8 +153,19 @@ def main() -> None:
         db_path=db,
         providers=["openai"],
     )
+    import openai
+
     from proxies import openai_proxy
     from proxies.server import UvicornServer
+
+    # The fake provider, under 200 concurrent streams on a shared 2-core machine, can take longer to
+    # accept a connection than openai's 5 s connect timeout: a 500 from the proxy, not what is tested.
+    class PatientAsyncOpenAI(openai.AsyncOpenAI):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("timeout", openai.Timeout(120.0, connect=60.0))
+            super().__init__(*args, **kwargs)
+
+    openai.AsyncOpenAI = PatientAsyncOpenAI  # type: ignore[misc]
 
     app = ContextCheck(openai_proxy.create_app(upstream, Discard()), counts, db)
     with UvicornServer(app, backlog=2048, timeout_keep_alive=30) as server:
