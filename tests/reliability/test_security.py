@@ -373,3 +373,36 @@ def store_strings(huge: Artefacts) -> list[str]:
 
 def test_no_unbounded_string_in_the_store(huge: Artefacts) -> None:
     assert store_strings(huge) == []
+
+
+# ---------------------------------------------------------------------------------- a key echoed back
+
+
+def echo_calls(server: FuzzServer, proxy: str) -> None:
+    """An upstream that answers 401 quoting the key it was sent (as some gateways do)."""
+    import openai
+
+    whole = KEYS["bearer"][0]
+    error = {"error": {"message": f"Incorrect API key provided: {whole}.", "type": "invalid_request_error"}}
+    server.wire = Wire(401, SEEDS["openai-chat"].headers, body=json.dumps(error).encode())
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(api_key=whole, base_url=server.root + "/v1", max_retries=0).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES
+        )
+    server.wire = Wire(401, SEEDS["openai-chat"].headers, body=json.dumps(error).encode())
+    with httpx.Client(base_url=proxy, timeout=30) as http:
+        http.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MESSAGES},
+                  headers={"authorization": f"Bearer {whole}"})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def echoed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Artefacts]:
+    with workload(tmp_path_factory.mktemp("echo"), extra=echo_calls) as found:
+        yield found
+
+
+@pytest.mark.parametrize("where", ARTEFACTS)
+def test_a_key_quoted_in_an_upstream_error_is_not_recorded(where: str, echoed: Artefacts) -> None:
+    text = echoed.texts[where]
+    whole, middle = KEYS["bearer"]
+    assert whole not in text and middle not in text, f"{where} holds the key the upstream quoted"
