@@ -42,6 +42,7 @@ from llmlens.proxy import identity
 from llmlens.proxy.config import ProxyConfig, active_telemetry, proxy_settings, standalone_telemetry
 from llmlens.proxy.exits import request_exits
 from llmlens.proxy.formats import StreamReader, WireFormat
+from llmlens.proxy.lifespan import run_lifespan
 from llmlens.proxy.metrics_path import answer_metrics
 from llmlens.proxy.sse import SSEParser
 from llmlens.settings import Settings
@@ -108,6 +109,8 @@ class LLMProxyMiddleware:
         if fmt is None:
             if self.serves_metrics(scope):
                 return await answer_metrics(app, scope, receive, send)
+            if scope["type"] == "lifespan":
+                return await run_lifespan(app, scope, receive, send)
             return await app(scope, receive, send)
         await self.observe(app, fmt, scope, receive, send)
 

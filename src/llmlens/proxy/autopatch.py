@@ -27,6 +27,7 @@ from typing import Any
 import wrapt
 
 from llmlens.proxy.asgi import LLMProxyMiddleware, Receive, Scope, Send
+from llmlens.proxy.lifespan import run_lifespan
 from llmlens.proxy.metrics_path import answer_metrics
 
 _log = logging.getLogger("llmlens")
@@ -98,6 +99,9 @@ def _patch_class(cls: type) -> None:
         if fmt is None:
             if handler is not None and handler.serves_metrics(scope):
                 await answer_metrics(functools.partial(original, self), scope, receive, send)
+                return
+            if handler is not None and scope["type"] == "lifespan":
+                await run_lifespan(functools.partial(original, self), scope, receive, send)
                 return
             await original(self, scope, receive, send)
             return

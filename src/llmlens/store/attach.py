@@ -56,3 +56,13 @@ def detach_stores() -> None:
 
 def attached_store(tracer_provider: Any) -> SQLiteSpanProcessor | None:
     return _attached.get(tracer_provider)
+
+
+def flush_stores(timeout_ms: int = 5_000) -> None:
+    """Write what every attached store holds in its queue now (a server shutting down: its process may
+    die from a signal next, with no interpreter exit and so no atexit flush)."""
+    for processor in list(_attached.values()):
+        try:
+            processor.force_flush(timeout_ms)
+        except Exception:
+            _log.debug("llmlens: store flush failed", exc_info=True)
