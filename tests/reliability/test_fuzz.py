@@ -16,7 +16,7 @@ instrumented. Then:
 - exactly one LLM span, ended, for the call; nothing left in flight, no context left attached;
 - that span's row is in the real SQLite store, once.
 
-CI runs a fixed, derandomized set of examples per target (`FUZZ_EXAMPLES`, default 40); the slow
+CI runs a fixed, derandomized set of examples per target (`FUZZ_EXAMPLES`, default 30); the slow
 target (scripts/test-slow) runs `test_fuzz_large`, many more random examples per target. A failure
 prints the damaged reply's notes (`Wire.notes`) and the two outcomes.
 """
@@ -55,7 +55,7 @@ COMMON = {
     # failing Wire's notes say what was damaged
     "phases": [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
 }
-CI = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), derandomize=True, **COMMON)
+CI = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "30")), derandomize=True, **COMMON)
 LARGE = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES_LARGE", "600")), derandomize=False, **COMMON)
 
 
