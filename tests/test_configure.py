@@ -294,3 +294,19 @@ def test_bad_value_is_one_settings_error_line(
     assert message.startswith(f"{variable}={bad!r} is not valid; accepted values: "), message
     for value in accepted:
         assert value in message, message
+
+
+def test_a_seeded_random_module_does_not_repeat_the_ids(configure: Any) -> None:
+    # An application that seeds `random` for a reproducible run must still get new trace and span ids
+    # each run: the SDK's default draws them from `random`, and two runs' traces (and store rows) collided.
+    import random
+
+    tracer = configure().tracer_provider.get_tracer("test")
+    ids = []
+    for _ in range(2):
+        random.seed(42)
+        with tracer.start_as_current_span("work") as span:
+            context = span.get_span_context()
+            ids.append((context.trace_id, context.span_id))
+    assert ids[0] != ids[1]
+    assert all(trace_id and span_id for trace_id, span_id in ids)
