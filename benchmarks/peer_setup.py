@@ -87,6 +87,18 @@ def python_of(instrumentation: Instrumentation) -> Path:
     return VENVS[instrumentation.env] / "bin" / "python"
 
 
+def tree_label() -> str:
+    r"""`commit \`abc1234\`` (plus ` (src/ modified)` when src/ has uncommitted changes): what a result
+    was measured on, for the tables' headers."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "src")
+    return f"commit `{git('rev-parse', '--short', 'HEAD')}`{' (src/ modified)' if dirty else ''}"
+
+
 def missing_envs(names: list[str]) -> list[str]:
     """The virtual environments the instrumentations `names` need that do not exist yet."""
     envs = {INSTRUMENTATIONS[n].env for n in names}

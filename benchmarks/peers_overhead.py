@@ -547,15 +547,9 @@ def report(args: argparse.Namespace, names: list[str], data: dict, memories: dic
 
 
 def header(args: argparse.Namespace, argv: list[str]) -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=peer_setup.ROOT
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, cwd=peer_setup.ROOT
-    ).stdout.strip()
     now = _dt.datetime.now(_dt.timezone.utc)
     return (
-        f"- commit `{commit}`{' (src/ modified)' if dirty else ''}, {now:%Y-%m-%d %H:%M} UTC, "
+        f"- {peer_setup.tree_label()}, {now:%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.platform()}, "
         f"{platform.python_implementation()} {platform.python_version()}\n"
         f"- command: `python benchmarks/peers_overhead.py {' '.join(argv)}`\n"

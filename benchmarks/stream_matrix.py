@@ -319,14 +319,8 @@ def render(names: list[str], data: dict[str, dict[str, Any]]) -> str:
 
 
 def header(names: list[str], data: dict[str, dict[str, Any]]) -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=peer_setup.ROOT
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "src"], capture_output=True, text=True, cwd=peer_setup.ROOT
-    ).stdout.strip()
     lines = [
-        f"- commit `{commit}`{' (src/ modified)' if dirty else ''}, {_dt.date.today().isoformat()}, "
+        f"- {peer_setup.tree_label()}, {_dt.date.today().isoformat()}, "
         f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
         "- versions:",
     ]

@@ -36,6 +36,7 @@ import pytest
 import yaml
 
 from dashboard_app import CHATS
+from price_reference import genai_prices_total
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "collector-config"
@@ -70,10 +71,9 @@ NEWEST_TOKEN_COUNTERS = {
 def _openai_price(input_tokens: int, cached: int, output_tokens: int) -> float:
     """What genai-prices (the data llmlens prices from) charges for a gpt-4o-mini call: the expected
     values come from the price data, not from numbers typed here."""
-    from genai_prices import Usage, calc_price
-
-    usage = Usage(input_tokens=input_tokens, cache_read_tokens=cached, output_tokens=output_tokens)
-    return float(calc_price(usage, model_ref="gpt-4o-mini", provider_id="openai").total_price)
+    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_tokens": cached,
+             "cache_creation_tokens": 0, "reasoning_tokens": 0}  # fmt: skip
+    return genai_prices_total(usage, "gpt-4o-mini", "openai")
 
 
 # A chat of the scenario (4 in of which 2 cached, 11 out), the stream and the proxied stream (4 in, 8 out

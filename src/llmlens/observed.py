@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 Key = tuple[tuple[str, Any], ...]  # tuple(attributes.items())
-_OVERFLOW: Key = (("otel.metric.overflow", True),)
+OVERFLOW: Key = (("otel.metric.overflow", True),)  # the attribute set past a cardinality limit
 
 
 class ObservedTotals:
@@ -61,7 +61,7 @@ class ObservedTotals:
             elif self.limit is None or len(totals) < self.limit:
                 totals[key] = amount
             else:  # past the cardinality limit
-                totals[_OVERFLOW] = totals.get(_OVERFLOW, 0) + amount
+                totals[OVERFLOW] = totals.get(OVERFLOW, 0) + amount
 
     def observe(self, options: CallbackOptions | None = None) -> list[Observation]:
         """The totals as observations (the instrument's callback)."""

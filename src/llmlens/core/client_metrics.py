@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmlens import semconv
 from llmlens.core.invocation import USAGE_FIELDS
+from llmlens.observed import OVERFLOW, Key
 from llmlens.settings import SemconvNames
 
 if TYPE_CHECKING:
@@ -32,14 +33,12 @@ if TYPE_CHECKING:
     from llmlens.core.histograms import FastHistogram
     from llmlens.core.invocation import Invocation
 
-Key = tuple[tuple[str, Any], ...]  # tuple(attributes.items())
 # (inv, sets, end_perf, span): a duration and stream recorder; (inv, sets, span): a token recorder.
 TimingRecorder = Callable[["Invocation", Any, int, Any], None]
 TokenRecorder = Callable[["Invocation", Any, Any], None]
 HistogramFactory = Callable[[str, str, str, tuple[float, ...]], "FastHistogram"]
 
 _SERIES_LIMIT = 2000  # attribute sets per counter, the SDK's default cardinality limit
-_OVERFLOW: Key = (("otel.metric.overflow", True),)
 # Operations that are not an inference (nothing generated or billed): their duration keeps the
 # operation.duration name under every setting.
 _NOT_INFERENCE = frozenset((semconv.OP_COUNT_TOKENS,))
@@ -139,7 +138,7 @@ class UsageTotals:
                 found = self._slots.get(key)
                 if found is None:
                     if len(self._slots) >= _SERIES_LIMIT:
-                        key = _OVERFLOW
+                        key = OVERFLOW
                     found = self._slots.setdefault(key, [None] * len(USAGE_FIELDS))
         return found
 
