@@ -34,9 +34,7 @@ class AppProcess:
         self.process = subprocess.Popen(
             [sys.executable, str(TESTS / script), base_url],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            # The apps call openai only: instrumenting every installed SDK would import them all, about
-            # two seconds of every app's start.
-            env=clean_env(db, **{"LLMLENS_PROVIDERS": "openai", **env}),
+            env=clean_env(db, **env),
         )  # fmt: skip
         self.pid = self.process.pid
         assert self.read_line() == "ready"

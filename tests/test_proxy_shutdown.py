@@ -33,7 +33,7 @@ def free_port() -> int:
 def test_sigterm_loses_no_answered_request(fake: FakeProvider, tmp_path: Path) -> None:
     db, port = tmp_path / "store.db", free_port()
     app = Path(__file__).parent / "sigterm_proxy_app.py"
-    env = clean_env(db, LLMLENS_PROVIDERS="openai")  # (the proxy calls openai only: a faster start)
+    env = clean_env(db)
     proxy = subprocess.Popen([sys.executable, str(app), fake.base_url, str(port)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:

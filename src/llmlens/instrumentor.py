@@ -1,5 +1,9 @@
 """`Instrumentor`: the OpenTelemetry `BaseInstrumentor` that patches every installed LLM SDK.
 
+An SDK is patched when the application imports it (at once if it already has): `instrument()` imports
+none itself (llmlens.import_hooks), except where another instrumentation of that SDK is installed
+and the order of the two decides which one traces it (llmlens.peers).
+
 Example:
     >>> from llmlens import Instrumentor
     >>> Instrumentor().instrument()                 # global providers
@@ -12,6 +16,7 @@ named `llmlens`.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from collections.abc import Collection
@@ -19,6 +24,7 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from llmlens.import_hooks import PendingImports
 from llmlens.peers import PeerClaims
 from llmlens.settings import INSTRUMENT_KEYWORDS, INSTRUMENT_READS, KNOWN_PROVIDERS, Settings, SettingsError
 
@@ -90,37 +96,45 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
                 SWITCH.configure(store, settings, ArmWatcher)  # arms read from the store, profiles into it
         # Other GenAI instrumentations of the same SDKs stand aside, or llmlens does (llmlens.peers).
         peers = PeerClaims(settings.peer_instrumentations)
-        self._patches.append(peers)
+        pending = PendingImports()
+        self._patches.extend((pending, peers))  # in this order: uninstrument() stops the hooks first
         for name in KNOWN_PROVIDERS:
-            if name not in settings.providers:
-                continue
             sdk, module_name = _PROVIDER_MODULES[name]
-            if not _installed(sdk) or not peers.before(name):
+            if name not in settings.providers or not _installed(sdk):
                 continue
-            try:
-                module = importlib.import_module(module_name)
-                patch = module.instrument(self.telemetry, settings)
-            except Exception:
-                peers.release(name)
-                _log.warning("llmlens: could not instrument %s; its calls stay untraced", sdk, exc_info=True)
-                continue
-            self._patches.append(patch)
-            peers.claim(name, patch)
-        self._instrument_proxies(settings)
-
-    def _instrument_proxies(self, settings: Settings) -> None:
-        """Starlette/FastAPI apps get the proxy middleware; llm-rosetta its hooks (docs/proxy.md)."""
+            apply = functools.partial(self._patch_provider, name, module_name, peers)
+            if peers.coordinated(name):
+                apply()  # now: the peer rule depends on the order of the two instrument() calls
+            else:
+                pending.when_imported(sdk, apply)  # an SDK the application never imports costs nothing
         for package, module_name, wanted in (
             ("starlette", "llmlens.proxy.autopatch", settings.proxy_auto),
             ("llm_rosetta", "llmlens.proxy.rosetta", True),
         ):
-            if not wanted or not _installed(package):
-                continue
-            try:
-                module = importlib.import_module(module_name)
-                self._patches.append(module.patch(self.telemetry, settings))
-            except Exception:
-                _log.warning("llmlens: could not instrument %s proxies", package, exc_info=True)
+            if wanted and _installed(package):  # Starlette/FastAPI apps get the middleware (docs/proxy.md)
+                pending.when_imported(package, functools.partial(self._patch_proxies, package, module_name))
+
+    def _patch_provider(self, name: str, module_name: str, peers: PeerClaims) -> None:
+        """Patch one SDK (it is imported by now), unless a peer has it (llmlens.peers)."""
+        sdk = _PROVIDER_MODULES[name][0]
+        if not peers.before(name):
+            return
+        try:
+            module = importlib.import_module(module_name)
+            patch = module.instrument(self.telemetry, self.settings)
+        except Exception:
+            peers.release(name)
+            _log.warning("llmlens: could not instrument %s; its calls stay untraced", sdk, exc_info=True)
+            return
+        self._patches.append(patch)
+        peers.claim(name, patch)
+
+    def _patch_proxies(self, package: str, module_name: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+            self._patches.append(module.patch(self.telemetry, self.settings))
+        except Exception:
+            _log.warning("llmlens: could not instrument %s proxies", package, exc_info=True)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         from llmlens.core.profiling import SWITCH

@@ -140,6 +140,17 @@ class PeerClaims:
                 self._peers[provider] = []
         return self._peers[provider]
 
+    def coordinated(self, provider: str) -> bool:
+        """Whether llmlens must deal with a peer of `provider`'s SDK: one is installed, and the mode is
+        not `allow`. Such an SDK is patched at `instrument()`, not on its import (llmlens.import_hooks):
+        a peer's `instrument()` imports the SDK, and patching from inside it would defeat the rule."""
+        if self.mode is PeerMode.ALLOW:
+            return False
+        try:
+            return any(PEERS.get(ep.module) == provider for ep in peer_entry_points())
+        except Exception:
+            return False
+
     def before(self, provider: str) -> bool:
         """Called before llmlens patches `provider`'s SDK: whether to patch it. With `stand_aside`,
         peers already instrumented are uninstrumented here."""
