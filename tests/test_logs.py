@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from app_process import clean_env
 from collector import RotelCollector
 from llmlens.demo.fake_server import FakeProvider
 from llmlens.instrumentor import Instrumentor
@@ -632,3 +633,35 @@ def test_logs_reach_the_collector_with_their_ids_and_without_secrets(tmp_path: P
     assert app["lines"].count("the app's own line") == 1
     assert "the app's own line" not in output
     assert app["lines"].count("llmlens: upstream refused Authorization: [REDACTED]") == 1
+
+
+def test_request_lines_wait_for_a_logger_provider_set_after_instrument(tmp_path: Path) -> None:
+    """With no logger provider yet, no request line is built for the API's stand-in (it would go nowhere);
+    once the application sets one, the next request's line reaches it."""
+    script = (
+        "import json, llmlens\n"
+        "from opentelemetry._logs import set_logger_provider\n"
+        "from opentelemetry.sdk._logs import LoggerProvider\n"
+        "from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor\n"
+        "from llmlens.logs import pipeline\n"
+        "llmlens.Instrumentor().instrument()\n"
+        "body = json.dumps({'model': 'gpt-4o-mini', 'messages': []})\n"
+        "with llmlens.llm_request(source_format='openai', body=body, request_id='before'):\n"
+        "    pass\n"
+        "exports_before = pipeline.installed().exports()\n"
+        "exporter = InMemoryLogRecordExporter()\n"
+        "provider = LoggerProvider()\n"
+        "provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))\n"
+        "set_logger_provider(provider)\n"
+        "with llmlens.llm_request(source_format='openai', body=body, request_id='after'):\n"
+        "    pass\n"
+        "ids = [dict(r.log_record.attributes or {}).get('llmlens.proxy.request_id')\n"
+        "       for r in exporter.get_finished_logs()]\n"
+        "print(json.dumps([exports_before, pipeline.installed().exports(), ids]))\n"
+    )
+    env = clean_env(tmp_path / "llmlens.db")
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [False, True, ["after"]]

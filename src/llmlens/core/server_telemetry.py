@@ -112,12 +112,13 @@ class ServerTelemetry:
         self.client = telemetry
         self.settings = telemetry.settings
         self.capture_content = telemetry.capture_content
-        # Public API for the duration (exemplars link its buckets to traces), FastHistogram for the rest.
-        self.request_duration = telemetry.meter.create_histogram(
+        # FastHistogram (core/histograms.py), as for SDK calls: the exported points of the public API at a
+        # fraction of its cost, an exemplar on the first value of each attribute set only.
+        self.request_duration = telemetry.histogram(
             semconv.METRIC_SERVER_REQUEST_DURATION,
-            unit="s",
-            description="Duration of LLM requests handled by a proxy, to the last byte sent",
-            explicit_bucket_boundaries_advisory=list(semconv.DURATION_BUCKETS),
+            "s",
+            "Duration of LLM requests handled by a proxy, to the last byte sent",
+            semconv.DURATION_BUCKETS,
         )
         self.time_to_first_token = telemetry.histogram(
             semconv.METRIC_SERVER_TIME_TO_FIRST_TOKEN,
@@ -228,9 +229,9 @@ class ServerTelemetry:
         if error is None and err_type is not None:
             failure = cap_text(inv.error_message or str(err_type))
         span = close_span(inv, attributes, error, outcome, failure, end_ns)
-        context = trace.set_span_in_context(span)
-        self._record_metrics(inv, outcome, err_type, end_perf, span, context)
+        self._record_metrics(inv, outcome, err_type, end_perf, span)
         if client.event_logger is not None:
+            context = trace.set_span_in_context(span)
             client.emit_event(inv, {**inv.request_attributes, **attributes}, context)
 
     # --- upstream legs ----------------------------------------------------------------------------
@@ -293,11 +294,12 @@ class ServerTelemetry:
         err_type: str | None,
         end_perf: int,
         span: Any,
-        context: Any,
     ) -> None:
         # The same attribute sets SDK calls record theirs with (a proxied request has no server.*).
         sets = self.client.metric_attributes(inv, err_type)
-        self.request_duration.record((end_perf - inv.start_perf) / 1e9, sets.duration, context)
+        self.request_duration.record_keyed(
+            (end_perf - inv.start_perf) / 1e9, sets.duration_key, sets.duration, span
+        )
         self.client.record_usage(inv, sets, span)
         times = inv.chunk_times
         if inv.stream and times and err_type is None and outcome == semconv.OUTCOME_COMPLETED:

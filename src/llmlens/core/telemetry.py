@@ -38,6 +38,7 @@ from llmlens.core.limits import (
 )
 from llmlens.core.metric_labels import ModelLabels
 from llmlens.core.profiling import SWITCH as _PROFILING
+from llmlens.core.span_attributes import set_end_attributes
 from llmlens.logs.redact import redact
 from llmlens.settings import SemconvNames, Settings
 
@@ -485,7 +486,7 @@ def close_span(
     span = inv.span
     assert span is not None
     if span.is_recording():
-        span.set_attributes(attributes)
+        set_end_attributes(span, attributes)
         if error is not None:
             span.record_exception(error, _exception_attributes(error))
             span.set_status(Status(StatusCode.ERROR, _describe(error)))

@@ -37,7 +37,7 @@ def log_proxy_request(inv: Any, method: str, path: str, request_id: str) -> None
     """Write the request line of a proxied request that has ended (`inv`: its ServerInvocation)."""
     standard = _logger.isEnabledFor(logging.INFO)
     installed = pipeline.installed()
-    if not standard and installed is None:
+    if not standard and (installed is None or not installed.exports()):
         return
     span = inv.span
     ended: Any = getattr(span, "attributes", None) or {}  # the SERVER span's, once it has ended
