@@ -182,19 +182,19 @@ def workloads(sdk: str) -> dict[str, Callable[[], Any]]:
 
 
 # 20 span attributes (12 at the start, 8 at the end) and 3 histogram records of 5 attributes: the floor.
-_START = {
+FLOOR_START = {
     "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": MODEL,
     "gen_ai.request.max_tokens": 256, "gen_ai.request.temperature": 0.0, "gen_ai.request.top_p": 1.0,
     "gen_ai.request.stream": False, "server.address": "127.0.0.1", "server.port": 9,
     "gen_ai.request.seed": 1, "gen_ai.request.frequency_penalty": 0.0, "gen_ai.request.presence_penalty": 0.0,
 }  # fmt: skip
-_END = {
+FLOOR_END = {
     "gen_ai.response.model": MODEL, "gen_ai.response.id": "chatcmpl-floor",
     "gen_ai.response.finish_reasons": ("stop",), "gen_ai.usage.input_tokens": 20,
     "gen_ai.usage.output_tokens": 34, "gen_ai.usage.cache_read.input_tokens": 0,
     "gen_ai.openai.response.system_fingerprint": "fp", "gen_ai.openai.response.service_tier": "default",
 }  # fmt: skip
-_METRIC_ATTRIBUTES = {
+FLOOR_METRICS = {
     "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": MODEL,
     "gen_ai.response.model": MODEL, "server.address": "127.0.0.1",
 }  # fmt: skip
@@ -209,18 +209,18 @@ def floor_wrapper(
     meter = meter_provider.get_meter("floor")
     duration = meter.create_histogram("gen_ai.client.operation.duration", unit="s")
     tokens = meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
-    input_attributes = {**_METRIC_ATTRIBUTES, "gen_ai.token.type": "input"}
-    output_attributes = {**_METRIC_ATTRIBUTES, "gen_ai.token.type": "output"}
+    input_attributes = {**FLOOR_METRICS, "gen_ai.token.type": "input"}
+    output_attributes = {**FLOOR_METRICS, "gen_ai.token.type": "output"}
     clock = time.perf_counter
 
     def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
         def wrapped() -> None:
             start = clock()
-            span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=_START)
+            span = tracer.start_span("chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=FLOOR_START)
             fn()
-            span.set_attributes(_END)
+            span.set_attributes(FLOOR_END)
             span.end()
-            duration.record(clock() - start, _METRIC_ATTRIBUTES)
+            duration.record(clock() - start, FLOOR_METRICS)
             tokens.record(20, input_attributes)
             tokens.record(34, output_attributes)
 

@@ -2,12 +2,15 @@
 
     python benchmarks/proxy.py [--rounds R] [--requests N] [--markdown]
 
-Part 1, middleware cost. One FastAPI proxy app, built twice: as it is (`plain`), and behind
+Part 1, middleware cost. One FastAPI proxy app, built three times: as it is (`plain`), behind
 `LLMProxyMiddleware` on SDK providers (`llmlens`: TracerProvider with a BatchSpanProcessor feeding an
-exporter that drops spans, MeterProvider with an InMemoryMetricReader; no local store). Its routes answer
+exporter that drops spans, MeterProvider with an InMemoryMetricReader; no local store), and behind the
+`floor` on the same providers: the least any instrumentation with a span per request pays, a SERVER span
+with the 20 attributes of the peer comparison's floor (benchmarks/peers_overhead.py), current while the
+app runs, and three histogram records. Its routes answer
 like a proxy whose upstream replied at once (the fake provider's bodies, built once), so what is timed is
 the ASGI app plus whatever the middleware adds. Requests go straight into the ASGI app (no socket, no
-HTTP parsing: those cost the same either way and would only add noise). The two apps run interleaved:
+HTTP parsing: those cost the same either way and would only add noise). The apps run interleaved:
 each of R rounds runs N requests per app per workload, in slices that alternate the order, and the
 per-request cost is the median over rounds of the mean; Δ is the median of the paired per-round
 differences. Workloads: a chat completion (JSON), a streamed chat completion (34 content chunks and the
@@ -35,10 +38,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response, StreamingResponse
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
 
 from llmlens.core.telemetry import Telemetry
 from llmlens.demo import fake_anthropic, fake_bodies
@@ -46,6 +52,7 @@ from llmlens.demo.fake_bodies import Scenario
 from llmlens.proxy.asgi import LLMProxyMiddleware
 from llmlens.proxy.sse import SSEParser
 from llmlens.settings import Settings
+from peers_overhead import FLOOR_END, FLOOR_METRICS, FLOOR_START
 
 TARGET_MIDDLEWARE_MS = 0.3
 TARGET_SSE_MBPS = 200.0
@@ -61,6 +68,36 @@ class Discard(SpanExporter):
 
     def shutdown(self) -> None:
         return None
+
+
+class FloorMiddleware:
+    """The floor of a proxy instrumentation: one SERVER span (20 attributes) per POST, current while the
+    app runs, and three histogram records."""
+
+    def __init__(self, app: Any, tracer_provider: Any, meter_provider: Any) -> None:
+        self.app = app
+        self.tracer = tracer_provider.get_tracer("floor")
+        meter = meter_provider.get_meter("floor")
+        self.duration = meter.create_histogram("gen_ai.server.request.duration", unit="s")
+        self.tokens = meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
+        self.input = {**FLOOR_METRICS, "gen_ai.token.type": "input"}
+        self.output = {**FLOOR_METRICS, "gen_ai.token.type": "output"}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        span = self.tracer.start_span("chat gpt-4o-mini", kind=SpanKind.SERVER, attributes=FLOOR_START)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
+            span.set_attributes(FLOOR_END)
+            span.end()
+            self.duration.record(time.perf_counter() - start, FLOOR_METRICS)
+            self.tokens.record(20, self.input)
+            self.tokens.record(34, self.output)
 
 
 def upstream_replies() -> dict[str, Any]:
@@ -143,6 +180,7 @@ def middleware_cost(rounds: int, requests: int) -> dict[str, dict[str, Any]]:
     telemetry = Telemetry(settings, tracer_provider, meter_provider)
     apps = {
         "plain": proxy_app(replies),
+        "floor": FloorMiddleware(proxy_app(replies), tracer_provider, meter_provider),
         "llmlens": LLMProxyMiddleware(proxy_app(replies), telemetry=telemetry, settings=settings),
     }
     loop = asyncio.new_event_loop()
@@ -167,10 +205,13 @@ def middleware_cost(rounds: int, requests: int) -> dict[str, dict[str, Any]]:
             for mode in apps:
                 per_round[mode].append(totals[mode] / (requests // slices * slices) * 1e3)
         deltas = [b - a for a, b in zip(per_round["plain"], per_round["llmlens"], strict=True)]
+        floors = [b - a for a, b in zip(per_round["plain"], per_round["floor"], strict=True)]
         results[name] = {
             "plain": statistics.median(per_round["plain"]),
+            "floor": statistics.median(per_round["floor"]),
             "llmlens": statistics.median(per_round["llmlens"]),
             "delta": statistics.median(deltas),
+            "floor_delta": statistics.median(floors),
             "llm": method == "POST",
         }
     loop.close()
@@ -211,21 +252,26 @@ def report(cost: dict[str, dict[str, Any]], sse: dict[str, float], markdown: boo
     ok = True
     lines = []
     if markdown:
-        lines += ["| workload | plain app (ms/request) | with the middleware | Δ (ms) | target |",
-                  "|---|---:|---:|---:|---|"]  # fmt: skip
+        lines += ["| workload | plain app (ms/request) | with the middleware | Δ (ms) | floor Δ (ms) "
+                  "| target |", "|---|---:|---:|---:|---:|---|"]  # fmt: skip
     else:
-        lines.append(f"{'workload':32} {'plain ms':>9} {'llmlens ms':>11} {'delta ms':>9}  target")
+        lines.append(
+            f"{'workload':32} {'plain ms':>9} {'llmlens ms':>11} {'delta ms':>9} {'floor delta':>12}  target"
+        )
     for name, row in cost.items():
         passed = row["delta"] <= TARGET_MIDDLEWARE_MS
         ok &= passed
         verdict = f"<= {TARGET_MIDDLEWARE_MS} ms {'PASS' if passed else 'FAIL'}"
+        floor = f"{row['floor_delta']:+.3f}" if row["llm"] else "-"
         if markdown:
             lines.append(
-                f"| {name} | {row['plain']:.3f} | {row['llmlens']:.3f} | {row['delta']:+.3f} | {verdict} |"
+                f"| {name} | {row['plain']:.3f} | {row['llmlens']:.3f} | {row['delta']:+.3f} | {floor} "
+                f"| {verdict} |"
             )
         else:
             lines.append(
-                f"{name:32} {row['plain']:9.3f} {row['llmlens']:11.3f} {row['delta']:+9.3f}  {verdict}"
+                f"{name:32} {row['plain']:9.3f} {row['llmlens']:11.3f} {row['delta']:+9.3f} {floor:>12}  "
+                f"{verdict}"
             )
     lines.append("")
     if markdown:

@@ -18,6 +18,9 @@ Processes, all on 127.0.0.1:
     file (`LLMLENS_DB`). The middleware is added to the FastAPI app by llmlens itself. In the `sdk`
     variant the proxy's own openai call is instrumented too (a CLIENT span under the SERVER span): that
     is what a proxy built on the SDK pays. The `raw` variant has only the middleware's SERVER span.
+  - with `--otel-baseline`, a third proxy per variant, `otel`: the same providers, without llmlens. It is
+    what the proxy costs once OpenTelemetry is set up, before llmlens: FastAPI (0.12x and later) then
+    makes its own SERVER span and HTTP metrics for every request, which llmlens replaces for LLM routes.
 - the load generator: this process, an asyncio client speaking HTTP/1.1 on raw sockets (much cheaper per
   request than httpx, so it leaves the CPU to the proxy), C keep-alive connections each sending the next
   request as soon as the previous answer is read in full, for S seconds (after a short untimed ramp).
@@ -63,6 +66,7 @@ BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 VARIANTS = ("sdk", "raw")
 MODES = ("plain", "llmlens")
+ALL_MODES = (*MODES, "otel")  # otel: the providers without llmlens (--otel-baseline)
 WORKLOADS = ("json", "stream")
 RAMP_S = 0.5  # untimed start of every measurement: connections open, caches warm
 
@@ -85,7 +89,7 @@ def serve_upstream() -> None:
 def serve_proxy(variant: str, mode: str, upstream: str) -> None:
     import uvicorn
 
-    if mode == "llmlens":
+    if mode in ("otel", "llmlens"):
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -102,7 +106,8 @@ def serve_proxy(variant: str, mode: str, upstream: str) -> None:
         tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
-        llmlens.Instrumentor().instrument()
+        if mode == "llmlens":
+            llmlens.Instrumentor().instrument()
     app = sdk_proxy(upstream) if variant == "sdk" else raw_proxy(upstream)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="off")
@@ -407,7 +412,7 @@ def run(args: argparse.Namespace) -> tuple[list[Sample], dict[str, dict[str, int
     dbs: dict[str, str] = {}
     try:
         for variant in args.variants:
-            for mode in MODES:
+            for mode in args.modes:
                 child_env = dict(env)
                 if mode == "llmlens" and args.store == "on":
                     dbs[variant] = child_env["LLMLENS_DB"] = os.path.join(tmp.name, f"{variant}.db")
@@ -428,7 +433,7 @@ def run(args: argparse.Namespace) -> tuple[list[Sample], dict[str, dict[str, int
         samples: list[Sample] = []
         for r in range(args.rounds):
             for i, (variant, workload, connections) in enumerate(plan):
-                order = MODES if (r + i) % 2 == 0 else MODES[::-1]
+                order = args.modes if (r + i) % 2 == 0 else args.modes[::-1]
                 for mode in order:
                     sample = measure(
                         proxies[variant, mode],
@@ -486,6 +491,7 @@ class Row:
     connections: int
     plain: list[Sample]
     llmlens: list[Sample]
+    otel: list[Sample] = field(default_factory=list)  # with --otel-baseline
 
     def med(self, mode: str, attr: str) -> float | None:
         values = [getattr(s, attr) for s in getattr(self, mode)]
@@ -514,8 +520,8 @@ def rows(samples: list[Sample]) -> list[Row]:
     out = []
     for key in keys:
         pick = [s for s in samples if (s.variant, s.workload, s.connections) == key]
-        by_mode = {m: sorted((s for s in pick if s.mode == m), key=lambda s: s.round) for m in MODES}
-        out.append(Row(*key, by_mode["plain"], by_mode["llmlens"]))
+        by_mode = {m: sorted((s for s in pick if s.mode == m), key=lambda s: s.round) for m in ALL_MODES}
+        out.append(Row(*key, by_mode["plain"], by_mode["llmlens"], by_mode["otel"]))
     return out
 
 
@@ -563,6 +569,9 @@ def report(args: argparse.Namespace, samples: list[Sample], stored: dict[str, di
         "plain p50/p99 ms", "llmlens p50/p99 ms", "Δp99 ms", "first event p99 ms plain/llmlens",
         "proxy CPU ms/req plain/llmlens (busy)", "Δ CPU ms/req",
     ]  # fmt: skip
+    with_otel = any(row.otel for row in table)
+    if with_otel:
+        cols += ["otel req/s", "llmlens/otel", "otel p99 ms", "otel CPU ms/req"]
     lines = []
     for row in table:
         ratio = statistics.median(row.ratios)
@@ -571,7 +580,7 @@ def report(args: argparse.Namespace, samples: list[Sample], stored: dict[str, di
             if row.workload == "stream"
             else "-"
         )
-        cpu = {m: statistics.median(s.cpu["proxy"] for s in getattr(row, m)) for m in MODES}
+        cpu = {m: statistics.median(s.cpu["proxy"] for s in getattr(row, m)) for m in MODES}  # plain, llmlens
         cpu_ms = {m: statistics.median(s.proxy_cpu_ms for s in getattr(row, m)) for m in MODES}
         cpu_delta = statistics.median(
             b.proxy_cpu_ms - a.proxy_cpu_ms for a, b in zip(row.plain, row.llmlens, strict=True)
@@ -586,6 +595,13 @@ def report(args: argparse.Namespace, samples: list[Sample], stored: dict[str, di
             f"{cpu_ms['plain']:.2f} / {cpu_ms['llmlens']:.2f} ({cpu['plain']:.0%} / {cpu['llmlens']:.0%})",
             f"{cpu_delta:+.2f}",
         ])  # fmt: skip
+        if with_otel:
+            ratios = [b.rps / a.rps for a, b in zip(row.otel, row.llmlens, strict=True)]
+            lines[-1] += [
+                f"{row.med('otel', 'rps'):.0f}", f"{statistics.median(ratios):.3f}",
+                f"{row.med('otel', 'p99_ms'):.1f}",
+                f"{statistics.median(s.proxy_cpu_ms for s in row.otel):.2f}",
+            ]  # fmt: skip
     out = [("- " if md else "") + line for line in header_lines(args)]
     out.append("")
     if md:
@@ -640,7 +656,8 @@ def verdict(row: Row, concurrency: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Requests/s through a uvicorn proxy to a fake upstream, with and without llmlens.",
-        epilog="Each round: 2 variants x 2 workloads x 2 loads x 2 modes. The defaults take about 5 minutes.",
+        epilog="Each round: 2 variants x 2 workloads x 2 loads x 2 modes (3 with --otel-baseline). "
+        "The defaults take about 5 minutes.",
     )
     parser.add_argument(
         "--seconds", type=float, default=6.0, help="timed seconds per measurement (default 6)"
@@ -664,6 +681,11 @@ def main(argv: list[str] | None = None) -> int:
         "--store", choices=("on", "off"), default="on",
         help="llmlens' local store in the instrumented proxies (default on, a temp file); off: its share",
     )  # fmt: skip
+    parser.add_argument(
+        "--otel-baseline", action="store_true",
+        help="also run each variant with the OpenTelemetry providers and no llmlens (FastAPI's own "
+        "telemetry on): llmlens' cost over a proxy that already exports OpenTelemetry",
+    )  # fmt: skip
     parser.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
     parser.add_argument("--json", metavar="FILE", help="also write every measurement to FILE as JSON")
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
@@ -674,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             serve_proxy(*args.role[1:])
         return 0
+    args.modes = (*MODES, "otel") if args.otel_baseline else MODES
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad or not args.variants:
