@@ -1,5 +1,6 @@
 """SDKs are patched when the application imports them (llmlens.import_hooks): `instrument()` imports no
-SDK itself, a later import is traced, and `uninstrument()` before the import leaves it untraced.
+SDK itself, a later import is traced (a package and a dotted module: anthropic, google.genai), and
+`uninstrument()` before the import leaves it untraced.
 
 Each case runs in a fresh interpreter, against the fake provider on loopback: `sys.modules` of the test
 process already holds every SDK.
@@ -16,7 +17,7 @@ import pytest
 
 from llmlens.demo.fake_server import FakeProvider
 
-# Prints a JSON line: which SDKs instrument() imported, and the spans (name, scope) of one anthropic call.
+# Prints a JSON line: which SDKs instrument() imported, and the spans (name, scope) of one call (CALL).
 SCRIPT = """
 import json, sys
 from opentelemetry import trace
@@ -40,22 +41,38 @@ imported = sorted(
 if UNINSTRUMENT_FIRST:
     llmlens.Instrumentor().uninstrument()
 
+CALL
+print(json.dumps({
+    "imported": imported,
+    "text": text,
+    "spans": [[s.name, s.instrumentation_scope.name] for s in exporter.get_finished_spans()],
+}))
+"""
+
+
+CALLS = {
+    "anthropic": """
 import anthropic
 
 client = anthropic.Anthropic(base_url=BASE_URL, api_key="sk-test", max_retries=0)
 reply = client.messages.create(
     model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "Hi"}]
 )
-print(json.dumps({
-    "imported": imported,
-    "text": reply.content[0].text,
-    "spans": [[s.name, s.instrumentation_scope.name] for s in exporter.get_finished_spans()],
-}))
-"""
+text = reply.content[0].text
+""",
+    "google": """
+from google import genai
+from google.genai import types
+
+client = genai.Client(api_key="fake-key", http_options=types.HttpOptions(base_url=BASE_URL))
+text = client.models.generate_content(model="gemini-2.5-flash", contents="Hi").text
+""",
+}
+SPAN_NAMES = {"anthropic": "chat claude-sonnet-4-5", "google": "generate_content gemini-2.5-flash"}
 
 
-def run_script(base_url: str, uninstrument_first: bool) -> dict:
-    code = textwrap.dedent(SCRIPT).replace("BASE_URL", repr(base_url))
+def run_script(base_url: str, uninstrument_first: bool, sdk: str = "anthropic") -> dict:
+    code = textwrap.dedent(SCRIPT).replace("CALL", CALLS[sdk]).replace("BASE_URL", repr(base_url))
     code = code.replace("UNINSTRUMENT_FIRST", repr(uninstrument_first))
     env = {"LLMLENS_STORE": "false", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
@@ -71,11 +88,12 @@ def fake_url():
         yield f"http://127.0.0.1:{provider.port}"
 
 
-def test_instrument_imports_no_sdk_and_a_later_import_is_traced(fake_url):
-    result = run_script(fake_url, uninstrument_first=False)
-    assert result["imported"] == []  # not anthropic, nor any other installed SDK, nor starlette
+@pytest.mark.parametrize("sdk", sorted(CALLS))
+def test_instrument_imports_no_sdk_and_a_later_import_is_traced(fake_url, sdk):
+    result = run_script(fake_url, uninstrument_first=False, sdk=sdk)
+    assert result["imported"] == []  # no installed SDK, nor starlette
     assert result["text"]  # the user's result is there
-    assert result["spans"] == [["chat claude-sonnet-4-5", "llmlens"]]
+    assert result["spans"] == [[SPAN_NAMES[sdk], "llmlens"]]
 
 
 def test_uninstrument_before_the_import_leaves_the_sdk_untraced(fake_url):
