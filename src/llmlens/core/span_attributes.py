@@ -25,17 +25,19 @@ def set_end_attributes(span: Any, attributes: dict[str, Any]) -> None:
     """`span.set_attributes(attributes)`; lists in `attributes` become tuples (as the SDK stores them)."""
     bounded = getattr(span, "_attributes", None)
     lock = getattr(span, "_lock", None)
-    if (
-        type(bounded) is BoundedAttributes
-        and lock is not None
-        and bounded.max_value_len is None
-        and (bounded.maxlen is None or len(bounded) + len(attributes) <= bounded.maxlen)
-        and _plain(attributes)
-    ):
+    if type(bounded) is BoundedAttributes and lock is not None:
+        # (read with defaults: another SDK version may name its internals differently; then, the public way)
+        limit = getattr(bounded, "maxlen", 0)
+        fits = limit is None or (type(limit) is int and len(bounded) + len(attributes) <= limit)
+    else:
+        fits = False
+    if fits and getattr(bounded, "max_value_len", 0) is None and _plain(attributes):
         with lock:
-            if getattr(span, "_end_time", True) is None and not bounded._immutable:
-                bounded._dict.update(attributes)
-                return
+            if getattr(span, "_end_time", True) is None and not getattr(bounded, "_immutable", True):
+                target = getattr(bounded, "_dict", None)
+                if isinstance(target, dict):  # (an OrderedDict in older SDKs)
+                    target.update(attributes)
+                    return
     span.set_attributes(attributes)  # (it warns about an ended span, as it always has)
 
 
