@@ -30,6 +30,7 @@ ACTIVE_INVOCATION_KEY = otel_context.create_key("llmlens.active_invocation")
 PROXY_REQUEST_KEY = otel_context.create_key("llmlens.proxy_request")
 
 _get_value = otel_context.get_value
+_get_current = otel_context.get_current
 
 
 class ProxyRequest(Protocol):
@@ -42,10 +43,11 @@ class ProxyRequest(Protocol):
 
 def skip_instrumentation() -> bool:
     """True when an SDK call must pass through untraced: suppressed, or nested in another LLM call."""
+    context = _get_current()  # (a dict: one look-up of the context for the three keys)
     return bool(
-        _get_value(ACTIVE_INVOCATION_KEY)
-        or _get_value(_SUPPRESS_INSTRUMENTATION_KEY)
-        or _get_value(_SUPPRESS_PLAIN_KEY)
+        context.get(ACTIVE_INVOCATION_KEY)
+        or context.get(_SUPPRESS_INSTRUMENTATION_KEY)
+        or context.get(_SUPPRESS_PLAIN_KEY)
     )
 
 

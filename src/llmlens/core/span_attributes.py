@@ -23,21 +23,17 @@ _PLAIN = frozenset((str, int, float, bool))
 
 def set_end_attributes(span: Any, attributes: dict[str, Any]) -> None:
     """`span.set_attributes(attributes)`; lists in `attributes` become tuples (as the SDK stores them)."""
-    bounded = getattr(span, "_attributes", None)
-    lock = getattr(span, "_lock", None)
-    if type(bounded) is BoundedAttributes and lock is not None:
-        # (read with defaults: another SDK version may name its internals differently; then, the public way)
-        limit = getattr(bounded, "maxlen", 0)
-        fits = limit is None or (type(limit) is int and len(bounded) + len(attributes) <= limit)
-    else:
-        fits = False
-    if fits and getattr(bounded, "max_value_len", 0) is None and _plain(attributes):
-        with lock:
-            if getattr(span, "_end_time", True) is None and not getattr(bounded, "_immutable", True):
-                target = getattr(bounded, "_dict", None)
-                if isinstance(target, dict):  # (an OrderedDict in older SDKs)
-                    target.update(attributes)
-                    return
+    try:  # (another SDK version may name its internals otherwise: AttributeError, then the public way)
+        bounded = span._attributes
+        if type(bounded) is BoundedAttributes and bounded.max_value_len is None and _plain(attributes):
+            limit = bounded.maxlen
+            if limit is None or len(bounded._dict) + len(attributes) <= limit:
+                with span._lock:
+                    if span._end_time is None and not bounded._immutable:
+                        bounded._dict.update(attributes)  # (an OrderedDict in older SDKs)
+                        return
+    except AttributeError:
+        pass
     span.set_attributes(attributes)  # (it warns about an ended span, as it always has)
 
 
