@@ -27,8 +27,6 @@ from typing import Any
 import wrapt
 
 from llmlens.proxy.asgi import LLMProxyMiddleware, Receive, Scope, Send
-from llmlens.proxy.lifespan import run_lifespan
-from llmlens.proxy.metrics_path import answer_metrics
 
 _log = logging.getLogger("llmlens")
 # module -> class name: the classes whose __call__ is wrapped
@@ -95,21 +93,11 @@ def _patch_class(cls: type) -> None:
 
     async def __call__(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
         handler = _handler[0] if _handler else None
-        fmt = handler.match(scope) if handler is not None else None
-        if fmt is None:
-            if handler is not None and handler.serves_metrics(scope):
-                await answer_metrics(functools.partial(original, self), scope, receive, send)
-                return
-            if handler is not None and scope["type"] == "lifespan":
-                await run_lifespan(functools.partial(original, self), scope, receive, send)
-                return
+        if handler is None:  # uninstrumented since: the application as it was
             await original(self, scope, receive, send)
             return
-
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            await original(self, scope, receive, send)
-
-        await handler.observe(app, fmt, scope, receive, send)  # type: ignore[union-attr]
+        # What the middleware does for any app: LLM requests observed, the metrics path, the lifespan.
+        await handler.handle(functools.partial(original, self), scope, receive, send)
 
     setattr(__call__, _MARK, original)
     __call__.__wrapped__ = original  # type: ignore[attr-defined]
