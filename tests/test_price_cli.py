@@ -185,3 +185,16 @@ def test_the_command_does_not_touch_the_network() -> None:
     )
     result = llmlens("price", "gpt-4o-mini", python=code)
     assert result.returncode == 0, result.stderr
+
+
+def test_python_dash_m_llmlens_cli_reads_the_variable_too(tmp_path: Path) -> None:
+    """`python -m llmlens.cli price ...` runs the module as __main__: what `price` needs of it is defined
+    before its main() runs."""
+    table = tmp_path / "prices.json"
+    table.write_text(json.dumps({"openai/gpt-4o*": {"input": 1, "output": 2}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "llmlens.cli", "price", "gpt-4o-mini", "--input", "1000000", "--json"],
+        capture_output=True, text=True, timeout=120, env={**ENV, "LLMLENS_PRICES": str(table)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["total_usd"] == 1.0

@@ -196,13 +196,13 @@ def _shown(name: str, value: object, settings: object, exporters: dict[str, list
     return (as_text(value) or "(none)"), value
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _env_prices() -> tuple[dict[str, Any], str | None]:
     """LLMLENS_PRICES's price table, and `LLMLENS_PRICES=<its value>` to say where it came from."""
     from llmlens.settings import ENV_PRICES, Settings, variable_text
 
     value = variable_text("prices")
     return dict(Settings.from_env(only=["prices"]).prices), (f"{ENV_PRICES}={value}" if value else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
