@@ -837,3 +837,47 @@ def test_a_bad_variable_never_fails_the_proxied_request(
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     expected = 1 if variable == "LLMLENS_PROVIDERS" else 0  # only instrumentation's own variables count
     assert len(errors) == expected and all(variable in e for e in errors)
+
+
+# --- the chat stream fast path ---------------------------------------------------------------------
+
+_PLAIN_CHUNK = {
+    "id": "c1", "object": "chat.completion.chunk", "model": "m", "usage": None,
+    "choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": None, "finish_reason": None}],
+}  # fmt: skip
+
+
+def _with_choice(**changes: Any) -> dict[str, Any]:
+    return {**_PLAIN_CHUNK, "choices": [{**_PLAIN_CHUNK["choices"][0], **changes}]}
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        _with_choice(delta={"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]}),
+        _with_choice(delta={"refusal": "no"}),
+        _with_choice(finish_reason="stop"),
+        {**_PLAIN_CHUNK, "usage": {"prompt_tokens": 1, "completion_tokens": 2}},
+        {**_PLAIN_CHUNK, "error": {"message": "overloaded"}},
+        {**_PLAIN_CHUNK, "choices": [_PLAIN_CHUNK["choices"][0], _with_choice(index=1)["choices"][0]]},
+        {**_PLAIN_CHUNK, "choices": []},
+    ],
+    ids=["tool call", "refusal", "finish reason", "usage", "error", "two choices", "no choice"],
+)
+def test_the_chat_fast_path_leaves_every_chunk_the_accumulator_needs_to_it(chunk: dict[str, Any]) -> None:
+    from types import SimpleNamespace
+
+    from llmlens.providers.openai import ChatCompletionsRoute
+    from llmlens.proxy.formats import OpenAIFormat
+
+    inv = SimpleNamespace(chunk_times=[1])  # a first chunk was seen
+    fast = OpenAIFormat(ChatCompletionsRoute(Settings())).fast_path(inv)  # type: ignore[arg-type]
+    assert fast is not None
+    # Content that merely mentions those names (quotes escaped in JSON) is still a plain delta.
+    compact = {"separators": (",", ":")}  # as OpenAI sends them; any other spacing takes the slow path
+    names = '"tool_calls" "refusal" "error" "usage":{ "finish_reason":1'
+    mention = json.dumps(_with_choice(delta={"content": names}), **compact)
+    assert fast(b"", mention.encode()) is True
+    assert fast(b"", json.dumps(chunk).encode()) is False
+    assert fast(b"", json.dumps(chunk, **compact).encode()) is False
+    assert len(inv.chunk_times) == 2  # only the plain delta was timed
