@@ -881,3 +881,55 @@ def test_the_chat_fast_path_leaves_every_chunk_the_accumulator_needs_to_it(chunk
     assert fast(b"", json.dumps(chunk).encode()) is False
     assert fast(b"", json.dumps(chunk, **compact).encode()) is False
     assert len(inv.chunk_times) == 2  # only the plain delta was timed
+
+
+# --- the JSON reader: json.loads' values and exceptions, decoder made once ----------------------------
+
+_JSON_INPUTS = [
+    b'{"a": [1, 2.5, "x", null, true]}', b"[1, 2]", b' {"a": 1}', b'{"a": 1} ', b'{"a": 1}\n', b"{}",
+    b'{"a": 1} {"b": 2}', b'{"a": ', b"", b"[", b"{\x00", b'"text"', b"12", b"null",
+    '{"a": "é"}'.encode(), '{"a": "é"}'.encode("utf-16"), '{"a": 1}'.encode("utf-16-le"),
+    '{"a": 1}'.encode("utf-32"), '{"a": "é"}'.encode("utf-8-sig"), b'{"a": "\xff"}', b'{"a": "\xed\xa0\x80"}',
+    b'{"a": "\\ud800"}', '{"a": 1}', '\ufeff{"a": 1}', b'{"a": NaN}', b'{"a": 1e999}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("data", _JSON_INPUTS, ids=range(len(_JSON_INPUTS)))
+def test_the_json_reader_gives_what_json_loads_gives(data: bytes | str) -> None:
+    from llmlens.proxy.formats import JSONObject, json_reader
+
+    def outcome(read: Any) -> Any:
+        try:
+            value = read(data)
+        except Exception as error:  # the same exception type and message
+            return type(error), str(error)
+        return type(value), value
+
+    for hooks in ({}, {"object_hook": JSONObject}, {"object_pairs_hook": lambda pairs: pairs}):
+        expected = outcome(lambda d: json.loads(d, **hooks))  # noqa: B023
+        assert outcome(json_reader(**hooks)) == expected, hooks
+
+
+def test_the_anthropic_fast_path_skips_only_events_with_nothing_to_read() -> None:
+    from types import SimpleNamespace
+
+    from llmlens.providers.anthropic import MessagesRoute
+    from llmlens.proxy.formats import AnthropicFormat
+
+    inv = SimpleNamespace(chunk_times=[])
+    fast = AnthropicFormat(MessagesRoute(Settings())).fast_path(inv)  # type: ignore[arg-type]
+    assert fast is not None
+    delta = b'{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}'
+    assert fast(b"content_block_delta", delta) is True
+    for name in (b"ping", b"content_block_stop", b"message_stop"):
+        assert fast(name, b'{"type":"' + name + b'"}') is True
+    assert len(inv.chunk_times) == 1  # only the delta is a chunk
+    for name, data in (
+        (b"message_start", b'{"type":"message_start","message":{"usage":{"input_tokens":1}}}'),
+        (b"content_block_start", b'{"type":"content_block_start","content_block":{"type":"tool_use"}}'),
+        (b"message_delta", b'{"type":"message_delta","usage":{"output_tokens":2}}'),
+        (b"error", b'{"type":"error","error":{"type":"overloaded_error"}}'),
+        (b"ping", b'{"type":"ping","error":{"type":"overloaded_error"}}'),
+        (b"content_block_delta", b'{"type":"content_block_delta","error":{"type":"x"}}'),
+    ):
+        assert fast(name, data) is False, name

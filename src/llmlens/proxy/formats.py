@@ -44,8 +44,28 @@ class JSONObject(dict):  # type: ignore[type-arg]
     __getattr__ = dict.get
 
 
-def loads(data: bytes | str) -> Any:
-    return json.loads(data, object_hook=JSONObject)
+def json_reader(**hooks: Any) -> Callable[[bytes | str], Any]:
+    """`json.loads(data, **hooks)`, with its decoder made once.
+
+    `json.loads` with a hook builds a new decoder (and its scanner) on every call, and for bytes guesses
+    the encoding in Python first: together more than the decoding of a small stream event. Here bytes
+    that open an object or array, with no NUL after the bracket (which would make them UTF-16 or -32),
+    are UTF-8 (RFC 8259) and go straight to the decoder; anything else takes `json.loads` itself, so
+    every input gives the same value or the same exception.
+    """
+    decode = json.JSONDecoder(**hooks).decode
+
+    def read(data: bytes | str) -> Any:
+        if type(data) is bytes and data[:1] in _OPENERS and data[1:2] != b"\x00":
+            return decode(data.decode("utf-8", "surrogatepass"))  # (json.loads' error handler)
+        return json.loads(data, **hooks)
+
+    return read
+
+
+_OPENERS = (b"{", b"[")
+
+loads = json_reader(object_hook=JSONObject)
 
 
 _SNAKE: dict[str, str] = {}
@@ -64,9 +84,8 @@ def _snake_object(pairs: list[tuple[str, Any]]) -> JSONObject:
     return JSONObject((_snake(k), v) for k, v in pairs)
 
 
-def loads_snake(data: bytes | str) -> Any:
-    """Gemini JSON with the google-genai SDK's field names (`usageMetadata` -> `usage_metadata`)."""
-    return json.loads(data, object_pairs_hook=_snake_object)
+# Gemini JSON with the google-genai SDK's field names (`usageMetadata` -> `usage_metadata`).
+loads_snake = json_reader(object_pairs_hook=_snake_object)
 
 
 def error_of(body: Any) -> tuple[str, str | None] | None:
@@ -184,7 +203,7 @@ class WireFormat:
     operation: str = semconv.OP_CHAT
     decode: Callable[[bytes | str], Any] = staticmethod(loads)
     # Request bodies are read as plain dicts (Mapping.get), which decode faster.
-    decode_request: Callable[[bytes | str], Any] = staticmethod(json.loads)
+    decode_request: Callable[[bytes | str], Any] = staticmethod(json_reader())
 
     def __init__(self, route: Any) -> None:
         self.route = route  # the provider module's route object (request/response/stream)
@@ -270,12 +289,18 @@ class AnthropicFormat(WireFormat):
         times = inv.chunk_times
 
         def content_delta(name: bytes, data: bytes) -> bool:
-            if name == b"content_block_delta" and b'"error"' not in data:
+            if name == b"content_block_delta":
+                if b'"error"' in data:
+                    return False
                 times.append(_perf_ns())
                 return True
-            return False
+            return name in _ANTHROPIC_NOTHING_TO_READ and b'"error"' not in data
 
         return content_delta
+
+
+# Anthropic events that carry nothing the accumulator reads (without content capture): not decoded.
+_ANTHROPIC_NOTHING_TO_READ = frozenset((b"ping", b"content_block_stop", b"message_stop"))
 
 
 class GeminiFormat(WireFormat):
