@@ -91,18 +91,15 @@ def is_request(span: Any) -> bool:
     )
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_plain)
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, frozenset, set)):
         return list(value)
     return str(value)
 
 
-def _attributes_dict(attributes: Any) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in (attributes or {}).items()}
+# json.dumps with options builds an encoder per call; one encoder, made once, writes the same text.
+# Tuples (the SDK's sequence attributes) are arrays to it, as lists are.
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_plain).encode
 
 
 def request_row(span: Any) -> tuple[Any, ...]:
@@ -112,7 +109,7 @@ def request_row(span: Any) -> tuple[Any, ...]:
     parent = span.parent
     status = _STATUS.get(span.status.status_code, "unset")
     start, end = span.start_time or 0, span.end_time or span.start_time or 0
-    rest = {k: (list(v) if isinstance(v, tuple) else v) for k, v in attributes.items() if k not in _HANDLED}
+    rest = {k: v for k, v in attributes.items() if k not in _HANDLED}  # (JSON writes a tuple as an array)
     # (another instrumentation's span, with the allow peer mode, may carry a key in its status: redacted)
     error_message = redact(span.status.description) if status == "error" else None
     if error_message and len(error_message) > ERROR_MESSAGE_MAX:
@@ -205,5 +202,5 @@ def span_row(span: Any) -> tuple[Any, ...]:
         _clamp(span.start_time or 0),
         _clamp(span.end_time or span.start_time or 0),
         _STATUS.get(span.status.status_code, "unset"),
-        _json(_attributes_dict(span.attributes)),
+        _json(dict(span.attributes or {})),
     )
