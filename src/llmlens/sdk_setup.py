@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -106,36 +105,6 @@ def _exporter(signal: str, name: str, protocol: str) -> Any:
     return getattr(module, class_name)()
 
 
-def _system_random_ids() -> Any:
-    """Trace and span ids from the operating system's randomness.
-
-    The SDK's default draws them from Python's `random` module, which the application may seed
-    (`random.seed(42)` for a reproducible run): every run would then make the same ids, and traces of
-    two runs (and their rows in the local store, keyed by span id) would collide."""
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace.id_generator import IdGenerator
-
-    draw = random.SystemRandom().getrandbits
-
-    class SystemRandomIdGenerator(IdGenerator):
-        def generate_span_id(self) -> int:
-            span_id = draw(64)
-            while span_id == trace.INVALID_SPAN_ID:
-                span_id = draw(64)
-            return span_id
-
-        def generate_trace_id(self) -> int:
-            trace_id = draw(128)
-            while trace_id == trace.INVALID_TRACE_ID:
-                trace_id = draw(128)
-            return trace_id
-
-        def is_trace_id_random(self) -> bool:
-            return True
-
-    return SystemRandomIdGenerator()
-
-
 def _sampler(options: dict[str, Any]) -> Any:
     """The OTEL_TRACES_SAMPLER sampler; wrapped so unsampled LLM spans still reach the local store.
 
@@ -184,6 +153,7 @@ def configure(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from llmlens.core.span_ids import SPAN_IDS
     from llmlens.instrumentor import Instrumentor
     from llmlens.logs import pipeline as log_pipeline
 
@@ -202,7 +172,7 @@ def configure(
     log_pipeline.install(logger_provider, instrument_options)
 
     tracer_provider = TracerProvider(
-        resource=resource, sampler=_sampler(instrument_options), id_generator=_system_random_ids()
+        resource=resource, sampler=_sampler(instrument_options), id_generator=SPAN_IDS
     )
     for name in names["traces"]:
         tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", name, protocol)))

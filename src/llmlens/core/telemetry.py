@@ -108,6 +108,9 @@ class Telemetry:
         self.tracer = trace.get_tracer(
             _SCOPE, __version__, tracer_provider=tracer_provider, schema_url=semconv.SCHEMA_URL
         )
+        from llmlens.core.span_ids import adopt  # (imports the SDK's id generators: not at module import)
+
+        adopt(self.tracer)  # ids that the application's random.seed() cannot repeat (core/span_ids.py)
         meter = metrics.get_meter(
             _SCOPE, __version__, meter_provider=meter_provider, schema_url=semconv.SCHEMA_URL
         )
