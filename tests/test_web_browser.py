@@ -350,7 +350,22 @@ def test_every_page_shows_the_stores_data_cleanly(tab: Tab, store: Store) -> Non
     page = tab.open("requests")
     assert tab.row_ids() == newest
     assert page.inner_text("#store-path") == store.path
+    # At 1280 px a model name is one line (no break after its hyphens); a long one is cut, whole in its title.
+    models = page.locator("#request-log-rows .model").evaluate_all(
+        "ms => ms.map(m => [m.textContent, m.title, m.getBoundingClientRect().height,"
+        " parseFloat(getComputedStyle(m).lineHeight)])"
+    )
+    assert models and any("-" in text for text, _, _, _ in models)
+    for text, title, height, line in models:
+        assert height <= line * 1.2, (text, height, line)
+        assert title == text, text
     assert tab.leave() == []
+    # Real-world rows (the demo's, with its longest error types; not the payloads) fit 1280 px.
+    for query in ("model=gpt-4o-mini", "provider=anthropic", "operation=embeddings"):
+        page = tab.open(f"requests?{query}")
+        assert tab.row_ids(), query
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), query
+        assert tab.leave() == []
 
     page = tab.open(f"requests/{detail_id}")
     assert page.inner_text("#page-title") == f"Request {detail_id}"

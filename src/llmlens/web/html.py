@@ -49,6 +49,12 @@ def join(children: Iterable[Child], separator: str = "") -> Markup:
     return Markup(separator.join(esc(child) for child in children))
 
 
+def breakable(text: str, after: str = ".") -> Markup:
+    """`text`, escaped, that may wrap after each `after`: an error type (`openai.RateLimitError`) then
+    breaks at its dots instead of widening its column."""
+    return join(text.split(after), html.escape(after, quote=True) + "<wbr>")
+
+
 def attrs(values: dict[str, Any]) -> str:
     """` name="value"` pairs: `class_` is `class`, `data_x` is `data-x`, True a bare name, None/False none."""
     parts = []

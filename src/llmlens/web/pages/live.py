@@ -26,7 +26,7 @@ def cells(row: dict[str, Any], ctx: Ctx) -> list[Any]:
         tag("time", formats.local_time(row["start_ns"]), datetime=row["start_time"]),
         formats.duration(row["elapsed_ms"]),
         row["provider"] or "",
-        tag("span", row["request_model"] or "", class_="model"),
+        tag("span", row["request_model"] or "", class_="model", title=row["request_model"] or ""),
         row["operation"] or "",
         row["route"] or "",
         "yes" if row["stream"] else "",

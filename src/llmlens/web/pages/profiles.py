@@ -105,7 +105,7 @@ def _list(ctx: Ctx, profiles: list[dict[str, Any]]) -> Markup:
                    if p["request_id"] else "pruned")  # fmt: skip
         rows.append([tag("a", p["id"], href=ctx.url(f"profiles/{p['id']}"), class_="profile-link"),
                      formats.local_time(p["start_ns"]), request, p["provider"] or "",
-                     tag("span", p["model"] or "", class_="model"), p["route"] or "",
+                     tag("span", p["model"] or "", class_="model", title=p["model"] or ""), p["route"] or "",
                      formats.duration(p["duration_ms"]), formats.count(p["sample_count"]), p["reason"],
                      top])  # fmt: skip
     headers = ["profile", "time", "request", "provider", "model", "route", "duration", "samples", "reason",

@@ -14,7 +14,7 @@ from typing import Any
 from llmlens.store import formats, queries
 from llmlens.store.queries import STATUSES
 from llmlens.web import params
-from llmlens.web.html import Markup, join, tag
+from llmlens.web.html import Markup, breakable, join, tag
 from llmlens.web.layout import Ctx
 from llmlens.web.tables import row_html, table
 
@@ -53,10 +53,10 @@ def cells(row: dict[str, Any], ctx: Ctx) -> list[Any]:
         tag("a", row["id"], href=ctx.url(f"requests/{row['id']}"), class_="request-link"),
         tag("time", formats.local_time(row.get("start_ns")), datetime=row.get("start_time")),
         row.get("provider") or "",
-        tag("span", formats.model_text(row), class_="model"),
+        tag("span", formats.model_text(row), class_="model", title=formats.model_text(row)),
         row.get("operation") or "",
         "yes" if row.get("stream") else "",
-        tag("span", formats.status_text(row), title=row.get("error_message") or None,
+        tag("span", breakable(formats.status_text(row)), title=row.get("error_message") or None,
             class_=f"status status-{'error' if row.get('is_error') else status}"),
         formats.duration(row.get("duration_ms")),
         formats.duration(row.get("ttfc_ms")),

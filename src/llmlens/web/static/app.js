@@ -122,8 +122,17 @@
     var snapshots = 0;
     function cell(row, text, className) {
       var td = document.createElement("td");
-      td.textContent = text === null || text === undefined ? "" : String(text);
-      if (className) td.className = className;
+      var value = text === null || text === undefined ? "" : String(text);
+      if (className === "model") {  // one line, cut if long: the whole name in its title (app.css)
+        var span = document.createElement("span");
+        span.className = "model";
+        span.textContent = value;
+        span.title = value;
+        td.appendChild(span);
+      } else {
+        td.textContent = value;
+        if (className) td.className = className;
+      }
       row.appendChild(td);
     }
     source.addEventListener("snapshot", function (event) {
