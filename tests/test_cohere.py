@@ -320,6 +320,7 @@ def test_no_usage(otel: Any, instrumented: Any, co: Any, server: Any) -> None:
         **base(server),
         "gen_ai.response.id": response.id,
         "gen_ai.response.finish_reasons": ("stop",),
+        "llmlens.cost.unpriced_reason": "no_usage",  # no cost, and why
     }
     assert token_sums(otel) == {}
 
@@ -820,8 +821,8 @@ class Recorded:
             expected["llmlens.stream.outcome"] = "completed"
         try:
             expected.update(cost(billed["input_tokens"], billed["output_tokens"], request["model"]))
-        except LookupError:  # a model genai-prices does not know: the call is counted unpriced
-            pass
+        except LookupError:  # a model genai-prices does not know: the call is counted unpriced, and says so
+            expected["llmlens.cost.unpriced_reason"] = "unknown_model"
         return expected
 
     def output_parts(self) -> list[dict[str, Any]]:
@@ -977,7 +978,7 @@ def test_failing_extraction_never_breaks_the_call(
     monkeypatch.setattr(cohere_provider.ChatStreamAccumulator, "on_event", boom)
     response = co.chat(model=MODEL, messages=MESSAGES)
     assert response.message.content[0].text == ANSWER
-    assert dict(otel.span().attributes) == base(server)
+    assert dict(otel.span().attributes) == {**base(server), "llmlens.cost.unpriced_reason": "no_usage"}
     otel.spans_exporter.clear()
     events = list(co.chat_stream(**stream_kwargs()))
     assert sum(e.type == "content-delta" for e in events) == WORDS

@@ -224,6 +224,7 @@ def test_no_usage(otel: Any, instrumented: Any, server: Any) -> None:
     assert response.prompt_eval_count is None
     assert dict(otel.span().attributes) == {
         **base(server), "gen_ai.response.model": MODEL, "gen_ai.response.finish_reasons": ("stop",),
+        "llmlens.cost.unpriced_reason": "no_usage",
     }  # fmt: skip
     assert token_sums(otel) == {}
 
@@ -293,6 +294,7 @@ def test_legacy_embeddings(otel: Any, instrumented: Any, server: Any) -> None:
     assert len(response.embedding) == 8
     assert dict(otel.span().attributes) == {
         **base(server, EMBED_MODEL, "embeddings"), "gen_ai.embeddings.dimension.count": 8,
+        "llmlens.cost.unpriced_reason": "no_usage",  # the legacy endpoint reports no token count
     }  # fmt: skip
 
 
@@ -555,7 +557,7 @@ def test_failing_extraction_never_breaks_the_call(
     monkeypatch.setattr(ollama_provider.ChatRoute, "response", boom)
     monkeypatch.setattr(ollama_provider.StreamAccumulator, "on_part", boom)
     assert client(server).chat(model=MODEL, messages=MESSAGES).message.content == ANSWER
-    assert dict(otel.span().attributes) == base(server)
+    assert dict(otel.span().attributes) == {**base(server), "llmlens.cost.unpriced_reason": "no_usage"}
     otel.spans_exporter.clear()
     assert len(list(client(server).chat(**chat_kwargs()))) == WORDS + 1
     assert otel.span().attributes["llmlens.stream.outcome"] == "completed"

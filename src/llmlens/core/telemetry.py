@@ -502,13 +502,19 @@ def close_span(
 
 
 def add_cost_attributes(attributes: dict[str, Any], cost: CallCost | None) -> None:
-    """The `gen_ai.usage.cost.*` attributes of a priced call (none for an unpriced one)."""
-    if cost is not None and cost.amount is not None:
+    """The `gen_ai.usage.cost.*` attributes of a priced call; for an unpriced one, why it has none
+    (`llmlens.cost.unpriced_reason`, as on the `llmlens.cost.unpriced` metric), so that a span without a
+    cost says why wherever it is read."""
+    if cost is None:
+        return
+    if cost.amount is not None:
         attributes[semconv.USAGE_COST_AMOUNT] = cost.amount
         attributes[semconv.USAGE_COST_CURRENCY] = cost.currency
         attributes[semconv.USAGE_COST_SOURCE] = cost.source
         if cost.price_source:
             attributes[semconv.LLMLENS_COST_PRICE_SOURCE] = cost.price_source
+    elif cost.unpriced_reason:
+        attributes[semconv.LLMLENS_COST_UNPRICED_REASON] = cost.unpriced_reason
 
 
 def _usage_attributes(names: SemconvNames) -> tuple[tuple[str, str], ...]:
