@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -310,3 +311,29 @@ def test_a_seeded_random_module_does_not_repeat_the_ids(configure: Any) -> None:
             ids.append((context.trace_id, context.span_id))
     assert ids[0] != ids[1]
     assert all(trace_id and span_id for trace_id, span_id in ids)
+
+
+@pytest.mark.parametrize(
+    ("variable", "bad"),
+    [
+        ("LLMLENS_STORE_MAX_SUCCESS", "abc"),
+        ("LLMLENS_PROFILE_SAMPLE", "5"),
+        ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "bogus"),
+        ("LLMLENS_PROMETHEUS_PORT", "http"),
+    ],
+)
+def test_a_bad_llmlens_variable_is_one_error_line_and_the_other_settings_apply(
+    tmp_path: Path, variable: str, bad: str
+) -> None:
+    # configure() raises only for a bad exporter; any other bad value is left out, as in instrument(),
+    # and the settings next to it (here the store's file) still apply.
+    database = tmp_path / "mine.db"
+    env = clean_env(**{variable: bad, "LLMLENS_DB": str(database)})
+    result = run_scenario(tmp_path, env, {"service_name": "cfgtest-bad-value"}, calls=("chat",))
+    assert result.returncode == 0, describe(result)
+    assert [line for line in result.stdout.splitlines() if line.startswith("EXPORTERS ")]
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert f" ERROR llmlens llmlens: {variable}={bad!r} is not valid; accepted values: " in line, line
+    assert line.endswith("; this value is ignored"), line
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone() == (1,)

@@ -1,5 +1,5 @@
 """Every setting: its environment variable (valid and invalid values), its `instrument()` argument, and
-what `Instrumentor().instrument()` does with a bad value (one error line, then the defaults)."""
+what `Instrumentor().instrument()` does with a bad value (one error line; the value is left out)."""
 
 from __future__ import annotations
 
@@ -422,9 +422,32 @@ def test_instrument_with_a_bad_argument(otel: Any, instrument: Any, client: Any,
     errors = [r for r in caplog.records if r.name == "llmlens" and r.levelno >= logging.WARNING]
     assert len(errors) == 1
     assert "content_max_length" in errors[0].getMessage()
-    assert instrumentor.settings == Settings()
+    assert instrumentor.settings == Settings(db_path=os.environ[ENV_DB])  # the bad keyword alone is left out
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
     assert otel.span().name == "chat gpt-4o-mini"
+
+
+def test_a_bad_value_is_left_out_and_the_settings_next_to_it_apply(
+    otel: Any, instrument: Any, client: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    # One typo must not undo the rest: a store turned off stays off, a keyword stays.
+    for name in ALL_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(ENV_STORE, "off")
+    monkeypatch.setenv(ENV_CAPTURE_CONTENT, "span_only")
+    monkeypatch.setenv(ENV_CONTENT_MAX_LENGTH, "-1")  # bad
+    with caplog.at_level(logging.WARNING, logger="llmlens"):
+        instrumentor = instrument(provider_map={"127.0.0.1": "my_gateway"}, emit_event="sometimes")  # 2nd bad
+    errors = [r.getMessage() for r in caplog.records if r.name == "llmlens" and r.levelno >= logging.WARNING]
+    assert len(errors) == 2, errors
+    assert any(ENV_CONTENT_MAX_LENGTH in e for e in errors) and any("emit_event" in e for e in errors)
+    assert all(e.endswith("; this value is ignored") for e in errors)
+    assert instrumentor.settings == Settings(
+        store=False, capture_content=ContentMode.SPAN_ONLY, provider_map={"127.0.0.1": "my_gateway"}
+    )
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert otel.span().attributes["gen_ai.provider.name"] == "my_gateway"
+    assert "gen_ai.input.messages" in otel.span().attributes
 
 
 def test_instrument_reads_valid_environment_values(
@@ -926,10 +949,10 @@ def test_instrument_with_a_bad_retention_value_logs_one_line_and_carries_on(
 ) -> None:
     monkeypatch.setenv("LLMLENS_STORE_MAX_SUCCESS", "abc")
     with caplog.at_level(logging.DEBUG, logger="llmlens"):
-        instrumentor = instrument()  # today's code raised SettingsError out of instrument()
+        instrumentor = instrument()
     errors = [r.getMessage() for r in caplog.records if r.name == "llmlens" and r.levelno >= logging.WARNING]
     assert len(errors) == 1 and errors[0].startswith("llmlens: LLMLENS_STORE_MAX_SUCCESS='abc' is not valid")
-    assert instrumentor.settings == Settings()
+    assert instrumentor.settings == Settings(db_path=os.environ[ENV_DB])  # the store's file still applies
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
     assert otel.span().name == "chat gpt-4o-mini"
 

@@ -26,7 +26,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from llmlens.import_hooks import PendingImports
 from llmlens.peers import PeerClaims
-from llmlens.settings import INSTRUMENT_KEYWORDS, INSTRUMENT_READS, KNOWN_PROVIDERS, Settings, SettingsError
+from llmlens.settings import INSTRUMENT_KEYWORDS, INSTRUMENT_READS, KNOWN_PROVIDERS, Settings
 
 _log = logging.getLogger("llmlens")
 
@@ -68,12 +68,12 @@ class Instrumentor(BaseInstrumentor):  # type: ignore[misc]
         options = {k: kwargs[k] for k in _OPTION_NAMES if kwargs.get(k) is not None}
         # llmlens's own log lines (a settings error below included) go to the logs pipeline (docs/logs.md).
         pipeline.install(kwargs.get("logger_provider"), options)
-        try:
-            settings = Settings.from_env(only=INSTRUMENT_READS, **options)
-        except SettingsError as error:
-            # One clear line, then carry on with defaults: bad telemetry settings must not stop the app.
-            _log.error("llmlens: %s; using the defaults", error)
-            settings = Settings()
+        # A bad value is one clear line and is left out (its setting keeps its default); every other
+        # setting applies: bad telemetry settings must not stop the app, nor undo the good ones (a
+        # store turned off, another store file).
+        settings, errors = Settings.from_env_lenient(only=INSTRUMENT_READS, **options)
+        for error in errors:
+            _log.error("llmlens: %s; this value is ignored", error)
         self.settings = settings
         self._patches = []
         self.telemetry = Telemetry(

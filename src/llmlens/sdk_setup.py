@@ -118,7 +118,8 @@ def _sampler(options: dict[str, Any]) -> Any:
     except Exception:  # a private helper of the SDK: fall back to its documented default
         base = ParentBased(TraceIdRatioBased(1.0))
     overrides = {"store": options["store"]} if options.get("store") is not None else {}
-    if not Settings.from_env(only=INSTRUMENT_READS, **overrides).store:
+    settings, _ = Settings.from_env_lenient(only=INSTRUMENT_READS, **overrides)  # (instrument() says errors)
+    if not settings.store:
         return base
     from llmlens.store.sampling import RecordGenAISampler
 
@@ -176,12 +177,17 @@ def configure(
     )
     for name in names["traces"]:
         tracer_provider.add_span_processor(BatchSpanProcessor(_exporter("traces", name, protocol)))
-    scrape = Settings.from_env(
-        only=("prometheus_port", "prometheus_host", "proxy_metrics_path"),
+    # A bad value is one ERROR line and left out, as in instrument() (which says a bad metrics path).
+    scrape, errors = Settings.from_env_lenient(
+        only=("prometheus_port", "prometheus_host"),
         prometheus_port=prometheus_port,
         prometheus_host=prometheus_host,
-        proxy_metrics_path=instrument_options.get("proxy_metrics_path"),
     )
+    for error in errors:
+        _log.error("llmlens: %s; this value is ignored", error)
+    metrics_path = Settings.from_env_lenient(
+        only=("proxy_metrics_path",), proxy_metrics_path=instrument_options.get("proxy_metrics_path")
+    )[0].proxy_metrics_path
     if scrape.prometheus_port is not None and "prometheus" not in names["metrics"]:
         names["metrics"].append("prometheus")
     interval_ms = None if metric_export_interval_s is None else metric_export_interval_s * 1000
@@ -193,7 +199,7 @@ def configure(
         if name != "prometheus"
     ]
     prometheus = registry = None
-    if "prometheus" in names["metrics"] or scrape.proxy_metrics_path:
+    if "prometheus" in names["metrics"] or metrics_path:
         registry = MetricsRegistry.make()
         readers.append(registry.reader)
     if "prometheus" in names["metrics"]:

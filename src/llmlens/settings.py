@@ -574,6 +574,49 @@ class _Table:
                 values[name], sources[name] = value, row.env
         return cls()._apply(values, sources, keywords)  # type: ignore[attr-defined,no-any-return]
 
+    @classmethod
+    def from_env_lenient(
+        cls: type[_T],
+        environ: Mapping[str, str] | None = None,
+        /,
+        *,
+        only: Iterable[str] | None = None,
+        **keywords: Any,
+    ) -> tuple[_T, list[str]]:
+        """`from_env()` for code that must not stop an application: a bad variable or keyword is left
+        out (the setting keeps its default, or the variable's value when the keyword was the bad one)
+        and its error is returned, one line each; every other value applies. If the values that are
+        good alone fail a check across settings, the keywords alone apply, or else the defaults."""
+        env = os.environ if environ is None else environ
+        rows = {s.name: s for s in cls.table()}
+        wanted = rows if only is None else {name: rows[name] for name in only}
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        errors: list[str] = []
+        for name, row in wanted.items():
+            try:
+                value = row.read(env)
+            except SettingsError as error:
+                errors.append(str(error))
+                continue
+            if value is not _UNSET:
+                values[name], sources[name] = value, row.env
+        base = cls()
+        good: dict[str, Any] = {}
+        for name, raw in keywords.items():
+            try:
+                base._apply({}, {}, {name: raw})  # type: ignore[attr-defined]
+            except SettingsError as error:
+                errors.append(str(error))
+                continue
+            good[name] = raw
+        for attempt in ((values, sources, good), ({}, {}, good)):
+            try:
+                return base._apply(*attempt), errors  # type: ignore[attr-defined]
+            except SettingsError as error:
+                errors.append(str(error))
+        return base, errors
+
     def with_overrides(self: _T, **keywords: Any) -> _T:
         """These settings with keyword values (the `instrument()` arguments) put in; validated."""
         return self._apply({}, {}, keywords)  # type: ignore[attr-defined,no-any-return]

@@ -32,7 +32,7 @@ from opentelemetry._logs import NoOpLoggerProvider, SeverityNumber, get_logger_p
 from llmlens._version import __version__
 from llmlens.logs.formatters import JsonFormatter, TextFormatter
 from llmlens.logs.redact import RedactingFilter, redact, redact_record
-from llmlens.settings import Settings, SettingsError
+from llmlens.settings import Settings
 
 __all__ = [
     "LOGGER_NAME",
@@ -296,10 +296,7 @@ def install(logger_provider: Any = None, options: Mapping[str, Any] | None = Non
 
         logger_provider = get_logger_provider()
     given = {k: v for k, v in (options or {}).items() if k in LOG_READS}
-    try:
-        settings = Settings.from_env(only=LOG_READS, **given)
-    except SettingsError:
-        settings = Settings()
+    settings, _errors = Settings.from_env_lenient(only=LOG_READS, **given)  # (the caller says them)
     uninstall()
     pipeline = LogPipeline(logger_provider, settings)
     pipeline.attach()

@@ -10,7 +10,7 @@ from typing import Any
 
 from llmlens.proxy import identity
 from llmlens.proxy.formats import FORMATS, WireFormat
-from llmlens.settings import INSTRUMENT_KEYWORDS, Settings, SettingsError
+from llmlens.settings import INSTRUMENT_KEYWORDS, Settings
 
 _log = logging.getLogger("llmlens")
 
@@ -108,9 +108,8 @@ def standalone_telemetry() -> Any:
 def proxy_settings() -> Settings:
     """The settings of a proxy used without `instrument()`: only what instrumentation reads comes from
     the environment (a bad store or health variable is not the proxy's error), and a bad one is one
-    error line and the defaults, as in `instrument()`: a proxy's requests never fail for telemetry."""
-    try:
-        return Settings.from_env(only=INSTRUMENT_KEYWORDS)
-    except SettingsError as error:
-        _log.error("llmlens: %s; using the defaults", error)
-        return Settings()
+    error line and left out, as in `instrument()`: a proxy's requests never fail for telemetry."""
+    settings, errors = Settings.from_env_lenient(only=INSTRUMENT_KEYWORDS)
+    for error in errors:
+        _log.error("llmlens: %s; this value is ignored", error)
+    return settings
