@@ -77,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # `llmlens ... | head`: the reader left, the rest of the output is not wanted
+        from llmlens.store.cli import quiet_stdout
+
+        quiet_stdout()
+        return 0
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return _demo(args)

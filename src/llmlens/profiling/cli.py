@@ -131,11 +131,13 @@ def run(args: argparse.Namespace) -> int:
     except sqlite3.Error as error:
         store_cli._error(f"{path}: {error}")
         return 2
-    except OSError as error:  # --output: a directory that does not exist, no permission
-        store_cli._error(f"cannot write {error.filename or args.output}: {error.strerror or error}")
+    except BrokenPipeError:  # `llmlens profile list | head`: llmlens.cli.main ends it quietly
+        raise
+    except OSError as error:  # show --output: a directory that does not exist, no permission
+        store_cli._error(
+            f"cannot write {error.filename or getattr(args, 'output', None)}: {error.strerror or error}"
+        )
         return 2
-    except BrokenPipeError:
-        return 0
 
 
 def _arm(args: argparse.Namespace, path: str) -> int:

@@ -300,11 +300,17 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # (--follow ends on Ctrl-C with status 0; see _follow)
         return 130
     except BrokenPipeError:  # `llmlens log | head`
-        try:  # keep the interpreter quiet when it flushes stdout at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        quiet_stdout()
         return 0
+
+
+def quiet_stdout() -> None:
+    """After the reader of stdout left (`llmlens ... | head`): send what is left to /dev/null, so the
+    interpreter's flush of stdout at exit does not print a BrokenPipeError."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _error(message: str) -> None:
