@@ -63,7 +63,8 @@ def register(commands: Any) -> None:
         help=(
             "gen_ai.provider.name of the call (openai, anthropic, aws.bedrock, gcp.gemini, groq, "
             "mistral_ai, openai_compatible, ...) or a genai-prices provider id; default: the model's "
-            "maker, as for a relay (openai_compatible)"
+            "maker (found as for a relay), priced as a call to it; openai_compatible shows what a relay "
+            "llmlens does not know gets (an inferred cost)"
         ),
     )
     price.add_argument("--input", type=_count, metavar="N", help="input tokens, cached ones included")
