@@ -198,3 +198,9 @@ def test_python_dash_m_llmlens_cli_reads_the_variable_too(tmp_path: Path) -> Non
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["total_usd"] == 1.0
+
+
+def test_a_local_runtime_has_no_price_entry_and_says_why() -> None:
+    result = llmlens("price", "llama3", "--provider", "ollama")
+    assert result.returncode == 0, result.stderr
+    assert "price entry  none  (ollama is a local runtime: free)" in result.stdout, result.stdout

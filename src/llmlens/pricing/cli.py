@@ -260,10 +260,12 @@ def _money(value: float) -> str:
 def _text(report: dict[str, Any]) -> str:
     from llmlens.text_table import table
 
+    entry = report["price_entry"]  # none for a local runtime: it is free, not priced by an entry
+    matched = f"{entry}  (matched by {report['matched']})" if entry else f"none  ({report['matched']})"
     head = [
         ("model", report["model"]),
         ("provider", report["provider"] + (f", tier {tier}" if (tier := report["service_tier"]) else "")),
-        ("price entry", f"{report['price_entry']}  (matched by {report['matched']})"),
+        ("price entry", matched),
         ("prices from", report["from"]),
         ("cost source", f"{report['cost_source']}  (gen_ai.usage.cost.source)"),
         ("price source", f"{report['price_source']}  (llmlens.cost.price_source)"),
