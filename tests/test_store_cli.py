@@ -231,7 +231,22 @@ def test_files_that_are_not_stores(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     one_line_error(llmlens("db", "info", "--db", str(empty)), "is an empty file")
     one_line_error(llmlens("log", "--db", str(tmp_path)), "is a directory")
+    # The profile commands that read or change an arm, and the dashboard, refuse them too: SQLite would
+    # make a store of an empty file.
+    for command in (["profile", "status"], ["profile", "disarm"], ["profile", "list"], ["ui", "--port", "0"]):
+        one_line_error(llmlens(*command, "--db", str(empty)), "is an empty file")
+        one_line_error(llmlens(*command, "--db", str(tmp_path)), "is a directory")
     assert text.read_text().startswith("not a database") and empty.read_bytes() == b""
+
+
+def test_arming_a_store_in_a_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    typo = tmp_path / "no-such-folder" / "llmlens.db"
+    one_line_error(llmlens("profile", "arm", "--db", str(typo)), f"no folder {typo.parent}")
+    assert not typo.parent.exists()
+    fresh = tmp_path / "fresh.db"  # a store no app has written yet, in a folder that exists: armed
+    result = llmlens("profile", "arm", "--next", "1", "--db", str(fresh))
+    assert result.returncode == 0, result.stderr
+    assert "armed (arm 1)" in result.stdout
 
 
 def test_prune_fails_on_a_damaged_file_like_stats(tmp_path: Path) -> None:

@@ -88,17 +88,16 @@ def status(db: str | None = None) -> dict[str, Any]:
 
 
 def _open(db: str | None, create: bool) -> Any:
+    import os
+
     from llmlens.store.paths import default_db_path
     from llmlens.store.schema import StoreError, open_store
 
     path = db or default_db_path()
-    if not create:
-        import os
-
-        if not os.path.exists(path):
-            raise StoreError(
-                f"no llmlens store at {path} (run your app with llmlens, or `llmlens demo`, first)"
-            )
+    if create and db is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        # An arm in a store no app writes yet is fine (the app picks it up when it starts), but a path
+        # whose folder does not exist is a typo far more often: say so rather than make the folders.
+        raise StoreError(f"no folder {os.path.dirname(os.path.abspath(path))} for the store {path}")
     return open_store(path, create=create)
 
 

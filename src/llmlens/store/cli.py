@@ -262,12 +262,6 @@ def _path(args: argparse.Namespace) -> str:
 def _open(path: str, write: bool = False) -> sqlite3.Connection:
     from llmlens.store.schema import StoreError, open_store
 
-    if not os.path.exists(path):
-        raise StoreError(f"no llmlens store at {path} (run your app with llmlens, or `llmlens demo`, first)")
-    if os.path.isdir(path):
-        raise StoreError(f"{path} is a directory, not an llmlens store")
-    if os.path.getsize(path) == 0:
-        raise StoreError(f"{path} is an empty file, not an llmlens store")
     if write:
         return open_store(path, create=False)
     try:

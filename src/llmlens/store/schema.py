@@ -447,11 +447,15 @@ def open_store(
 ) -> sqlite3.Connection:
     """Open (creating and migrating if needed) the store at `path`. Raises StoreError with a clear line."""
     path = str(path)
-    if readonly or not create:
+    if readonly or not create:  # a reader: the file must be a store already (SQLite makes one of nothing)
         if not os.path.exists(path):
             raise StoreError(
                 f"no llmlens store at {path} (run your app with llmlens, or `llmlens demo`, first)"
             )
+        if os.path.isdir(path):
+            raise StoreError(f"{path} is a directory, not an llmlens store")
+        if os.path.getsize(path) == 0:
+            raise StoreError(f"{path} is an empty file, not an llmlens store")
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
