@@ -103,3 +103,30 @@ def test_demo_records_into_the_store_and_prints_stats_and_log(tmp_path: Path) ->
     assert f"open it: llmlens profile show {profile_id} --db {db}" in out
     shown = _run("profile", "show", str(profile_id), "--db", str(db))
     assert shown.returncode == 0 and "Samples:" in shown.stdout
+
+
+def test_a_store_or_port_the_demo_cannot_use_fails_before_any_call(tmp_path: Path) -> None:
+    import socket
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = str(taken.getsockname()[1])
+        for args, says in (
+            (["--db", str(tmp_path)], "is a directory, not an llmlens store"),
+            (["--db", str(text)], "is not an llmlens store"),
+            (
+                ["--db", str(tmp_path / "fine.db"), "--ui", "--port", port],
+                f"cannot listen on 127.0.0.1:{port}",
+            ),
+        ):
+            result = _run("demo", *args)
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert result.stdout == ""  # no call was made, nothing was printed
+            assert result.stderr.startswith("llmlens: ") and says in result.stderr, result.stderr
+    finally:
+        taken.close()
+    assert not (tmp_path / "ok.db").exists()

@@ -121,12 +121,24 @@ def _demo(args: argparse.Namespace) -> int:
     """`llmlens demo [--ui]`: the workload, then (with --ui) the dashboard over what it recorded."""
     from llmlens.demo.workload import run_demo
     from llmlens.store.paths import default_db_path
+    from llmlens.web import cli as web_cli
 
     db_path = args.db or getattr(args, "db_global", None) or default_db_path()
+    # What would fail at the end fails first, before a minute of calls: a file that is no store...
+    problem = web_cli._store_problem(db_path)
+    if problem:
+        print(f"llmlens: {problem}", file=sys.stderr)
+        return 2
+    if args.ui:  # ... and a port the dashboard cannot listen on
+        try:
+            web_cli._listen(web_cli.DEFAULT_HOST, args.port).close()
+        except OSError as error:
+            print(f"llmlens: cannot listen on {web_cli.DEFAULT_HOST}:{args.port}: {error.strerror or error}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     code = run_demo(capture_content=args.capture_content, db_path=db_path)
     if code != 0 or not args.ui:
         return code
-    from llmlens.web import cli as web_cli
 
     print()
     return web_cli.serve(db_path, port=args.port)
