@@ -992,3 +992,18 @@ def test_no_module_outside_settings_reads_the_environment() -> None:
         if lines:
             readers[path.relative_to(root).as_posix()] = lines
     assert set(readers) == set(ENVIRONMENT_READERS), readers
+
+
+@pytest.mark.parametrize("host", ["h:abc", "h:0", "h:", "h:70000", "[::1]:x"])
+def test_a_provider_map_port_must_be_a_port_number(host: str) -> None:
+    with pytest.raises(
+        SettingsError, match=r"^LLMLENS_PROVIDER_MAP=.* the port is not a number from 1 to 65535"
+    ):
+        Settings.from_env({ENV_PROVIDER_MAP: f"{host}=vllm"})
+
+
+def test_provider_map_hosts_with_and_without_ports() -> None:
+    value = "api.x.com=openai,h:8080=vllm,::1=ollama,[::1]:11434=ollama"
+    assert Settings.from_env({ENV_PROVIDER_MAP: value}).provider_map == {
+        "api.x.com": "openai", "h:8080": "vllm", "::1": "ollama", "[::1]:11434": "ollama",
+    }  # fmt: skip

@@ -261,7 +261,17 @@ def _pairs(where: str, raw: object, accepted: str) -> list[tuple[str, str]]:
 
 def _parse_provider_map(where: str, raw: object) -> Mapping[str, str]:
     accepted = "a comma-separated list of host[:port]=provider (in code, a dict)"
-    return {host.lower(): provider for host, provider in _pairs(where, raw, accepted)}
+    pairs = _pairs(where, raw, accepted)
+    for host, _ in pairs:
+        # host, host:port, an IPv6 address, or [an IPv6 address]:port; a port is a number
+        if host.startswith("["):
+            port = host.partition("]")[2]
+            port = port[1:] if port.startswith(":") else None if not port else "x"
+        else:
+            port = host.rpartition(":")[2] if host.count(":") == 1 else None
+        if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+            raise _invalid(where, raw, accepted + f"; in {host!r} the port is not a number from 1 to 65535")
+    return {host.lower(): provider for host, provider in pairs}
 
 
 def _parse_names(where: str, raw: object) -> Mapping[str, str]:
