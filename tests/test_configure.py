@@ -337,3 +337,16 @@ def test_a_bad_llmlens_variable_is_one_error_line_and_the_other_settings_apply(
     assert line.endswith("; this value is ignored"), line
     with sqlite3.connect(database) as conn:
         assert conn.execute("SELECT count(*) FROM requests").fetchone() == (1,)
+
+
+def test_a_store_path_that_is_a_directory_is_one_error_line_and_the_default_store_is_used(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"  # the user data dir, here: where the default store goes
+    env = clean_env(LLMLENS_DB=str(tmp_path), XDG_DATA_HOME=str(data))
+    result = run_scenario(tmp_path, env, {"service_name": "cfgtest-db-dir"}, calls=("chat",))
+    assert result.returncode == 0, describe(result)
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert f"LLMLENS_DB={str(tmp_path)!r} is not valid; accepted values: a file path (" in line, line
+    with sqlite3.connect(data / "llmlens" / "llmlens.db") as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone() == (1,)

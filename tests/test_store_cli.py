@@ -485,3 +485,10 @@ def test_an_older_store_is_migrated_once_then_read(tmp_path: Path) -> None:
     result = llmlens("db", "info", "--db", str(path), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["schema_version"] == SCHEMA_VERSION
+
+
+def test_a_store_variable_naming_a_directory_is_one_line(tmp_path: Path) -> None:
+    for command in (["log"], ["stats"], ["profile", "status"], ["ui", "--port", "0"], ["config"]):
+        result = subprocess.run([LLMLENS, *command], capture_output=True, text=True, timeout=60, check=False,
+                                env={**os.environ, "LLMLENS_DB": str(tmp_path)})  # fmt: skip
+        one_line_error(result, f"LLMLENS_DB={str(tmp_path)!r} is not valid; accepted values: a file path")

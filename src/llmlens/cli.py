@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from llmlens.settings import SettingsError
+
     try:
         return _run(argv)
     except BrokenPipeError:  # `llmlens ... | head`: the reader left, the rest of the output is not wanted
@@ -84,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         quiet_stdout()
         return 0
+    except SettingsError as error:  # a bad variable a command reads first (LLMLENS_DB for the store's path)
+        print(f"llmlens: {error}", file=sys.stderr)
+        return 2
 
 
 def _run(argv: Sequence[str] | None) -> int:

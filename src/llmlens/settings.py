@@ -355,7 +355,10 @@ def _parse_text(where: str, raw: object) -> str:
 def _parse_path(where: str, raw: object) -> str:
     if not isinstance(raw, (str, os.PathLike)):
         raise _invalid(where, raw, "a file path")
-    return os.fspath(raw).strip()  # type: ignore[union-attr]
+    path: str = os.fspath(raw).strip()  # type: ignore[union-attr]
+    if os.path.isdir(path):  # (the store's file: a directory would fail at the first write, far from here)
+        raise _invalid(where, raw, f"a file path ({path} is a directory)")
+    return path
 
 
 def _health_number(where: str, raw: object, *, whole: bool = False) -> Any:

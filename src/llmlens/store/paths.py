@@ -17,8 +17,11 @@ def user_data_dir() -> Path:
     return Path(platform_data_home()) / "llmlens"
 
 
-def default_db_path() -> str:
-    """`$LLMLENS_DB` if set, else `<user data dir>/llmlens/llmlens.db`."""
+def default_db_path(lenient: bool = False) -> str:
+    """`$LLMLENS_DB` if set, else `<user data dir>/llmlens/llmlens.db`. A bad `$LLMLENS_DB` raises
+    SettingsError, or with `lenient` (in an application, where `instrument()` has said it) is ignored."""
+    if lenient:
+        return Settings.from_env_lenient(only=("db_path",))[0].db_path or str(user_data_dir() / FILE_NAME)
     return Settings.from_env(only=("db_path",)).db_path or str(user_data_dir() / FILE_NAME)
 
 

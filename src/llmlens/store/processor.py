@@ -95,7 +95,7 @@ class SQLiteSpanProcessor(SpanProcessor):
         flush_interval_s: float = 0.5,
         active_requests: bool = True,
     ) -> None:
-        self.path = str(path) if path is not None else default_db_path()
+        self.path = str(path) if path is not None else default_db_path(lenient=True)
         self.retention = retention or Retention.from_env()
         self.max_queue_size = max_queue_size
         self.batch_size = batch_size
