@@ -1007,3 +1007,9 @@ def test_provider_map_hosts_with_and_without_ports() -> None:
     assert Settings.from_env({ENV_PROVIDER_MAP: value}).provider_map == {
         "api.x.com": "openai", "h:8080": "vllm", "::1": "ollama", "[::1]:11434": "ollama",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", ["inf", "-inf", "nan", "1e400"])
+def test_a_health_number_must_be_finite_and_the_message_says_so(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"is not valid; accepted values: a finite number$"):
+        Settings.from_env({"LLMLENS_HEALTH_DEGRADED_P95_MS": raw})

@@ -364,7 +364,7 @@ def _parse_path(where: str, raw: object) -> str:
 def _health_number(where: str, raw: object, *, whole: bool = False) -> Any:
     value = _whole_number(raw) if whole else _real_number(raw)
     if value is None:
-        raise _invalid(where, raw, "an integer" if whole else "a number")
+        raise _invalid(where, raw, "an integer" if whole else "a finite number")
     return value
 
 
