@@ -29,7 +29,7 @@ from typing import Any
 
 from llmlens import prometheus as _prometheus
 from llmlens.prometheus import MetricsRegistry, PrometheusEndpoint
-from llmlens.settings import INSTRUMENT_READS, PROMETHEUS_DEFAULT_PORT, OtelSettings, Settings
+from llmlens.settings import PROMETHEUS_DEFAULT_PORT, OtelSettings, Settings
 
 _log = logging.getLogger("llmlens")
 
@@ -118,7 +118,7 @@ def _sampler(options: dict[str, Any]) -> Any:
     except Exception:  # a private helper of the SDK: fall back to its documented default
         base = ParentBased(TraceIdRatioBased(1.0))
     overrides = {"store": options["store"]} if options.get("store") is not None else {}
-    settings, _ = Settings.from_env_lenient(only=INSTRUMENT_READS, **overrides)  # (instrument() says errors)
+    settings, _ = Settings.from_env_lenient(only=("store",), **overrides)  # (instrument() says errors)
     if not settings.store:
         return base
     from llmlens.store.sampling import RecordGenAISampler

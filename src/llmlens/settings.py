@@ -265,8 +265,8 @@ def _parse_provider_map(where: str, raw: object) -> Mapping[str, str]:
     for host, _ in pairs:
         # host, host:port, an IPv6 address, or [an IPv6 address]:port; a port is a number
         if host.startswith("["):
-            port = host.partition("]")[2]
-            port = port[1:] if port.startswith(":") else None if not port else "x"
+            rest = host.partition("]")[2]  # "" or ":port" (anything else is no port number either)
+            port = rest.removeprefix(":") if rest else None
         else:
             port = host.rpartition(":")[2] if host.count(":") == 1 else None
         if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
@@ -576,16 +576,31 @@ class _Table:
         code that uses only a few (`instrument()`, the store's path): a bad variable it does not use is
         not its error. A bad value raises SettingsError.
         """
+        values, sources = cls._env_values(environ, only, None)
+        return cls()._apply(values, sources, keywords)  # type: ignore[attr-defined,no-any-return]
+
+    @classmethod
+    def _env_values(
+        cls, environ: Mapping[str, str] | None, only: Iterable[str] | None, errors: list[str] | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """(setting -> value, setting -> its variable) of the variables that are set, among `only`.
+        A bad one raises SettingsError, or with `errors` is left out and its message appended there."""
         env = os.environ if environ is None else environ
         rows = {s.name: s for s in cls.table()}
         wanted = rows if only is None else {name: rows[name] for name in only}
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for name, row in wanted.items():
-            value = row.read(env)
+            try:
+                value = row.read(env)
+            except SettingsError as error:
+                if errors is None:
+                    raise
+                errors.append(str(error))
+                continue
             if value is not _UNSET:
                 values[name], sources[name] = value, row.env
-        return cls()._apply(values, sources, keywords)  # type: ignore[attr-defined,no-any-return]
+        return values, sources
 
     @classmethod
     def from_env_lenient(
@@ -600,20 +615,8 @@ class _Table:
         out (the setting keeps its default, or the variable's value when the keyword was the bad one)
         and its error is returned, one line each; every other value applies. If the values that are
         good alone fail a check across settings, the keywords alone apply, or else the defaults."""
-        env = os.environ if environ is None else environ
-        rows = {s.name: s for s in cls.table()}
-        wanted = rows if only is None else {name: rows[name] for name in only}
-        values: dict[str, Any] = {}
-        sources: dict[str, str] = {}
         errors: list[str] = []
-        for name, row in wanted.items():
-            try:
-                value = row.read(env)
-            except SettingsError as error:
-                errors.append(str(error))
-                continue
-            if value is not _UNSET:
-                values[name], sources[name] = value, row.env
+        values, sources = cls._env_values(environ, only, errors)
         base = cls()
         good: dict[str, Any] = {}
         for name, raw in keywords.items():

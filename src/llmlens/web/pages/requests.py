@@ -49,11 +49,12 @@ def load_newer(conn: sqlite3.Connection, query: Mapping[str, str]) -> dict[str, 
 def cells(row: dict[str, Any], ctx: Ctx) -> list[Any]:
     profile = row.get("profile_id")
     status = row.get("status") or ""
+    model = formats.model_text(row)
     return [
         tag("a", row["id"], href=ctx.url(f"requests/{row['id']}"), class_="request-link"),
         tag("time", formats.local_time(row.get("start_ns")), datetime=row.get("start_time")),
         row.get("provider") or "",
-        tag("span", formats.model_text(row), class_="model", title=formats.model_text(row)),
+        tag("span", model, class_="model", title=model),
         row.get("operation") or "",
         "yes" if row.get("stream") else "",
         tag("span", breakable(formats.status_text(row)), title=row.get("error_message") or None,
